@@ -1,0 +1,33 @@
+# feedbridge developer targets. `make test` is the one test command (README).
+
+GO ?= go
+
+.PHONY: test test-deps vet bench fuzz run
+
+## test: install missing test servers (Debian packages), then vet and run every test with the race detector
+test: test-deps vet
+	$(GO) test -race -count=1 ./...
+
+test-deps:
+	@./scripts/test-deps.sh
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
+	$(GO) vet ./...
+
+## bench: the benchmarks recorded in docs/benchmarks.md
+bench: test-deps
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./core/
+
+## fuzz: run each fuzz target for FUZZTIME (default 30s)
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+run:
+	$(GO) run ./cmd/bridge

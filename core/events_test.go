@@ -1,0 +1,252 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// startListener runs a listener for the test and waits until it is subscribed.
+func startListener(t *testing.T, b *backend, opts core.ListenerOptions) *core.Listener {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := core.NewListener(b.store, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	must(t, l.WaitConnected(wctx))
+	return l
+}
+
+// next returns the subscription's next event that is not a connect resync.
+func next(t *testing.T, sub *core.Subscription) core.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("no event: %v", err)
+		}
+		if ev.Type == core.EventResync && ev.Reason == core.ResyncConnected {
+			continue
+		}
+		return ev
+	}
+}
+
+func noEvent(t *testing.T, sub *core.Subscription) {
+	t.Helper()
+	time.Sleep(50 * time.Millisecond)
+	if ev, ok := sub.TryNext(); ok {
+		t.Fatalf("unexpected event %v %q %q", ev.Type, ev.Feed, ev.ID)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		l := startListener(t, b, core.ListenerOptions{})
+		all := l.Subscribe(0)
+		defer all.Close()
+		one := l.SubscribeFeed("team:1:tasks", 0)
+		defer one.Close()
+		pat := l.SubscribePattern(core.MustPattern("team:*:tasks"), 0)
+		defer pat.Close()
+
+		create(t, b, "team:1:tasks", core.TypeSorted, nil)
+		create(t, b, "news", core.TypeFeed, nil)
+		create(t, b, "jobs", core.TypeJob, nil)
+		for _, want := range []core.EventType{core.EventCreate, core.EventConfig} {
+			ev := next(t, all)
+			if ev.Type != want || ev.Feed != "team:1:tasks" || ev.Instance != "test-instance" {
+				t.Fatalf("got %v %q %q, want %v", ev.Type, ev.Feed, ev.Instance, want)
+			}
+		}
+		for range 4 { // news and jobs: create + config
+			next(t, all)
+		}
+		if ev := next(t, one); ev.Type != core.EventCreate {
+			t.Fatalf("feed subscription got %v", ev.Type)
+		}
+		next(t, one)
+		next(t, pat)
+		next(t, pat)
+
+		id, err := s.Sorted("team:1:tasks").Append(ctx, []byte("task\x00one"))
+		must(t, err)
+		for _, sub := range []*core.Subscription{all, one, pat} {
+			ev := next(t, sub)
+			if ev.Type != core.EventPublish || ev.ID != id || string(ev.Item) != "task\x00one" {
+				t.Fatalf("publish event %v %q %q", ev.Type, ev.ID, ev.Item)
+			}
+			ev = next(t, sub)
+			if ev.Type != core.EventPosition || ev.Position != ":end" {
+				t.Fatalf("position event %v %q", ev.Type, ev.Position)
+			}
+		}
+		_, _ = s.Feed("news").Publish(ctx, []byte("n1"), "n")
+		_, _ = s.Feed("news").Publish(ctx, []byte("n2"), "n")
+		must(t, s.Feed("news").Retract(ctx, "n"))
+		for _, want := range []core.EventType{core.EventPublish, core.EventEdit, core.EventRetract} {
+			ev := next(t, all)
+			if ev.Type != want || ev.Feed != "news" || ev.ID != "n" {
+				t.Fatalf("got %v %q %q, want %v", ev.Type, ev.Feed, ev.ID, want)
+			}
+		}
+		noEvent(t, one)
+		noEvent(t, pat)
+
+		_, _ = s.Jobs("jobs").Put(ctx, []byte("j"), core.PutOptions{ID: "j1"})
+		_, _ = s.Jobs("jobs").Get(ctx, time.Second)
+		must(t, s.Jobs("jobs").FinishWithResult(ctx, "j1", []byte(`{"ok":true}`)))
+		if ev := next(t, all); ev.Type != core.EventJobFinish || ev.ID != "j1" || string(ev.Item) != `{"ok":true}` {
+			t.Fatalf("job finish event %v %q %q", ev.Type, ev.ID, ev.Item)
+		}
+		must(t, s.Delete(ctx, "team:1:tasks"))
+		if ev := next(t, pat); ev.Type != core.EventDelete || ev.Feed != "team:1:tasks" {
+			t.Fatalf("delete event %v %q", ev.Type, ev.Feed)
+		}
+		// a feed created after the listener started is followed from its first event
+		create(t, b, "team:2:tasks", core.TypeFeed, nil)
+		_, _ = s.Feed("team:2:tasks").Publish(ctx, []byte("x"), "first")
+		next(t, pat)
+		next(t, pat)
+		if ev := next(t, pat); ev.Type != core.EventPublish || ev.ID != "first" {
+			t.Fatalf("first event of a new feed: %v %q", ev.Type, ev.ID)
+		}
+		var last uint64
+		for {
+			ev, ok := all.TryNext()
+			if !ok {
+				break
+			}
+			if ev.Seq <= last {
+				t.Fatalf("seq went from %d to %d", last, ev.Seq)
+			}
+			last = ev.Seq
+		}
+	})
+}
+
+func TestSubscriptionOverflow(t *testing.T) {
+	b := miniBackend(t)
+	ctx := ctxT(t)
+	l := startListener(t, b, core.ListenerOptions{})
+	sub := l.SubscribeFeed("f", 4)
+	defer sub.Close()
+	create(t, b, "f", core.TypeFeed, nil)
+	for i := range 10 {
+		_, err := b.store.Feed("f").Publish(ctx, []byte("x"), string(rune('a'+i)))
+		must(t, err)
+	}
+	// wait until the listener has seen all 12 events (create, config, 10 publishes)
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Stats().Received < 12 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	ev := next(t, sub)
+	if ev.Type != core.EventResync || ev.Reason != core.ResyncOverflow {
+		t.Fatalf("first event after overflow: %v %v, want resync overflow", ev.Type, ev.Reason)
+	}
+	if l.Stats().Overflows == 0 {
+		t.Fatal("overflow not counted")
+	}
+	// events after the overflow are kept, in order
+	for sub.Len() > 0 {
+		ev, _ := sub.TryNext()
+		if ev.Type != core.EventPublish {
+			t.Fatalf("after the resync: %v", ev.Type)
+		}
+	}
+	_, _ = b.store.Feed("f").Publish(ctx, []byte("x"), "z")
+	if ev := next(t, sub); ev.ID != "z" {
+		t.Fatalf("live event after catching up: %q", ev.ID)
+	}
+}
+
+func TestResultWaiter(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		l := startListener(t, b, core.ListenerOptions{})
+		create(t, b, "jobs", core.TypeJob, nil)
+		j := s.Jobs("jobs")
+		id := core.NewID()
+		w := l.Expect("jobs", id)
+		_, err := j.Put(ctx, []byte("work"), core.PutOptions{ID: id, RecordTTL: time.Minute})
+		must(t, err)
+		go func() {
+			job, err := j.Get(ctx, 5*time.Second)
+			if err == nil {
+				_ = j.FinishWithResult(ctx, job.ID, []byte("done"))
+			}
+		}()
+		res, err := w.Wait(ctx)
+		must(t, err)
+		if string(res) != "done" {
+			t.Fatalf("result %q", res)
+		}
+		// the listener also records the result for later status reads
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st, err := j.State(ctx, id)
+			must(t, err)
+			if st.HasResult {
+				if st.State != core.JobFinished || string(st.Result) != "done" {
+					t.Fatalf("state %+v", st)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("result never recorded: %+v", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+
+		w = l.Expect("jobs", "never")
+		short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if _, err := w.Wait(short); !errors.Is(err, core.ErrTimeout) {
+			t.Fatalf("wait without a result: %v", err)
+		}
+	})
+}
+
+func TestListenerSurvivesRedisRestart(t *testing.T) {
+	b := realBackend(t)
+	ctx := ctxT(t)
+	l := startListener(t, b, core.ListenerOptions{PingInterval: 200 * time.Millisecond,
+		Backoff: core.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond}})
+	sub := l.Subscribe(0)
+	defer sub.Close()
+	create(t, b, "f", core.TypeFeed, nil)
+	next(t, sub)
+	next(t, sub)
+
+	b.real.Restart() // all data and the subscription are gone
+	ev, err := sub.Next(ctx)
+	must(t, err)
+	if ev.Type != core.EventResync || ev.Reason != core.ResyncConnected {
+		t.Fatalf("after restart: %v %v, want resync", ev.Type, ev.Reason)
+	}
+	if !l.Connected() || l.Stats().Reconnects != 1 {
+		t.Fatalf("connected=%v reconnects=%d", l.Connected(), l.Stats().Reconnects)
+	}
+	create(t, b, "f", core.TypeFeed, nil)
+	_, err = b.store.Feed("f").Publish(ctx, []byte("x"), "after")
+	must(t, err)
+	next(t, sub)
+	next(t, sub)
+	if ev := next(t, sub); ev.Type != core.EventPublish || ev.ID != "after" {
+		t.Fatalf("live event after restart: %v %q", ev.Type, ev.ID)
+	}
+}

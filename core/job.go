@@ -1,0 +1,351 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Job feed config fields (in feed.config:[feed]) that feedbridge reads; the
+// reference libraries leave timeouts and retry limits to the application.
+const (
+	// ConfigJobTimeout is the config field holding how long, in
+	// milliseconds, a job may stay claimed before maintenance cancels it.
+	ConfigJobTimeout = "job_timeout_ms"
+	// ConfigJobRetries is the config field holding how many cancels a job
+	// survives; one more stalls it. A negative value means no limit.
+	ConfigJobRetries = "job_max_retries"
+)
+
+// Defaults for job feeds whose config does not set the fields above.
+const (
+	DefaultJobTimeout = 60 * time.Second
+	DefaultJobRetries = 5
+)
+
+// JobFeed is a handle on a job feed (type "job"): every job is finished by
+// exactly one worker, retried when its worker fails or dies, and stalled for
+// a person when it keeps failing.
+type JobFeed struct {
+	s    *Store
+	name string
+	k    keys
+	err  error
+}
+
+// Jobs returns a handle on a job feed; a bad name is reported by every operation.
+func (s *Store) Jobs(name string) *JobFeed {
+	return &JobFeed{s: s, name: name, k: feedKeys(name), err: ValidateFeedName(name)}
+}
+
+// Name returns the job feed's name.
+func (j *JobFeed) Name() string { return j.name }
+
+// Job is a job claimed by a worker.
+type Job struct {
+	ID   string
+	Item []byte
+	// Cancelled is how many times the job was cancelled (failed) before.
+	Cancelled int
+}
+
+// PutOptions tunes JobFeed.Put.
+type PutOptions struct {
+	// ID is the job's id; empty means a random one. An id already in the
+	// job feed is refused with ErrJobExists.
+	ID string
+	// High puts the job at the head of the line.
+	High bool
+	// RecordTTL, when positive, keeps a status record of the job (and
+	// later its result) for this long so that JobFeed.Status can answer
+	// after the job has finished.
+	RecordTTL time.Duration
+}
+
+// Put adds a job and returns its id; the job is in Redis when Put returns.
+func (j *JobFeed) Put(ctx context.Context, item []byte, opts PutOptions) (string, error) {
+	if j.err != nil {
+		return "", j.err
+	}
+	id := opts.ID
+	if id == "" {
+		id = NewID()
+	} else if err := ValidateID(id); err != nil {
+		return "", err
+	}
+	ttl := max(opts.RecordTTL.Milliseconds(), 0)
+	err := j.s.run(ctx, scripts.jobPut,
+		[]string{j.k.config, j.k.ids, j.k.items, j.k.published, j.k.publishes, jobRecordKey(j.name, id)},
+		id, item, boolArg(opts.High), ttl).Err()
+	if err != nil {
+		return "", scriptError(err, j.name, TypeJob, "job put")
+	}
+	return id, nil
+}
+
+// Get claims the next available job, waiting up to timeout (0 = do not
+// wait); it returns an error wrapping ErrTimeout when none came.
+func (j *JobFeed) Get(ctx context.Context, timeout time.Duration) (Job, error) {
+	if j.err != nil {
+		return Job{}, j.err
+	}
+	keys := []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.cancelled}
+	deadline := time.Now().Add(timeout)
+	popped := ""
+	for {
+		vals, err := j.s.run(ctx, scripts.jobClaim, keys, popped).Slice()
+		switch {
+		case err == nil && len(vals) == 3:
+			n, _ := strconv.Atoi(stringOf(vals[2]))
+			return Job{ID: stringOf(vals[0]), Item: bytesOf(vals[1]), Cancelled: n}, nil
+		case err == nil:
+			popped = "" // retracted between pop and claim: take the next
+			continue
+		case !isNil(err):
+			return Job{}, scriptError(err, j.name, TypeJob, "job get")
+		}
+		popped, err = blockingPop(ctx, j.s, j.k.ids, time.Until(deadline))
+		if errors.Is(err, ErrTimeout) && time.Until(deadline) >= time.Millisecond {
+			continue // the whole seconds ran out; wait the rest
+		}
+		if err != nil {
+			return Job{}, fmt.Errorf("job get %q: %w", j.name, err)
+		}
+	}
+}
+
+// Finish completes a claimed job without a result (nothing is published).
+func (j *JobFeed) Finish(ctx context.Context, id string) error {
+	return j.finish(ctx, id, nil, false)
+}
+
+// FinishWithResult completes a claimed job and publishes result on
+// job.finish:[feed] for whoever waits for it.
+func (j *JobFeed) FinishWithResult(ctx context.Context, id string, result []byte) error {
+	return j.finish(ctx, id, result, true)
+}
+
+func (j *JobFeed) finish(ctx context.Context, id string, result []byte, publish bool) error {
+	if err := j.check(id); err != nil {
+		return err
+	}
+	err := j.s.run(ctx, scripts.jobFinish,
+		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items},
+		j.name, id, boolArg(publish), result).Err()
+	return scriptError(err, j.name, TypeJob, "job finish")
+}
+
+// CancelResult tells what a cancel did.
+type CancelResult struct {
+	// Count is how many times the job has now been cancelled.
+	Count int
+	// Stalled is true when the cancel went over the feed's retry limit and
+	// stalled the job instead of making it available again.
+	Stalled bool
+}
+
+// Cancel gives a claimed job back (its worker failed): it becomes available
+// again, or is stalled once cancelled more often than the feed's retry limit.
+func (j *JobFeed) Cancel(ctx context.Context, id string) (CancelResult, error) {
+	if err := j.check(id); err != nil {
+		return CancelResult{}, err
+	}
+	p, err := j.Policy(ctx)
+	if err != nil {
+		return CancelResult{}, err
+	}
+	return j.cancel(ctx, id, p.Retries, "")
+}
+
+func (j *JobFeed) cancel(ctx context.Context, id string, retries int, claimedBefore string) (CancelResult, error) {
+	vals, err := j.s.run(ctx, scripts.jobCancel,
+		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.ids, j.k.stalled, j.k.published},
+		id, retries, claimedBefore).Slice()
+	if err != nil {
+		return CancelResult{}, scriptError(err, j.name, TypeJob, "job cancel")
+	}
+	n, _ := vals[0].(int64)
+	return CancelResult{Count: int(n), Stalled: stringOf(vals[1]) == "stalled"}, nil
+}
+
+// Stall takes a claimed job out of circulation for a person to inspect.
+func (j *JobFeed) Stall(ctx context.Context, id string) error {
+	return j.stall(ctx, id, "claimed")
+}
+
+func (j *JobFeed) stall(ctx context.Context, id, from string) error {
+	if err := j.check(id); err != nil {
+		return err
+	}
+	err := j.s.run(ctx, scripts.jobStall,
+		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.stalled, j.k.published, j.k.ids},
+		id, from).Err()
+	return scriptError(err, j.name, TypeJob, "job stall")
+}
+
+// Retry makes a stalled job available again.
+func (j *JobFeed) Retry(ctx context.Context, id string) error {
+	if err := j.check(id); err != nil {
+		return err
+	}
+	err := j.s.run(ctx, scripts.jobRetry, []string{j.k.config, j.k.stalled, j.k.ids, j.k.published}, id).Err()
+	return scriptError(err, j.name, TypeJob, "job retry")
+}
+
+// Retract removes a job from every state; a missing id is an error
+// wrapping ErrItemNotFound.
+func (j *JobFeed) Retract(ctx context.Context, id string) error {
+	if err := j.check(id); err != nil {
+		return err
+	}
+	err := j.s.run(ctx, scripts.jobRetract,
+		[]string{j.k.config, j.k.items, j.k.ids, j.k.published, j.k.claimed, j.k.stalled, j.k.cancelled}, id).Err()
+	return scriptError(err, j.name, TypeJob, "job retract")
+}
+
+// Failures returns how many times a job was cancelled.
+func (j *JobFeed) Failures(ctx context.Context, id string) (int, error) {
+	st, err := j.State(ctx, id)
+	return st.Cancelled, err
+}
+
+// Item returns a job's payload while it is in the feed (available,
+// claimed or stalled), for inspection.
+func (j *JobFeed) Item(ctx context.Context, id string) ([]byte, error) {
+	if err := j.check(id); err != nil {
+		return nil, err
+	}
+	b, err := j.s.cmd.HGet(ctx, j.k.items, id).Bytes()
+	if isNil(err) {
+		return nil, fmt.Errorf("job item %q in %q: %w", id, j.name, ErrItemNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job item %q: %w", j.name, err)
+	}
+	return b, nil
+}
+
+// Available returns the ids waiting for a worker, next first.
+func (j *JobFeed) Available(ctx context.Context) ([]string, error) {
+	ids, err := j.s.cmd.LRange(ctx, j.k.ids, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs available %q: %w", j.name, err)
+	}
+	for l, r := 0, len(ids)-1; l < r; l, r = l+1, r-1 {
+		ids[l], ids[r] = ids[r], ids[l]
+	}
+	return ids, nil
+}
+
+// InFlight returns the ids claimed by workers, oldest claim first.
+func (j *JobFeed) InFlight(ctx context.Context) ([]string, error) {
+	ids, err := j.s.cmd.ZRange(ctx, j.k.claimed, 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs in flight %q: %w", j.name, err)
+	}
+	return ids, nil
+}
+
+// StalledIDs returns the ids of stalled jobs.
+func (j *JobFeed) StalledIDs(ctx context.Context) ([]string, error) {
+	ids, err := j.s.cmd.SMembers(ctx, j.k.stalled).Result()
+	if err != nil {
+		return nil, fmt.Errorf("jobs stalled %q: %w", j.name, err)
+	}
+	return ids, nil
+}
+
+// JobState is where a job is, and what the bridge recorded of it.
+type JobState struct {
+	// State is one of "queued", "claimed", "stalled", "finished" or "unknown".
+	State string
+	// Cancelled is how many times the job was cancelled.
+	Cancelled int
+	// Result is the job's result when it finished with one and the bridge
+	// recorded it (jobs put with a RecordTTL).
+	Result []byte
+	// HasResult tells a recorded empty result from none.
+	HasResult bool
+}
+
+// Job states reported by JobFeed.State.
+const (
+	JobQueued   = "queued"
+	JobClaimed  = "claimed"
+	JobStalled  = "stalled"
+	JobFinished = "finished"
+	JobUnknown  = "unknown"
+)
+
+// State reports a job's state in one round trip. A job no longer in the
+// feed is "finished" when the bridge holds its status record (put with a
+// RecordTTL, not yet expired), else "unknown".
+func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
+	if err := j.check(id); err != nil {
+		return JobState{}, err
+	}
+	vals, err := j.s.run(ctx, scripts.jobState,
+		[]string{j.k.config, j.k.items, j.k.claimed, j.k.stalled, j.k.cancelled, jobRecordKey(j.name, id)}, id).Slice()
+	if err != nil {
+		return JobState{}, scriptError(err, j.name, TypeJob, "job state")
+	}
+	st := JobState{State: stringOf(vals[0])}
+	st.Cancelled, _ = strconv.Atoi(stringOf(vals[1]))
+	if st.State == "gone" {
+		st.State = JobUnknown
+		if n, _ := vals[2].(int64); n == 1 {
+			st.State = JobFinished
+		}
+	}
+	if vals[3] != nil {
+		st.Result, st.HasResult = bytesOf(vals[3]), true
+	}
+	return st, nil
+}
+
+// recordResult stores a finished job's result in its status record, when
+// the record exists; the Listener calls it for every job.finish it sees.
+func (s *Store) recordResult(ctx context.Context, feed, id string, result []byte) error {
+	err := s.run(ctx, scripts.jobRecord, []string{jobRecordKey(feed, id)}, result).Err()
+	if err != nil {
+		return fmt.Errorf("record job result %q: %w", feed, err)
+	}
+	return nil
+}
+
+// JobPolicy is a job feed's timeout and retry limit.
+type JobPolicy struct {
+	// Timeout is how long a job may stay claimed before it is cancelled.
+	Timeout time.Duration
+	// Retries is how many cancels a job survives; negative = no limit.
+	Retries int
+}
+
+// Policy reads the job feed's timeout and retry limit from its config,
+// falling back to DefaultJobTimeout and DefaultJobRetries.
+func (j *JobFeed) Policy(ctx context.Context) (JobPolicy, error) {
+	if j.err != nil {
+		return JobPolicy{}, j.err
+	}
+	vals, err := j.s.cmd.HMGet(ctx, j.k.config, ConfigJobTimeout, ConfigJobRetries).Result()
+	if err != nil {
+		return JobPolicy{}, fmt.Errorf("job policy %q: %w", j.name, err)
+	}
+	p := JobPolicy{Timeout: DefaultJobTimeout, Retries: DefaultJobRetries}
+	if ms, err := strconv.ParseInt(stringOf(vals[0]), 10, 64); err == nil && ms > 0 {
+		p.Timeout = time.Duration(ms) * time.Millisecond
+	}
+	if n, err := strconv.Atoi(stringOf(vals[1])); err == nil {
+		p.Retries = n
+	}
+	return p, nil
+}
+
+func (j *JobFeed) check(id string) error {
+	if j.err != nil {
+		return j.err
+	}
+	return ValidateID(id)
+}

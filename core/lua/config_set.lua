@@ -1,0 +1,9 @@
+-- KEYS: config
+-- ARGV: feed, instance, isnew ('1' publishes newfeed first), field, value, ...
+if #ARGV > 3 then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+end
+local payload = ARGV[1] .. '\0' .. ARGV[2]
+if ARGV[3] == '1' then redis.call('PUBLISH', 'newfeed', payload) end
+redis.call('PUBLISH', 'conffeed', payload)
+return 1

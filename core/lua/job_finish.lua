@@ -1,0 +1,14 @@
+-- Job finish, publishing the result when one is given.
+-- KEYS: config, claimed, cancelled, published, finishes, items
+-- ARGV: feed, id, hasresult ('1'), result
+local e = fbneed(KEYS[1], 'job'); if e then return e end
+local id = ARGV[2]
+if redis.call('ZREM', KEYS[2], id) == 0 then return redis.error_reply('FBNOTCLAIMED') end
+redis.call('HDEL', KEYS[3], id)
+redis.call('ZREM', KEYS[4], id)
+redis.call('INCR', KEYS[5])
+redis.call('HDEL', KEYS[6], id)
+if ARGV[3] == '1' then
+  redis.call('PUBLISH', 'job.finish:' .. ARGV[1], id .. '\0' .. ARGV[4])
+end
+return 1

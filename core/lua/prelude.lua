@@ -1,0 +1,27 @@
+-- feedbridge prelude, prepended to every script.
+-- KEYS[1] is always the feed's config hash, feed.config:[feed].
+-- Errors are replied as "FB<CODE> [detail]" and mapped to Go errors.
+
+-- fbtype returns the feed's type, 'feed' when the config has no type
+-- field, or nil when the feed has no config at all (does not exist).
+local function fbtype(cfg)
+  local t = redis.call('HGET', cfg, 'type')
+  if t then return t end
+  if redis.call('EXISTS', cfg) == 1 then return 'feed' end
+  return nil
+end
+
+-- fbneed returns an error reply unless the feed exists and has type want.
+local function fbneed(cfg, want)
+  local t = fbtype(cfg)
+  if not t then return redis.error_reply('FBNOFEED') end
+  if t ~= want then return redis.error_reply('FBTYPE ' .. t) end
+  return nil
+end
+
+-- fbnow is the server's clock in milliseconds since the Unix epoch.
+local function fbnow()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+

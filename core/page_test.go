@@ -1,0 +1,104 @@
+package core_test
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+func pageIDs(p core.Page) []string {
+	var ids []string
+	for _, it := range p.Items {
+		ids = append(ids, it.ID)
+	}
+	return ids
+}
+
+func TestPagesPlainFeedNewestFirst(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "f", core.TypeFeed, nil)
+		f := s.Feed("f")
+		for i := range 7 {
+			_, err := f.Publish(ctx, []byte(fmt.Sprint("item", i)), fmt.Sprint(i))
+			must(t, err)
+			if i%2 == 0 {
+				time.Sleep(2 * time.Millisecond) // some ties in publish time, some not
+			}
+		}
+		p, err := f.Page(ctx, core.PageRequest{Limit: 3})
+		must(t, err)
+		if got := pageIDs(p); !slices.Equal(got, []string{"6", "5", "4"}) || p.Total != 7 || !p.HasNext() || p.HasPrev() {
+			t.Fatalf("first page %v total %d", got, p.Total)
+		}
+		if p.Items[0].Published.IsZero() || time.Since(p.Items[0].Published) > time.Minute {
+			t.Fatalf("published time %v", p.Items[0].Published)
+		}
+		c := p.Items[2].Cursor()
+		p, _ = f.Page(ctx, core.PageRequest{Limit: 3, After: &c})
+		if got := pageIDs(p); !slices.Equal(got, []string{"3", "2", "1"}) || p.Start != 3 {
+			t.Fatalf("second page %v start %d", got, p.Start)
+		}
+		// the cursor survives the removal of its item
+		must(t, f.Retract(ctx, "4"))
+		p, _ = f.Page(ctx, core.PageRequest{Limit: 3, After: &c})
+		if got := pageIDs(p); !slices.Equal(got, []string{"3", "2", "1"}) {
+			t.Fatalf("page after a gone cursor %v", got)
+		}
+		// an encoded cursor round-trips
+		dc, err := core.DecodeCursor(c.Encode())
+		must(t, err)
+		if dc != c {
+			t.Fatalf("decoded %+v, want %+v", dc, c)
+		}
+		last := core.Cursor{ID: "1"}
+		p, _ = f.Page(ctx, core.PageRequest{Limit: 3, Before: &last})
+		if got := pageIDs(p); !slices.Equal(got, []string{"5", "3", "2"}) || p.Start != 1 {
+			t.Fatalf("page before 1: %v start %d", got, p.Start)
+		}
+		p, _ = f.Page(ctx, core.PageRequest{Limit: 2, Offset: 4})
+		if got := pageIDs(p); !slices.Equal(got, []string{"1", "0"}) || p.HasNext() {
+			t.Fatalf("page at offset 4: %v", got)
+		}
+		gone := core.Cursor{ID: "nope"}
+		if _, err := f.Page(ctx, core.PageRequest{After: &gone}); !errors.Is(err, core.ErrItemNotFound) {
+			t.Fatalf("cursor of an unknown id without a hint: %v", err)
+		}
+	})
+}
+
+func TestPagesSortedFeedInPositionOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "s", core.TypeSorted, nil)
+		f := s.Sorted("s")
+		for range 5 {
+			_, err := f.Append(ctx, []byte("x"))
+			must(t, err)
+		}
+		must(t, f.Move(ctx, "5", core.Position{Kind: core.PosBegin}))
+		p, err := f.Page(ctx, core.PageRequest{Limit: 2})
+		must(t, err)
+		if got := pageIDs(p); !slices.Equal(got, []string{"5", "1"}) || !p.Items[0].Published.IsZero() {
+			t.Fatalf("first page %v", got)
+		}
+		c := p.Items[1].Cursor()
+		must(t, f.Retract(ctx, "1"))
+		p, _ = f.Page(ctx, core.PageRequest{Limit: 10, After: &c})
+		if got := pageIDs(p); !slices.Equal(got, []string{"2", "3", "4"}) {
+			t.Fatalf("after a gone cursor %v", got)
+		}
+	})
+}
+
+func TestCursorDecodeRejectsJunk(t *testing.T) {
+	for _, tok := range []string{"", "!!!", "YWJj", core.Cursor{ID: "a\nb"}.Encode(), core.Cursor{ID: "x", Hint: "zz"}.Encode()} {
+		if _, err := core.DecodeCursor(tok); !errors.Is(err, core.ErrInvalid) {
+			t.Errorf("DecodeCursor(%q): %v", tok, err)
+		}
+	}
+}
