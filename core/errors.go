@@ -32,6 +32,10 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrTimeout means a blocking read or a wait ended without a result.
 	ErrTimeout = errors.New("timed out")
+	// ErrDenied means the ACL does not allow the actor the operation.
+	ErrDenied = errors.New("not allowed")
+	// ErrTooLarge means a payload is over the configured limit.
+	ErrTooLarge = errors.New("too large")
 )
 
 // WrongTypeError reports an operation of one feed type applied to a feed of another.

@@ -154,8 +154,25 @@ func (f *Feed) Publish(ctx context.Context, item []byte, id string) (PublishResu
 	} else if err := ValidateID(id); err != nil {
 		return PublishResult{}, err
 	}
+	return f.publish(ctx, item, id, "")
+}
+
+// Edit replaces the payload of an existing item, like a publish of its id,
+// but fails with ErrItemNotFound instead of creating it.
+func (f *Feed) Edit(ctx context.Context, id string, item []byte) error {
+	if f.err != nil {
+		return f.err
+	}
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	_, err := f.publish(ctx, item, id, "edit")
+	return err
+}
+
+func (f *Feed) publish(ctx context.Context, item []byte, id, mode string) (PublishResult, error) {
 	added, err := f.s.run(ctx, scripts.publish, []string{f.k.config, f.k.ids, f.k.items, f.k.publishes},
-		f.name, id, item).Int64()
+		f.name, id, item, mode).Int64()
 	if err != nil {
 		return PublishResult{}, scriptError(err, f.name, TypeFeed, "publish")
 	}

@@ -243,3 +243,52 @@ func parseScore(s string) (float64, error) {
 
 // isNil reports a nil reply.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// FeedInfo describes a feed for listings.
+type FeedInfo struct {
+	Name   string
+	Type   FeedType
+	Config map[string]string
+	// Count is the number of items (for queues and job feeds: jobs not yet
+	// taken or finished).
+	Count int64
+}
+
+// Describe returns type, config and item count of each feed, in one
+// pipelined round trip; feeds that do not exist are left out.
+func (s *Store) Describe(ctx context.Context, feeds ...string) ([]FeedInfo, error) {
+	pipe := s.rdb.Pipeline()
+	cfgs := make([]*redis.MapStringStringCmd, len(feeds))
+	zcards := make([]*redis.IntCmd, len(feeds))
+	hlens := make([]*redis.IntCmd, len(feeds))
+	for i, f := range feeds {
+		cfgs[i] = pipe.HGetAll(ctx, prefixConfig+f)
+		zcards[i] = pipe.ZCard(ctx, prefixIDs+f) // a WRONGTYPE error when ids is a list: unused then
+		hlens[i] = pipe.HLen(ctx, prefixItems+f)
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	out := make([]FeedInfo, 0, len(feeds))
+	for i, f := range feeds {
+		cfg, err := cfgs[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("describe %q: %w", f, err)
+		}
+		if len(cfg) == 0 {
+			continue
+		}
+		info := FeedInfo{Name: f, Type: FeedType(cfg["type"]), Config: cfg}
+		if info.Type == "" {
+			info.Type = TypeFeed
+			cfg["type"] = string(TypeFeed)
+		}
+		count := hlens[i]
+		if info.Type == TypeFeed {
+			count = zcards[i]
+		}
+		if info.Count, err = count.Result(); err != nil {
+			return nil, fmt.Errorf("describe %q: %w", f, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}

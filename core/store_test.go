@@ -507,3 +507,30 @@ func TestJobStatusRecord(t *testing.T) {
 		}
 	})
 }
+
+func TestDescribe(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "p", core.TypeFeed, map[string]string{"title": "P"})
+		create(t, b, "s", core.TypeSorted, nil)
+		create(t, b, "j", core.TypeJob, nil)
+		_, _ = s.Feed("p").Publish(ctx, []byte("x"), "1")
+		_, _ = s.Sorted("s").Append(ctx, []byte("x"))
+		_, _ = s.Sorted("s").Append(ctx, []byte("y"))
+		_, _ = s.Jobs("j").Put(ctx, []byte("x"), core.PutOptions{})
+		infos, err := s.Describe(ctx, "p", "missing", "s", "j")
+		must(t, err)
+		if len(infos) != 3 {
+			t.Fatalf("infos %+v", infos)
+		}
+		if infos[0].Name != "p" || infos[0].Type != core.TypeFeed || infos[0].Count != 1 || infos[0].Config["title"] != "P" {
+			t.Errorf("plain %+v", infos[0])
+		}
+		if infos[1].Type != core.TypeSorted || infos[1].Count != 2 {
+			t.Errorf("sorted %+v", infos[1])
+		}
+		if infos[2].Type != core.TypeJob || infos[2].Count != 1 {
+			t.Errorf("job %+v", infos[2])
+		}
+	})
+}

@@ -1,0 +1,2 @@
+// Package atom is feedbridge's Atom adapter (work in progress).
+package atom

@@ -1,0 +1,2 @@
+// Package irc is feedbridge's IRC adapter (work in progress).
+package irc

@@ -1,0 +1,2 @@
+// Package rest is feedbridge's REST adapter (work in progress).
+package rest

@@ -1,0 +1,2 @@
+// Package xmpp is feedbridge's XMPP adapter (work in progress).
+package xmpp

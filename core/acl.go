@@ -1,0 +1,202 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+)
+
+// Actor is who asked for something, as the protocol proved it: never an
+// identity claimed inside a payload.
+type Actor struct {
+	// Protocol is the adapter that authenticated the actor: "xmpp", "irc",
+	// "rest", "atom", or "core" for programs using the Go API.
+	Protocol string `json:"protocol"`
+	// ID is the proven identity: a bare JID (xmpp), an account name or a
+	// nick!user@host mask (irc), a token name (rest), or "anonymous".
+	ID string `json:"id"`
+	// Display is a human-readable name, when the protocol offers one.
+	Display string `json:"display,omitempty"`
+}
+
+// Anonymous is the ID of actors that proved nothing.
+const Anonymous = "anonymous"
+
+// String returns "protocol:id", the form ACL actor patterns match.
+func (a Actor) String() string { return a.Protocol + ":" + a.ID }
+
+// Operations the ACL grants besides action verbs.
+const (
+	// OpRead covers discovering, reading and subscribing to a feed.
+	OpRead = "read"
+	// OpAll in an ACL rule grants every operation, custom verbs included.
+	OpAll = "*"
+)
+
+// The standard verbs, applied by the built-in worker.
+const (
+	VerbPublish = "publish"
+	VerbEdit    = "edit"
+	VerbRetract = "retract"
+	VerbMove    = "move"
+)
+
+// StandardVerbs lists the verbs the built-in worker applies.
+var StandardVerbs = []string{VerbPublish, VerbEdit, VerbRetract, VerbMove}
+
+var verbRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+// ValidateVerb checks a verb name: 1 to 32 of a-z, 0-9, '_' and '-',
+// starting with a letter.
+func ValidateVerb(verb string) error {
+	if !verbRE.MatchString(verb) {
+		return fmt.Errorf("verb %q: want 1-32 of a-z 0-9 _ -, starting with a letter: %w", verb, ErrInvalid)
+	}
+	return nil
+}
+
+// FeedFilter selects feeds by glob patterns: a feed is selected when it
+// matches an include pattern and no exclude pattern.
+type FeedFilter struct {
+	Include []string `yaml:"include"`
+	Exclude []string `yaml:"exclude"`
+
+	include, exclude []Pattern
+}
+
+// Compile checks the patterns; sec and key name them in errors.
+func (f *FeedFilter) Compile(sec *Section, key string) error {
+	var errs []error
+	f.include, f.exclude = nil, nil
+	for i, g := range f.Include {
+		p, err := CompilePattern(g)
+		if err != nil {
+			errs = append(errs, sec.Errorf(fmt.Sprintf("%s.include[%d]", key, i), "%v", err))
+		}
+		f.include = append(f.include, p)
+	}
+	for i, g := range f.Exclude {
+		p, err := CompilePattern(g)
+		if err != nil {
+			errs = append(errs, sec.Errorf(fmt.Sprintf("%s.exclude[%d]", key, i), "%v", err))
+		}
+		f.exclude = append(f.exclude, p)
+	}
+	return errors.Join(errs...)
+}
+
+// Allows reports whether the filter selects feed.
+func (f *FeedFilter) Allows(feed string) bool {
+	if f == nil {
+		return true
+	}
+	in := false
+	for _, p := range f.include {
+		if p.Match(feed) {
+			in = true
+			break
+		}
+	}
+	if !in {
+		return false
+	}
+	for _, p := range f.exclude {
+		if p.Match(feed) {
+			return false
+		}
+	}
+	return true
+}
+
+// ACLRule grants operations on feeds to actors. Actors are glob patterns
+// over "protocol:id" ("xmpp:*@example.org", "irc:alice", "rest:deploy",
+// "*:anonymous", "*"); Feeds are glob patterns over feed names; Allow
+// lists operations: "read", verbs ("publish", "edit", "retract", "move",
+// custom ones) or "*" for all.
+type ACLRule struct {
+	Actors []string `yaml:"actors"`
+	Feeds  []string `yaml:"feeds"`
+	Allow  []string `yaml:"allow"`
+
+	actors, feeds []Pattern
+}
+
+// ACL decides what each actor may do on each feed. Everything is denied
+// unless a rule allows it.
+type ACL struct {
+	rules []ACLRule
+}
+
+// NewACL compiles rules; sec and key name them in errors.
+func NewACL(rules []ACLRule, sec *Section, key string) (*ACL, error) {
+	var errs []error
+	out := make([]ACLRule, len(rules))
+	for i, r := range rules {
+		at := fmt.Sprintf("%s[%d]", key, i)
+		if len(r.Actors) == 0 || len(r.Feeds) == 0 || len(r.Allow) == 0 {
+			errs = append(errs, sec.Errorf(at, "a rule needs actors, feeds and allow (for example actors: [\"*\"], feeds: [\"*\"], allow: [read])"))
+		}
+		for j, a := range r.Actors {
+			p, err := CompilePattern(a)
+			if err != nil {
+				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.actors[%d]", at, j), "%v", err))
+			}
+			r.actors = append(r.actors, p)
+		}
+		for j, f := range r.Feeds {
+			p, err := CompilePattern(f)
+			if err != nil {
+				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err))
+			}
+			r.feeds = append(r.feeds, p)
+		}
+		for j, op := range r.Allow {
+			if op != OpAll && op != OpRead && ValidateVerb(op) != nil {
+				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.allow[%d]", at, j),
+					"%q is not an operation: use read, publish, edit, retract, move, a custom verb name, or *", op))
+			}
+		}
+		out[i] = r
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &ACL{rules: out}, nil
+}
+
+// MustACL builds an ACL from rules known to be valid; it panics otherwise.
+func MustACL(rules ...ACLRule) *ACL {
+	a, err := NewACL(rules, &Section{File: "acl"}, "acl")
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// Allowed reports whether actor may perform op on feed.
+func (a *ACL) Allowed(actor Actor, feed, op string) bool {
+	if a == nil {
+		return false
+	}
+	who := actor.String()
+	for _, r := range a.rules {
+		if !slices.Contains(r.Allow, op) && !slices.Contains(r.Allow, OpAll) {
+			continue
+		}
+		if !anyMatch(r.actors, who) || !anyMatch(r.feeds, feed) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func anyMatch(ps []Pattern, s string) bool {
+	for _, p := range ps {
+		if p.Match(s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,327 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is bridge.yaml's shared part; each adapter's section is decoded
+// by the adapter itself (see Factory).
+type Config struct {
+	// Instance names this process in Thoonk notices; empty = random.
+	Instance string `yaml:"instance"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	Log             LogConfig     `yaml:"log"`
+	Redis           RedisConfig   `yaml:"redis"`
+	HTTP            HTTPConfig    `yaml:"http"`
+	// Feeds selects the feeds every adapter exposes (each may override it).
+	Feeds   FeedFilter    `yaml:"feeds"`
+	Actions ActionsConfig `yaml:"actions"`
+	Jobs    JobsConfig    `yaml:"jobs"`
+	ACL     []ACLRule     `yaml:"acl"`
+	Worker  WorkerConfig  `yaml:"worker"`
+
+	root     *Section
+	adapters map[string]*Section
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// RedisConfig says where the feeds live.
+type RedisConfig struct {
+	// URL is a redis:// or rediss:// URL, or "embedded" for an in-process
+	// Redis (data in memory only) listening on EmbeddedAddr.
+	URL SecretURL `yaml:"url"`
+	// Mode is single, sentinel or cluster (see NewRedisClient).
+	Mode string `yaml:"mode"`
+	// EmbeddedAddr is the loopback address the embedded Redis listens on.
+	EmbeddedAddr string `yaml:"embedded_addr"`
+}
+
+// Embedded reports whether the config asks for the in-process Redis.
+func (r RedisConfig) Embedded() bool { return r.URL == "embedded" }
+
+// HTTPConfig is the one HTTP listener REST, Atom, health and metrics share.
+type HTTPConfig struct {
+	// Listen is host:port; empty turns HTTP off.
+	Listen string `yaml:"listen"`
+	// PublicURL is the base URL clients use (behind a proxy: the public
+	// one); empty means http://Listen.
+	PublicURL         string        `yaml:"public_url"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds ordinary responses; event streams clear it.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout"`
+	// Metrics serves /metrics when true.
+	Metrics bool `yaml:"metrics"`
+}
+
+// ActionsConfig routes actions to job feeds.
+type ActionsConfig struct {
+	// Queue is the default job feed for actions.
+	Queue string `yaml:"queue"`
+	// Routes send some feeds' (and verbs') actions elsewhere; first match wins.
+	Routes []ActionRoute `yaml:"routes"`
+	// MaxItemBytes bounds an action's payload.
+	MaxItemBytes int `yaml:"max_item_bytes"`
+	// ResultTTL is how long a job's status and result stay readable.
+	ResultTTL time.Duration `yaml:"result_ttl"`
+	// CreateQueues creates missing action job feeds at start.
+	CreateQueues bool `yaml:"create_queues"`
+}
+
+// JobsConfig tunes job maintenance.
+type JobsConfig struct {
+	// MaintenanceInterval is the time between maintenance passes; 0 turns
+	// maintenance off in this process.
+	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
+	// Timeout and Retries are written into the config of job feeds the
+	// bridge creates (job_timeout_ms, job_max_retries).
+	Timeout time.Duration `yaml:"timeout"`
+	Retries int           `yaml:"retries"`
+}
+
+// WorkerConfig configures the built-in worker.
+type WorkerConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Queues are the job feeds it takes actions from; empty = every action queue.
+	Queues []string `yaml:"queues"`
+	// Concurrency is the number of jobs handled at once per queue.
+	Concurrency int `yaml:"concurrency"`
+	// Schemas validate items by feed pattern before publish and edit.
+	Schemas []SchemaRule `yaml:"schemas"`
+}
+
+// SchemaRule applies a JSON Schema file to the items of matching feeds.
+type SchemaRule struct {
+	Feeds []string `yaml:"feeds"`
+	File  string   `yaml:"file"`
+}
+
+// DefaultConfig returns every default, in one place.
+func DefaultConfig() Config {
+	return Config{
+		ShutdownTimeout: 10 * time.Second,
+		Log:             LogConfig{Level: "info", Format: "text"},
+		Redis:           RedisConfig{URL: "embedded", Mode: RedisSingle, EmbeddedAddr: "127.0.0.1:6399"},
+		HTTP: HTTPConfig{
+			Listen: "127.0.0.1:8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, Metrics: true,
+		},
+		Feeds:   FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}},
+		Actions: ActionsConfig{Queue: "feedbridge.actions", MaxItemBytes: 256 << 10, ResultTTL: 24 * time.Hour, CreateQueues: true},
+		Jobs:    JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: DefaultJobTimeout, Retries: DefaultJobRetries},
+		Worker:  WorkerConfig{Enabled: true, Concurrency: 4},
+	}
+}
+
+// LoadConfig parses and validates a config file's data. adapters names the
+// registered adapters' sections, which are kept raw for their factories.
+// The error lists every problem found, each with file, line and key.
+func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
+	root, err := ParseYAML(file, data)
+	if err != nil {
+		return nil, err
+	}
+	cfg := DefaultConfig()
+	cfg.root = root
+	cfg.adapters = map[string]*Section{}
+	for _, name := range adapters {
+		cfg.adapters[name] = root.Sub(name)
+	}
+	var errs []error
+	if m := mapping(root.Node); m != nil {
+		shared := *m
+		shared.Content = nil
+		allowed := append(structKeys(reflectTypeOfConfig), adapters...)
+		slices.Sort(allowed)
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			key := m.Content[i].Value
+			switch {
+			case slices.Contains(adapters, key):
+			case slices.Contains(allowed, key):
+				shared.Content = append(shared.Content, m.Content[i], m.Content[i+1])
+			default:
+				errs = append(errs, fmt.Errorf("%s:%d: unknown section %q (allowed: %s)", file, m.Content[i].Line, key, strings.Join(allowed, ", ")))
+			}
+		}
+		sec := &Section{File: file, Node: &shared, lines: root.lines}
+		if err := sec.Decode(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, cfg.validate())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+var reflectTypeOfConfig = reflectType[Config]()
+
+// Adapter returns an adapter's raw section (Node nil when absent).
+func (c *Config) Adapter(name string) *Section {
+	if s, ok := c.adapters[name]; ok {
+		return s
+	}
+	return &Section{File: c.root.File, Path: name, lines: c.root.lines}
+}
+
+// Root returns the whole file's section, for messages about any key.
+func (c *Config) Root() *Section { return c.root }
+
+// PublicBase returns the HTTP base URL clients reach, without a trailing slash.
+func (c *Config) PublicBase() string {
+	if c.HTTP.PublicURL != "" {
+		return strings.TrimRight(c.HTTP.PublicURL, "/")
+	}
+	if c.HTTP.Listen == "" {
+		return ""
+	}
+	return "http://" + c.HTTP.Listen
+}
+
+func (c *Config) validate() error {
+	s := c.root
+	var errs []error
+	bad := func(key, format string, args ...any) { errs = append(errs, s.Errorf(key, format, args...)) }
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout", "must be more than 0, for example 10s")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "%q is not a level: use debug, info, warn or error", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "%q is not a format: use text or json", c.Log.Format)
+	}
+	if c.Redis.Embedded() {
+		host, _, err := net.SplitHostPort(c.Redis.EmbeddedAddr)
+		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
+			bad("redis.embedded_addr", "%q must be a loopback host:port such as 127.0.0.1:6399 (the embedded Redis has no password)", c.Redis.EmbeddedAddr)
+		}
+	} else if c.Redis.URL == "" {
+		bad("redis.url", "set a redis:// URL, or embedded for the in-process Redis")
+	} else if rdb, err := NewRedisClient(c.Redis.URL.Reveal(), c.Redis.Mode); err != nil {
+		bad("redis", "%v", redactURLError(err, c.Redis.URL.Reveal()))
+	} else {
+		_ = rdb.Close()
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			bad("http.listen", "%q must be host:port, such as 127.0.0.1:8080 (or empty to turn HTTP off)", c.HTTP.Listen)
+		}
+	}
+	if c.HTTP.PublicURL != "" {
+		u, err := url.Parse(c.HTTP.PublicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			bad("http.public_url", "%q must be an absolute http(s) URL such as https://feeds.example.org", c.HTTP.PublicURL)
+		}
+	}
+	for key, d := range map[string]time.Duration{"http.read_header_timeout": c.HTTP.ReadHeaderTimeout,
+		"http.read_timeout": c.HTTP.ReadTimeout, "http.write_timeout": c.HTTP.WriteTimeout, "http.idle_timeout": c.HTTP.IdleTimeout} {
+		if d < 0 {
+			bad(key, "must not be negative (0 means no limit)")
+		}
+	}
+	if err := c.Feeds.Compile(s, "feeds"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateFeedName(c.Actions.Queue); err != nil {
+		bad("actions.queue", "name the default job feed for actions: %v", err)
+	}
+	if err := CompileRoutes(c.Actions.Routes, s, "actions.routes"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Actions.MaxItemBytes <= 0 {
+		bad("actions.max_item_bytes", "must be more than 0, for example 262144")
+	}
+	if c.Actions.ResultTTL < time.Second {
+		bad("actions.result_ttl", "must be at least 1s, for example 24h")
+	}
+	if c.Jobs.MaintenanceInterval < 0 {
+		bad("jobs.maintenance_interval", "must not be negative (0 turns maintenance off here)")
+	}
+	if c.Jobs.Timeout < time.Second {
+		bad("jobs.timeout", "must be at least 1s, for example 60s")
+	}
+	if _, err := NewACL(c.ACL, s, "acl"); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 256 {
+		bad("worker.concurrency", "must be between 1 and 256")
+	}
+	for i, q := range c.Worker.Queues {
+		if err := ValidateFeedName(q); err != nil {
+			bad(fmt.Sprintf("worker.queues[%d]", i), "%v", err)
+		}
+	}
+	for i, r := range c.Worker.Schemas {
+		at := fmt.Sprintf("worker.schemas[%d]", i)
+		if r.File == "" {
+			bad(at+".file", "name the JSON Schema file")
+		}
+		for j, g := range r.Feeds {
+			if _, err := CompilePattern(g); err != nil {
+				bad(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CompiledACL returns the config's ACL (valid once LoadConfig succeeded).
+func (c *Config) CompiledACL() *ACL {
+	a, err := NewACL(c.ACL, c.root, "acl")
+	if err != nil {
+		return &ACL{}
+	}
+	return a
+}
+
+// WorkerQueues returns the job feeds the built-in worker serves.
+func (c *Config) WorkerQueues() []string {
+	if len(c.Worker.Queues) > 0 {
+		return c.Worker.Queues
+	}
+	qs := []string{c.Actions.Queue}
+	for _, r := range c.Actions.Routes {
+		if !slices.Contains(qs, r.Queue) {
+			qs = append(qs, r.Queue)
+		}
+	}
+	return qs
+}
+
+// redactURLError removes a URL's password from an error message.
+func redactURLError(err error, raw string) error {
+	u, perr := url.Parse(raw)
+	msg := err.Error()
+	if perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "***")
+		}
+	}
+	return errors.New(msg)
+}
+
+// MarshalEffective renders the shared config as YAML with secrets masked.
+func (c *Config) MarshalEffective() ([]byte, error) {
+	return yaml.Marshal(c)
+}

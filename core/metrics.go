@@ -1,0 +1,163 @@
+package core
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the bridge's Prometheus metrics, in a registry of its own.
+// A nil *Metrics records nothing, so tests and tools may pass nil.
+type Metrics struct {
+	reg        *prometheus.Registry
+	eventsOut  *prometheus.CounterVec
+	eventsIn   *prometheus.CounterVec
+	actions    *prometheus.CounterVec
+	results    *prometheus.CounterVec
+	reconnects *prometheus.CounterVec
+	adapterUp  *prometheus.GaugeVec
+}
+
+// NewMetrics creates the metrics, with Go runtime and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		eventsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_events_out_total", Help: "Feed events delivered to protocol clients, by adapter.",
+		}, []string{"adapter"}),
+		eventsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_requests_in_total", Help: "Requests received from protocol clients, by adapter.",
+		}, []string{"adapter"}),
+		actions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_actions_total", Help: "Actions by protocol, verb and outcome (submitted, denied, invalid, failed).",
+		}, []string{"protocol", "verb", "outcome"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_job_results_total", Help: "Action jobs finished by the built-in worker, by queue and result code.",
+		}, []string{"queue", "code"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_reconnects_total", Help: "Connections re-established after a loss, by component.",
+		}, []string{"component"}),
+		adapterUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feedbridge_adapter_up", Help: "1 when the adapter is connected and serving, else 0.",
+		}, []string{"adapter"}),
+	}
+	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Register adds collectors (for example, queue depths read on scrape).
+func (m *Metrics) Register(cs ...prometheus.Collector) {
+	if m != nil {
+		m.reg.MustRegister(cs...)
+	}
+}
+
+// EventOut counts n feed events delivered by an adapter.
+func (m *Metrics) EventOut(adapter string, n int) {
+	if m != nil {
+		m.eventsOut.WithLabelValues(adapter).Add(float64(n))
+	}
+}
+
+// RequestIn counts one request received by an adapter.
+func (m *Metrics) RequestIn(adapter string) {
+	if m != nil {
+		m.eventsIn.WithLabelValues(adapter).Inc()
+	}
+}
+
+// Reconnect counts one re-established connection of a component.
+func (m *Metrics) Reconnect(component string) {
+	if m != nil {
+		m.reconnects.WithLabelValues(component).Inc()
+	}
+}
+
+func (m *Metrics) action(protocol, verb, outcome string) {
+	if m != nil {
+		m.actions.WithLabelValues(protocol, verb, outcome).Inc()
+	}
+}
+
+func (m *Metrics) result(queue string, code int) {
+	if m != nil {
+		m.results.WithLabelValues(queue, strconv.Itoa(code)).Inc()
+	}
+}
+
+func (m *Metrics) adapterState(adapter string, up bool) {
+	if m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.adapterUp.WithLabelValues(adapter).Set(v)
+	}
+}
+
+// redisCollector reads Redis latency, listener counters and queue depths on
+// each scrape.
+type redisCollector struct {
+	s      *Store
+	l      *Listener
+	queues func() []string
+
+	latency, depth, received, overflows, relisten *prometheus.Desc
+}
+
+// NewRedisCollector reports Redis round-trip latency, the listener's
+// counters and the depth of each queue (available, in flight, stalled).
+func NewRedisCollector(s *Store, l *Listener, queues func() []string) prometheus.Collector {
+	return &redisCollector{
+		s: s, l: l, queues: queues,
+		latency:   prometheus.NewDesc("feedbridge_redis_latency_seconds", "Round-trip time of a Redis PING at scrape time.", nil, nil),
+		depth:     prometheus.NewDesc("feedbridge_queue_depth", "Jobs per action queue and state.", []string{"queue", "state"}, nil),
+		received:  prometheus.NewDesc("feedbridge_events_received_total", "Events received from Redis pubsub.", nil, nil),
+		overflows: prometheus.NewDesc("feedbridge_subscription_overflows_total", "Consumer queues emptied by the overflow policy (consumers resynced).", nil, nil),
+		relisten:  prometheus.NewDesc("feedbridge_pubsub_reconnects_total", "Pubsub re-subscriptions after a lost connection.", nil, nil),
+	}
+}
+
+func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.latency
+	ch <- c.depth
+	ch <- c.received
+	ch <- c.overflows
+	ch <- c.relisten
+}
+
+func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if d, err := c.s.Ping(ctx); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.latency, prometheus.GaugeValue, d.Seconds())
+	}
+	st := c.l.Stats()
+	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(st.Received))
+	ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(st.Overflows))
+	ch <- prometheus.MustNewConstMetric(c.relisten, prometheus.CounterValue, float64(st.Reconnects))
+	for _, q := range c.queues() {
+		k := feedKeys(q)
+		pipe := c.s.rdb.Pipeline()
+		avail := pipe.LLen(ctx, k.ids)
+		claimed := pipe.ZCard(ctx, k.claimed)
+		stalled := pipe.SCard(ctx, k.stalled)
+		if _, err := pipe.Exec(ctx); err != nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(avail.Val()), q, "available")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(claimed.Val()), q, "in_flight")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(stalled.Val()), q, "stalled")
+	}
+}
