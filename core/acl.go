@@ -67,23 +67,10 @@ type FeedFilter struct {
 
 // Compile checks the patterns; sec and key name them in errors.
 func (f *FeedFilter) Compile(sec *Section, key string) error {
-	var errs []error
-	f.include, f.exclude = nil, nil
-	for i, g := range f.Include {
-		p, err := CompilePattern(g)
-		if err != nil {
-			errs = append(errs, sec.Errorf(fmt.Sprintf("%s.include[%d]", key, i), "%v", err))
-		}
-		f.include = append(f.include, p)
-	}
-	for i, g := range f.Exclude {
-		p, err := CompilePattern(g)
-		if err != nil {
-			errs = append(errs, sec.Errorf(fmt.Sprintf("%s.exclude[%d]", key, i), "%v", err))
-		}
-		f.exclude = append(f.exclude, p)
-	}
-	return errors.Join(errs...)
+	var e1, e2 []error
+	f.include, e1 = compilePatterns(f.Include, sec, key+".include")
+	f.exclude, e2 = compilePatterns(f.Exclude, sec, key+".exclude")
+	return errors.Join(append(e1, e2...)...)
 }
 
 // Allows reports whether the filter selects feed.
@@ -137,20 +124,10 @@ func NewACL(rules []ACLRule, sec *Section, key string) (*ACL, error) {
 		if len(r.Actors) == 0 || len(r.Feeds) == 0 || len(r.Allow) == 0 {
 			errs = append(errs, sec.Errorf(at, "a rule needs actors, feeds and allow (for example actors: [\"*\"], feeds: [\"*\"], allow: [read])"))
 		}
-		for j, a := range r.Actors {
-			p, err := CompilePattern(a)
-			if err != nil {
-				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.actors[%d]", at, j), "%v", err))
-			}
-			r.actors = append(r.actors, p)
-		}
-		for j, f := range r.Feeds {
-			p, err := CompilePattern(f)
-			if err != nil {
-				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err))
-			}
-			r.feeds = append(r.feeds, p)
-		}
+		var e1, e2 []error
+		r.actors, e1 = compilePatterns(r.Actors, sec, at+".actors")
+		r.feeds, e2 = compilePatterns(r.Feeds, sec, at+".feeds")
+		errs = append(append(errs, e1...), e2...)
 		for j, op := range r.Allow {
 			if op != OpAll && op != OpRead && ValidateVerb(op) != nil {
 				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.allow[%d]", at, j),

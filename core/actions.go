@@ -169,17 +169,12 @@ func CompileRoutes(routes []ActionRoute, sec *Section, key string) error {
 	for i := range routes {
 		r := &routes[i]
 		at := fmt.Sprintf("%s[%d]", key, i)
-		r.feeds = nil
 		if len(r.Feeds) == 0 {
 			r.Feeds = []string{"*"}
 		}
-		for j, g := range r.Feeds {
-			p, err := CompilePattern(g)
-			if err != nil {
-				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err))
-			}
-			r.feeds = append(r.feeds, p)
-		}
+		var perrs []error
+		r.feeds, perrs = compilePatterns(r.Feeds, sec, at+".feeds")
+		errs = append(errs, perrs...)
 		for j, v := range r.Verbs {
 			if err := ValidateVerb(v); err != nil {
 				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.verbs[%d]", at, j), "%v", err))

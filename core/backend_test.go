@@ -64,3 +64,9 @@ func create(t testing.TB, b *backend, feed string, typ core.FeedType, cfg map[st
 	t.Helper()
 	must(t, b.store.Create(ctxT(t), feed, typ, cfg))
 }
+
+func ctxWithCancel(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return ctx, cancel
+}

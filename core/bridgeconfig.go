@@ -90,10 +90,31 @@ type JobsConfig struct {
 	// MaintenanceInterval is the time between maintenance passes; 0 turns
 	// maintenance off in this process.
 	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
+	// Maintain lists glob patterns of more job feeds (your workers') to
+	// maintain besides the action queues, which always are.
+	Maintain []string `yaml:"maintain"`
 	// Timeout and Retries are written into the config of job feeds the
 	// bridge creates (job_timeout_ms, job_max_retries).
 	Timeout time.Duration `yaml:"timeout"`
 	Retries int           `yaml:"retries"`
+}
+
+// MaintainedJobs reports whether job maintenance in this process covers feed.
+func (c *Config) MaintainedJobs(feed string) bool {
+	if slices.Contains(c.WorkerQueues(), feed) || feed == c.Actions.Queue {
+		return true
+	}
+	for _, r := range c.Actions.Routes {
+		if r.Queue == feed {
+			return true
+		}
+	}
+	for _, g := range c.Jobs.Maintain {
+		if p, err := CompilePattern(g); err == nil && p.Match(feed) {
+			return true
+		}
+	}
+	return false
 }
 
 // WorkerConfig configures the built-in worker.
@@ -132,7 +153,9 @@ func DefaultConfig() Config {
 
 // LoadConfig parses and validates a config file's data. adapters names the
 // registered adapters' sections, which are kept raw for their factories.
-// The error lists every problem found, each with file, line and key.
+// The error lists every problem found, each with file, line and key; the
+// Config is returned along with validation errors (nil only when the file
+// does not parse), so that adapter sections can be checked too.
 func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
 	root, err := ParseYAML(file, data)
 	if err != nil {
@@ -168,10 +191,7 @@ func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
 	if len(errs) == 0 {
 		errs = append(errs, cfg.validate())
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return &cfg, nil
+	return &cfg, errors.Join(errs...)
 }
 
 var reflectTypeOfConfig = reflectType[Config]()
@@ -258,6 +278,8 @@ func (c *Config) validate() error {
 	if c.Jobs.MaintenanceInterval < 0 {
 		bad("jobs.maintenance_interval", "must not be negative (0 turns maintenance off here)")
 	}
+	_, perrs := compilePatterns(c.Jobs.Maintain, s, "jobs.maintain")
+	errs = append(errs, perrs...)
 	if c.Jobs.Timeout < time.Second {
 		bad("jobs.timeout", "must be at least 1s, for example 60s")
 	}
@@ -277,11 +299,8 @@ func (c *Config) validate() error {
 		if r.File == "" {
 			bad(at+".file", "name the JSON Schema file")
 		}
-		for j, g := range r.Feeds {
-			if _, err := CompilePattern(g); err != nil {
-				bad(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err)
-			}
-		}
+		_, perrs := compilePatterns(r.Feeds, s, at+".feeds")
+		errs = append(errs, perrs...)
 	}
 	return errors.Join(errs...)
 }

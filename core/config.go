@@ -91,18 +91,23 @@ func joinPath(a, b string) string {
 	return a + "." + b
 }
 
-func mapping(n *yaml.Node) *yaml.Node {
+// resolve follows document and alias nodes to the value they hold (nil
+// for an empty document).
+func resolve(n *yaml.Node) *yaml.Node {
 	for n != nil && (n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode) {
-		if n.Kind == yaml.DocumentNode {
-			if len(n.Content) == 0 {
-				return nil
-			}
-			n = n.Content[0]
-		} else {
+		if n.Kind == yaml.AliasNode {
 			n = n.Alias
+		} else if len(n.Content) == 0 {
+			return nil
+		} else {
+			n = n.Content[0]
 		}
 	}
-	if n == nil || n.Kind != yaml.MappingNode {
+	return n
+}
+
+func mapping(n *yaml.Node) *yaml.Node {
+	if n = resolve(n); n == nil || n.Kind != yaml.MappingNode {
 		return nil
 	}
 	return n
@@ -116,15 +121,8 @@ var (
 )
 
 func (s *Section) decode(n *yaml.Node, v reflect.Value, path string) error {
-	for n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
-		if n.Kind == yaml.DocumentNode {
-			if len(n.Content) == 0 {
-				return nil
-			}
-			n = n.Content[0]
-		} else {
-			n = n.Alias
-		}
+	if n = resolve(n); n == nil {
+		return nil
 	}
 	if _, seen := s.lines[path]; !seen {
 		s.lines[path] = n.Line

@@ -33,7 +33,7 @@ type items struct {
 }
 
 func newItems(s *Store, name string) items {
-	return items{s: s, name: name, k: feedKeys(name), err: ValidateFeedName(name)}
+	return items{s: s, name: name, k: feedKeys(name), err: s.validFeed(name)}
 }
 
 // Name returns the feed's name.

@@ -37,7 +37,7 @@ type JobFeed struct {
 
 // Jobs returns a handle on a job feed; a bad name is reported by every operation.
 func (s *Store) Jobs(name string) *JobFeed {
-	return &JobFeed{s: s, name: name, k: feedKeys(name), err: ValidateFeedName(name)}
+	return &JobFeed{s: s, name: name, k: feedKeys(name), err: s.validFeed(name)}
 }
 
 // Name returns the job feed's name.

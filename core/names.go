@@ -80,3 +80,30 @@ func NewID() string {
 	b[8] = b[8]&0x3f | 0x80
 	return hex.EncodeToString(b[:])
 }
+
+// validFeed checks a feed name for this store: on Redis Cluster the name
+// must also carry a hash tag, so that every key of the feed (and its Lua
+// scripts) lives in one slot.
+func (s *Store) validFeed(name string) error {
+	if err := ValidateFeedName(name); err != nil {
+		return err
+	}
+	if s.cluster && hashTag(name) == "" {
+		return fmt.Errorf("feed name %q: on Redis Cluster a feed name needs a hash tag, such as {%s}, so that its keys share a slot: %w", name, name, ErrInvalid)
+	}
+	return nil
+}
+
+// hashTag returns the part of name Redis Cluster hashes: the text between
+// the first '{' and the next '}', when not empty.
+func hashTag(name string) string {
+	open := strings.IndexByte(name, '{')
+	if open < 0 {
+		return ""
+	}
+	end := strings.IndexByte(name[open+1:], '}')
+	if end <= 0 {
+		return ""
+	}
+	return name[open+1 : open+1+end]
+}

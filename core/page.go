@@ -90,7 +90,7 @@ func (p Page) HasPrev() bool { return p.Start > 0 }
 // round trip. A cursor whose item is gone and which carries no hint fails
 // with ErrItemNotFound.
 func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, error) {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return Page{}, err
 	}
 	limit := req.Limit

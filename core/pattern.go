@@ -188,3 +188,17 @@ func classMatch(body string, r rune) bool {
 	}
 	return matched != negate
 }
+
+// compilePatterns compiles a list of globs; sec and key name them in errors.
+func compilePatterns(globs []string, sec *Section, key string) ([]Pattern, []error) {
+	var errs []error
+	out := make([]Pattern, 0, len(globs))
+	for i, g := range globs {
+		p, err := CompilePattern(g)
+		if err != nil {
+			errs = append(errs, sec.Errorf(fmt.Sprintf("%s[%d]", key, i), "%v", err))
+		}
+		out = append(out, p)
+	}
+	return out, errs
+}

@@ -20,7 +20,7 @@ type Queue struct {
 
 // Queue returns a handle on a queue; a bad name is reported by every operation.
 func (s *Store) Queue(name string) *Queue {
-	return &Queue{s: s, name: name, k: feedKeys(name), err: ValidateFeedName(name)}
+	return &Queue{s: s, name: name, k: feedKeys(name), err: s.validFeed(name)}
 }
 
 // Name returns the queue's name.

@@ -69,7 +69,7 @@ func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args .
 // publish newfeed then conffeed. It fails with ErrFeedExists when the
 // name is taken.
 func (s *Store) Create(ctx context.Context, feed string, typ FeedType, config map[string]string) error {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return err
 	}
 	if !typ.Valid() {
@@ -88,6 +88,8 @@ func (s *Store) Create(ctx context.Context, feed string, typ FeedType, config ma
 	}
 	cfg["type"] = string(typ)
 	if err := s.writeConfig(ctx, feed, cfg, true); err != nil {
+		// undo the registration so that a retry can create the feed
+		_ = s.cmd.SRem(context.WithoutCancel(ctx), keyFeeds, feed).Err()
 		return fmt.Errorf("create %q: %w", feed, err)
 	}
 	return nil
@@ -96,7 +98,7 @@ func (s *Store) Create(ctx context.Context, feed string, typ FeedType, config ma
 // SetConfig merges fields into a feed's config and publishes conffeed. The
 // type field cannot be changed.
 func (s *Store) SetConfig(ctx context.Context, feed string, config map[string]string) error {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return err
 	}
 	typ, err := s.Type(ctx, feed)
@@ -123,7 +125,7 @@ func (s *Store) writeConfig(ctx context.Context, feed string, cfg map[string]str
 
 // Config returns a feed's config hash.
 func (s *Store) Config(ctx context.Context, feed string) (map[string]string, error) {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return nil, err
 	}
 	cfg, err := s.cmd.HGetAll(ctx, prefixConfig+feed).Result()
@@ -144,7 +146,7 @@ func (s *Store) Config(ctx context.Context, feed string) (map[string]string, err
 // lives in another slot, so the registry removal comes first and decides
 // which caller deletes.
 func (s *Store) Delete(ctx context.Context, feed string) error {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return err
 	}
 	k := feedKeys(feed).all()
@@ -189,7 +191,7 @@ func (s *Store) Exists(ctx context.Context, feed string) (bool, error) {
 // Type returns a feed's type from its config (a config without a type
 // field means a plain feed).
 func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return "", err
 	}
 	t, err := s.run(ctx, scripts.read, readKeys(feed), "type").Text()
@@ -202,7 +204,7 @@ func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
 // Count returns the number of items of any feed type (for queues and job
 // feeds: the jobs not yet taken or finished).
 func (s *Store) Count(ctx context.Context, feed string) (int64, error) {
-	if err := ValidateFeedName(feed); err != nil {
+	if err := s.validFeed(feed); err != nil {
 		return 0, err
 	}
 	n, err := s.run(ctx, scripts.read, readKeys(feed), "count").Int64()

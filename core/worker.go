@@ -46,19 +46,13 @@ func CompileSchemas(rules []SchemaRule, sec *Section, key string) ([]CompiledSch
 			errs = append(errs, sec.Errorf(at+".file", "JSON Schema %q: %v", r.File, err))
 			continue
 		}
-		cs := CompiledSchema{schema: sch}
 		feeds := r.Feeds
 		if len(feeds) == 0 {
 			feeds = []string{"*"}
 		}
-		for j, g := range feeds {
-			p, err := CompilePattern(g)
-			if err != nil {
-				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err))
-			}
-			cs.feeds = append(cs.feeds, p)
-		}
-		out = append(out, cs)
+		patterns, perrs := compilePatterns(feeds, sec, at+".feeds")
+		errs = append(errs, perrs...)
+		out = append(out, CompiledSchema{feeds: patterns, schema: sch})
 	}
 	return out, errors.Join(errs...)
 }

@@ -31,11 +31,11 @@ func load(path string) (*loaded, error) {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
 	cfg, err := core.LoadConfig(path, data, registryNames())
-	if err != nil {
+	if cfg == nil {
 		return nil, err
 	}
 	l := &loaded{cfg: cfg}
-	var errs []error
+	errs := []error{err}
 	for _, f := range registry {
 		a, err := f.New(cfg.Adapter(f.Name))
 		if err != nil {

@@ -30,6 +30,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	cfg := l.cfg
 	log := newLogger(cfg.Log, logOut)
 	slog.SetDefault(log)
+	redis.SetLogger(redisLog{log.With("component", "redis")})
 	var undo []func()
 	rollback := func() {
 		for i := len(undo) - 1; i >= 0; i-- {
@@ -71,6 +72,9 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		}, metrics),
 	}
 	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues))
+	if cfg.Actions.CreateQueues {
+		bg.Go(func() { keepQueues(runCtx, listener, store, cfg, log) })
+	}
 
 	workerCtx, stopWorker := context.WithCancel(runCtx)
 	var workerDone sync.WaitGroup
@@ -83,10 +87,8 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		log.Info("built-in worker started", "queues", cfg.WorkerQueues(), "concurrency", cfg.Worker.Concurrency)
 	}
 	if cfg.Jobs.MaintenanceInterval > 0 {
-		queues := hub.Actions.Queues()
 		bg.Go(func() {
-			core.MaintainJobs(runCtx, store, cfg.Jobs.MaintenanceInterval,
-				func(feed string) bool { return slices.Contains(queues, feed) }, log.With("component", "jobs"))
+			core.MaintainJobs(runCtx, store, cfg.Jobs.MaintenanceInterval, cfg.MaintainedJobs, log.With("component", "jobs"))
 		})
 	}
 
@@ -148,6 +150,13 @@ func adapterNames(as []core.Adapter) []string {
 		names[i] = a.Name()
 	}
 	return names
+}
+
+// redisLog routes go-redis' own messages (dial failures, pool events) to slog.
+type redisLog struct{ log *slog.Logger }
+
+func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
+	r.log.Log(ctx, slog.LevelWarn, fmt.Sprintf(format, v...))
 }
 
 func newLogger(c core.LogConfig, out io.Writer) *slog.Logger {
@@ -215,6 +224,29 @@ func prepareQueues(ctx context.Context, s *core.Store, cfg *core.Config, log *sl
 		}
 	}
 	return nil
+}
+
+// keepQueues re-creates the action queues after Redis lost them: when the
+// listener reconnects (a restarted Redis may come back empty) or when a
+// queue is deleted.
+func keepQueues(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.Config, log *slog.Logger) {
+	sub := l.Subscribe(64)
+	defer sub.Close()
+	queues := cfg.WorkerQueues()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		lost := (ev.Type == core.EventResync && ev.Reason == core.ResyncConnected) ||
+			(ev.Type == core.EventDelete && (ev.Feed == cfg.Actions.Queue || slices.Contains(queues, ev.Feed)))
+		if !lost {
+			continue
+		}
+		if err := prepareQueues(ctx, s, cfg, log); err != nil && ctx.Err() == nil {
+			log.Warn("re-create action queues", "err", err)
+		}
+	}
 }
 
 // startHTTP binds the shared listener and serves health, readiness,

@@ -25,3 +25,12 @@ local function fbnow()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- fbplace puts id into a sorted feed's ids list at a position (mode 'end',
+-- 'begin', 'before' or 'after' rel) and returns the schema's position string.
+local function fbplace(ids, id, mode, rel)
+  if mode == 'end' then redis.call('RPUSH', ids, id); return ':end' end
+  if mode == 'begin' then redis.call('LPUSH', ids, id); return 'begin:' end
+  if mode == 'before' then redis.call('LINSERT', ids, 'BEFORE', rel, id); return ':' .. rel end
+  redis.call('LINSERT', ids, 'AFTER', rel, id); return rel .. ':'
+end
+

@@ -7,16 +7,7 @@ if (mode == 'before' or mode == 'after') and redis.call('HEXISTS', KEYS[3], rel)
   return redis.error_reply('FBNOREL')
 end
 local id = tostring(redis.call('INCR', KEYS[4]))
-local pos
-if mode == 'end' then
-  redis.call('RPUSH', KEYS[2], id); pos = ':end'
-elseif mode == 'begin' then
-  redis.call('LPUSH', KEYS[2], id); pos = 'begin:'
-elseif mode == 'before' then
-  redis.call('LINSERT', KEYS[2], 'BEFORE', rel, id); pos = ':' .. rel
-else
-  redis.call('LINSERT', KEYS[2], 'AFTER', rel, id); pos = rel .. ':'
-end
+local pos = fbplace(KEYS[2], id, mode, rel)
 redis.call('HSET', KEYS[3], id, item)
 redis.call('INCR', KEYS[5])
 redis.call('PUBLISH', 'feed.publish:' .. feed, id .. '\0' .. item)

@@ -8,15 +8,6 @@ if mode == 'before' or mode == 'after' then
   if rel == id or redis.call('HEXISTS', KEYS[3], rel) == 0 then return redis.error_reply('FBNOREL') end
 end
 redis.call('LREM', KEYS[2], 1, id)
-local pos
-if mode == 'end' then
-  redis.call('RPUSH', KEYS[2], id); pos = ':end'
-elseif mode == 'begin' then
-  redis.call('LPUSH', KEYS[2], id); pos = 'begin:'
-elseif mode == 'before' then
-  redis.call('LINSERT', KEYS[2], 'BEFORE', rel, id); pos = ':' .. rel
-else
-  redis.call('LINSERT', KEYS[2], 'AFTER', rel, id); pos = rel .. ':'
-end
+local pos = fbplace(KEYS[2], id, mode, rel)
 redis.call('PUBLISH', 'feed.position:' .. feed, id .. '\0' .. pos)
 return 1

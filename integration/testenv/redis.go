@@ -164,6 +164,28 @@ func redisInline(addr, command string) (string, error) {
 			return "", fmt.Errorf("%s: reading bulk reply: %w", command, err)
 		}
 		return string(buf[:n]), nil
+	case '*': // an array of bulk strings, joined with spaces
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return "", fmt.Errorf("%s: bad array reply %q", command, line)
+		}
+		parts := make([]string, 0, n)
+		for range n {
+			head, err := br.ReadString('\n')
+			if err != nil || !strings.HasPrefix(head, "$") {
+				return "", fmt.Errorf("%s: bad array element %q", command, head)
+			}
+			size, err := strconv.Atoi(strings.TrimRight(head[1:], "\r\n"))
+			if err != nil || size < 0 {
+				return "", fmt.Errorf("%s: bad array element %q", command, head)
+			}
+			buf := make([]byte, size+2)
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return "", fmt.Errorf("%s: reading array element: %w", command, err)
+			}
+			parts = append(parts, string(buf[:size]))
+		}
+		return strings.Join(parts, " "), nil
 	default:
 		return "", fmt.Errorf("%s: unsupported reply %q", command, line)
 	}

@@ -1,0 +1,56 @@
+package core_test
+
+import (
+	"testing"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+func TestACL(t *testing.T) {
+	acl := core.MustACL(
+		core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}},
+		core.ACLRule{Actors: []string{"xmpp:*@example.org"}, Feeds: []string{"team:*"}, Allow: []string{"publish", "edit"}},
+		core.ACLRule{Actors: []string{"irc:*!*@trusted.host", "rest:ops"}, Feeds: []string{"deploys"}, Allow: []string{"*"}},
+	)
+	alice := core.Actor{Protocol: "xmpp", ID: "alice@example.org"}
+	mallory := core.Actor{Protocol: "xmpp", ID: "mallory@example.org.evil"}
+	for _, tc := range []struct {
+		actor    core.Actor
+		feed, op string
+		want     bool
+	}{
+		{core.Actor{Protocol: "rest", ID: core.Anonymous}, "news", "read", true},
+		{core.Actor{Protocol: "rest", ID: core.Anonymous}, "news", "publish", false},
+		{alice, "team:1", "publish", true},
+		{alice, "team:1", "retract", false},
+		{alice, "news", "publish", false},
+		{mallory, "team:1", "publish", false},
+		{core.Actor{Protocol: "irc", ID: "bob!~b@trusted.host"}, "deploys", "ship", true},
+		{core.Actor{Protocol: "irc", ID: "bob!~b@untrusted.host"}, "deploys", "ship", false},
+		{core.Actor{Protocol: "rest", ID: "ops"}, "deploys", "retract", true},
+		{core.Actor{Protocol: "rest", ID: "ops"}, "other", "retract", false},
+	} {
+		if got := acl.Allowed(tc.actor, tc.feed, tc.op); got != tc.want {
+			t.Errorf("%s %s on %s = %v, want %v", tc.actor, tc.op, tc.feed, got, tc.want)
+		}
+	}
+	var none *core.ACL
+	if none.Allowed(alice, "news", "read") {
+		t.Error("a nil ACL allowed something")
+	}
+}
+
+func TestFeedFilter(t *testing.T) {
+	root, _ := core.ParseYAML("f", nil)
+	f := core.FeedFilter{Include: []string{"team:*", "news"}, Exclude: []string{"team:secret:*"}}
+	must(t, f.Compile(root, "feeds"))
+	for name, want := range map[string]bool{"news": true, "team:1:tasks": true, "team:secret:x": false, "other": false} {
+		if f.Allows(name) != want {
+			t.Errorf("Allows(%q) = %v", name, !want)
+		}
+	}
+	var all *core.FeedFilter
+	if !all.Allows("x") {
+		t.Error("a nil filter must allow everything")
+	}
+}

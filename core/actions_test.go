@@ -1,0 +1,272 @@
+package core_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+var tester = core.Actor{Protocol: "core", ID: "tester", Display: "Test Er"}
+
+func testACL() *core.ACL {
+	return core.MustACL(
+		core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}},
+		core.ACLRule{Actors: []string{"core:tester"}, Feeds: []string{"*"}, Allow: []string{"*"}},
+	)
+}
+
+func newActions(b *backend, l *core.Listener, routes ...core.ActionRoute) *core.Actions {
+	root, _ := core.ParseYAML("t", nil)
+	if err := core.CompileRoutes(routes, root, "routes"); err != nil {
+		panic(err)
+	}
+	return core.NewActions(b.store, l, testACL(), core.ActionsOptions{
+		Queue: "actions", Routes: routes, MaxItemBytes: 1024, ResultTTL: time.Minute,
+	}, nil)
+}
+
+func TestSubmitStoresTheDocumentedJob(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		create(t, b, "actions", core.TypeJob, nil)
+		create(t, b, "news", core.TypeFeed, nil)
+		a := newActions(b, nil)
+		before := time.Now().UTC()
+		tk, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte(`{"title":"hi"}`), Actor: tester})
+		must(t, err)
+		if tk.Queue != "actions" || len(tk.JobID) != 32 {
+			t.Fatalf("ticket %+v", tk)
+		}
+		raw, err := b.store.Jobs("actions").Item(ctx, tk.JobID)
+		must(t, err)
+		var doc map[string]any
+		must(t, json.Unmarshal(raw, &doc))
+		if doc["v"] != 1.0 || doc["verb"] != "publish" || doc["feed"] != "news" || doc["item"] != `{"title":"hi"}` ||
+			doc["instance"] != "test-instance" {
+			t.Fatalf("job %s", raw)
+		}
+		actor := doc["actor"].(map[string]any)
+		if actor["protocol"] != "core" || actor["id"] != "tester" || actor["display"] != "Test Er" {
+			t.Fatalf("actor %v", actor)
+		}
+		at, err := time.Parse(time.RFC3339Nano, doc["submitted_at"].(string))
+		if err != nil || at.Before(before.Add(-time.Second)) {
+			t.Fatalf("submitted_at %v", doc["submitted_at"])
+		}
+		// binary payloads travel as base64
+		tk, err = a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte{0xff, 0}, Actor: tester})
+		must(t, err)
+		raw, _ = b.store.Jobs("actions").Item(ctx, tk.JobID)
+		j, err := core.DecodeActionJob(raw)
+		must(t, err)
+		if j.Item != nil || string(j.Payload()) != "\xff\x00" {
+			t.Fatalf("binary job %s", raw)
+		}
+		if st, _ := a.Status(ctx, tk.Queue, tk.JobID); st.State != core.JobQueued {
+			t.Fatalf("status %+v", st)
+		}
+	})
+}
+
+func TestSubmitRefusesBeforeStoring(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		create(t, b, "actions", core.TypeJob, nil)
+		create(t, b, "news", core.TypeFeed, nil)
+		create(t, b, "list", core.TypeSorted, nil)
+		a := newActions(b, nil)
+		stranger := core.Actor{Protocol: "xmpp", ID: "eve@example.org"}
+		for _, tc := range []struct {
+			name string
+			act  core.Action
+			want error
+		}{
+			{"denied", core.Action{Verb: "publish", Feed: "news", Actor: stranger}, core.ErrDenied},
+			{"denied on a missing feed leaks nothing", core.Action{Verb: "publish", Feed: "nope", Actor: stranger}, core.ErrDenied},
+			{"unknown feed", core.Action{Verb: "publish", Feed: "nope", Actor: tester}, core.ErrFeedNotFound},
+			{"too large", core.Action{Verb: "publish", Feed: "news", Item: make([]byte, 1025), Actor: tester}, core.ErrTooLarge},
+			{"edit needs an id", core.Action{Verb: "edit", Feed: "news", Actor: tester}, core.ErrInvalid},
+			{"bad verb", core.Action{Verb: "Drop Table", Feed: "news", Actor: tester}, core.ErrInvalid},
+			{"bad feed name", core.Action{Verb: "publish", Feed: "a\nb", Actor: tester}, core.ErrInvalid},
+			{"no actor", core.Action{Verb: "publish", Feed: "news"}, core.ErrInvalid},
+			{"move on a plain feed", core.Action{Verb: "move", Feed: "news", ID: "1", Position: ":end", Actor: tester}, core.ErrWrongType},
+			{"move without position", core.Action{Verb: "move", Feed: "list", ID: "1", Actor: tester}, core.ErrInvalid},
+			{"publish into a job feed", core.Action{Verb: "publish", Feed: "actions", Actor: tester}, core.ErrWrongType},
+		} {
+			if _, err := a.Submit(ctx, tc.act); !errors.Is(err, tc.want) {
+				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
+			}
+		}
+		if n, _ := b.rdb.HLen(ctx, "feed.items:actions").Result(); n != 0 {
+			t.Fatalf("%d jobs stored by refused actions", n)
+		}
+	})
+}
+
+func TestActionRoutes(t *testing.T) {
+	b := miniBackend(t)
+	a := newActions(b, nil,
+		core.ActionRoute{Feeds: []string{"deploys:*"}, Verbs: []string{"ship"}, Queue: "deploy.actions"},
+		core.ActionRoute{Feeds: []string{"team:*"}, Queue: "team.actions"},
+	)
+	for _, tc := range [][3]string{
+		{"deploys:web", "ship", "deploy.actions"},
+		{"deploys:web", "publish", "actions"},
+		{"team:1", "publish", "team.actions"},
+		{"news", "ship", "actions"},
+	} {
+		if got := a.Queue(tc[0], tc[1]); got != tc[2] {
+			t.Errorf("Queue(%s, %s) = %s, want %s", tc[0], tc[1], got, tc[2])
+		}
+	}
+	if qs := a.Queues(); len(qs) != 3 {
+		t.Errorf("queues %v", qs)
+	}
+}
+
+// The built-in worker applies each standard verb and answers like HTTP.
+func TestWorkerApply(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		create(t, b, "news", core.TypeFeed, nil)
+		create(t, b, "list", core.TypeSorted, nil)
+		create(t, b, "tasks", core.TypeFeed, nil)
+		schema := filepath.Join(t.TempDir(), "task.json")
+		must(t, os.WriteFile(schema, []byte(`{"type":"object","required":["title"],"properties":{"title":{"type":"string"}}}`), 0o644))
+		root, _ := core.ParseYAML("t", nil)
+		schemas, err := core.CompileSchemas([]core.SchemaRule{{Feeds: []string{"tasks"}, File: schema}}, root, "schemas")
+		must(t, err)
+		w := core.NewWorker(b.store, core.WorkerOptions{ACL: testACL(), Schemas: schemas})
+		job := func(a core.Action) []byte {
+			if a.Actor == (core.Actor{}) {
+				a.Actor = tester
+			}
+			return core.EncodeActionJob(a, "i", time.Now())
+		}
+		apply := func(payload []byte) core.Result {
+			t.Helper()
+			r, err := w.Apply(ctx, payload)
+			must(t, err)
+			return r
+		}
+		r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("one"), ID: "n1"}))
+		if !r.OK || r.Code != 201 || r.ID != "n1" {
+			t.Fatalf("publish %+v", r)
+		}
+		if r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("one again"), ID: "n1"})); r.Code != 200 {
+			t.Fatalf("republish %+v", r)
+		}
+		if r := apply(job(core.Action{Verb: "edit", Feed: "news", ID: "n1", Item: []byte("edited")})); r.Code != 200 {
+			t.Fatalf("edit %+v", r)
+		}
+		if got, _ := b.store.Feed("news").Get(ctx, "n1"); string(got) != "edited" {
+			t.Fatalf("item after edit %q", got)
+		}
+		for _, tc := range []struct {
+			act  core.Action
+			code int
+		}{
+			{core.Action{Verb: "edit", Feed: "news", ID: "ghost", Item: []byte("x")}, 404},
+			{core.Action{Verb: "retract", Feed: "news", ID: "ghost"}, 404},
+			{core.Action{Verb: "publish", Feed: "gone", Item: []byte("x")}, 404},
+			{core.Action{Verb: "move", Feed: "news", ID: "n1", Position: ":end"}, 422},
+			{core.Action{Verb: "ship", Feed: "news", Args: []string{"42"}}, 501},
+			{core.Action{Verb: "publish", Feed: "news", Actor: core.Actor{Protocol: "irc", ID: "eve!e@h"}}, 403},
+			{core.Action{Verb: "publish", Feed: "tasks", Item: []byte(`{"name":"no title"}`)}, 422},
+			{core.Action{Verb: "publish", Feed: "tasks", Item: []byte(`not json`)}, 422},
+			{core.Action{Verb: "publish", Feed: "tasks", Item: []byte(`{"title":"ok"}`)}, 201},
+		} {
+			if r := apply(job(tc.act)); r.Code != tc.code || r.OK != (tc.code < 300) || (!r.OK && r.Error == "") {
+				t.Errorf("%s on %s: %+v, want code %d", tc.act.Verb, tc.act.Feed, r, tc.code)
+			}
+		}
+		if r := apply([]byte("{not json")); r.Code != 400 {
+			t.Errorf("garbage job %+v", r)
+		}
+		if r := apply([]byte(`{"v":1,"verb":"publish","feed":"news"}`)); r.Code != 400 {
+			t.Errorf("job without actor %+v", r)
+		}
+		r = apply(job(core.Action{Verb: "publish", Feed: "list", Item: []byte("a")}))
+		first := r.ID
+		r = apply(job(core.Action{Verb: "publish", Feed: "list", Item: []byte("b"), Position: ":" + first}))
+		if r.Code != 201 {
+			t.Fatalf("publish before %+v", r)
+		}
+		if ids, _ := b.store.Sorted("list").IDs(ctx); len(ids) != 2 || ids[0] != r.ID {
+			t.Fatalf("order %v", ids)
+		}
+		if r := apply(job(core.Action{Verb: "move", Feed: "list", ID: first, Position: "begin:"})); r.Code != 200 {
+			t.Fatalf("move %+v", r)
+		}
+		if r := apply(job(core.Action{Verb: "move", Feed: "list", ID: first, Position: ":99"})); r.Code != 409 {
+			t.Fatalf("move before a missing item %+v", r)
+		}
+		if r := apply(job(core.Action{Verb: "retract", Feed: "news", ID: "n1"})); r.Code != 200 {
+			t.Fatalf("retract %+v", r)
+		}
+	})
+}
+
+// A worker that cannot reach Redis reports a transient failure, so the job
+// runs again instead of being finished with an error.
+func TestWorkerTransientFailure(t *testing.T) {
+	b := miniBackend(t)
+	create(t, b, "news", core.TypeFeed, nil)
+	w := core.NewWorker(b.store, core.WorkerOptions{ACL: testACL()})
+	b.rdb.Close()
+	_, err := w.Apply(context.Background(), core.EncodeActionJob(core.Action{Verb: "publish", Feed: "news", Actor: tester}, "i", time.Now()))
+	if err == nil {
+		t.Fatal("no transient error with Redis closed")
+	}
+}
+
+// End to end in one process: submit, the worker applies, the submitter
+// gets the result and the feed event arrives.
+func TestSubmitWaitWithWorker(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		create(t, b, "actions", core.TypeJob, nil)
+		create(t, b, "news", core.TypeFeed, nil)
+		l := startListener(t, b, core.ListenerOptions{})
+		sub := l.SubscribeFeed("news", 0)
+		defer sub.Close()
+		wctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_ = core.NewWorker(b.store, core.WorkerOptions{Queues: []string{"actions"}, Concurrency: 2, ACL: testACL()}).Run(wctx)
+		}()
+		defer func() { stop(); <-done }()
+		a := newActions(b, l)
+		tk, res, err := a.SubmitWait(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte("hello"), Actor: tester}, 10*time.Second)
+		must(t, err)
+		if res == nil || !res.OK || res.Code != 201 || res.ID == "" {
+			t.Fatalf("result %+v", res)
+		}
+		ev := next(t, sub)
+		if ev.Type != core.EventPublish || ev.ID != res.ID || string(ev.Item) != "hello" {
+			t.Fatalf("event %v %q %q", ev.Type, ev.ID, ev.Item)
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			st, err := a.Status(ctx, tk.Queue, tk.JobID)
+			must(t, err)
+			if st.Result != nil {
+				if st.State != core.JobFinished || st.Result.ID != res.ID {
+					t.Fatalf("status %+v", st)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status never got the result: %+v", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
