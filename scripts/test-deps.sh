@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against (from Debian packages)
 # when any is missing. Run as root, or install them yourself with:
-#   apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd
+#   apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing
 set -euo pipefail
-pkgs=(redis-server redis-tools prosody ngircd)
+pkgs=(redis-server redis-tools prosody ngircd jing)
 need=()
-for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools prosody:prosody prosodyctl:prosody ngircd:ngircd; do
+for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools prosody:prosody prosodyctl:prosody ngircd:ngircd jing:jing; do
   cmd=${bin%%:*}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     need+=("${bin##*:}")

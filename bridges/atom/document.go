@@ -1,0 +1,172 @@
+package atom
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// document is one page of a feed as every format shows it.
+type document struct {
+	name      string
+	id        string // tag: URI
+	title     string
+	subtitle  string
+	updated   time.Time
+	author    Person
+	alternate string
+	base      string // public base URL
+	path      string // escaped feed name
+	// self, next and prev are query strings ("" or "?after=...") of this
+	// page and its neighbours; next and prev are "" when there is none.
+	self, next, prev string
+	entries          []entry
+	deleted          []deletedEntry
+	// expires is when the oldest listed tombstone ages out (zero: never).
+	expires time.Time
+}
+
+// deletedEntry is an RFC 6721 tombstone.
+type deletedEntry struct {
+	id   string // the entry's tag: URI
+	when time.Time
+}
+
+// link returns the URL of this feed in format (atom, rss, json) with query.
+func (d *document) link(format, query string) string {
+	return d.base + "/" + format + "/" + d.path + query
+}
+
+// pageQuery selects a page: at most one of after and before is set.
+type pageQuery struct {
+	after, before *core.Cursor
+	raw           string // "" or "?after=TOKEN" / "?before=TOKEN"
+}
+
+// parsePageQuery reads the after and before parameters of a raw query.
+func parsePageQuery(raw string) (pageQuery, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return pageQuery{}, fmt.Errorf("query: %w", core.ErrInvalid)
+	}
+	after, before := q.Get("after"), q.Get("before")
+	switch {
+	case after != "" && before != "":
+		return pageQuery{}, fmt.Errorf("give after or before, not both: %w", core.ErrInvalid)
+	case after != "":
+		c, err := core.DecodeCursor(after)
+		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, err
+	case before != "":
+		c, err := core.DecodeCursor(before)
+		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, err
+	}
+	return pageQuery{}, nil
+}
+
+// baseURL is where readers reach the bridge.
+func (b *Bridge) baseURL() string {
+	if b.cfg.BaseURL != "" {
+		return b.cfg.BaseURL
+	}
+	return b.hub.PublicURL
+}
+
+// tagID is the feed's tag: URI; entries append "/" and their escaped id.
+func (b *Bridge) tagID(feed string) string {
+	return "tag:" + b.cfg.TagAuthority + ":" + url.PathEscape(feed)
+}
+
+// load reads one page of a plain or sorted feed, with its times and (on
+// the first page) its tombstones.
+func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*document, error) {
+	page, err := b.hub.Store.Page(ctx, info.Name, core.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before})
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(page.Items))
+	for i, it := range page.Items {
+		ids[i] = it.ID
+	}
+	ttl := b.cfg.TombstoneTTL
+	if q.raw != "" {
+		ttl = 0 // tombstones go on the first page only
+	}
+	now := time.Now()
+	times, err := readTimes(ctx, b.hub.Store.Client(), info.Name, ids, info.Type == core.TypeSorted, ttl, now)
+	if err != nil {
+		return nil, err
+	}
+	d := &document{
+		name:     info.Name,
+		id:       b.tagID(info.Name),
+		title:    line(info.Config["title"]),
+		subtitle: line(info.Config["description"]),
+		updated:  times.feed,
+		author:   b.cfg.Author,
+		base:     b.baseURL(),
+		path:     url.PathEscape(info.Name),
+		self:     q.raw,
+	}
+	if d.title == "" {
+		d.title = line(info.Name)
+	}
+	d.alternate = d.base + "/atom/#" + d.path
+	if b.cfg.AlternateURL != "" {
+		d.alternate = strings.ReplaceAll(b.cfg.AlternateURL, "{feed}", d.path)
+	}
+	if n := len(page.Items); n > 0 {
+		if page.HasNext() {
+			d.next = "?after=" + page.Items[n-1].Cursor().Encode()
+		}
+		if page.HasPrev() {
+			d.prev = "?before=" + page.Items[0].Cursor().Encode()
+		}
+	}
+	m := b.cfg.mappingFor(info.Name)
+	for i, it := range page.Items {
+		e := m.apply(it.Data, b.cfg.MaxEntryBytes)
+		e.itemID = it.ID
+		e.id = d.id + "/" + url.PathEscape(it.ID)
+		if e.title == "" {
+			e.title = line(it.ID)
+		}
+		if e.author.Name == "" {
+			e.author = b.cfg.Author
+		}
+		if e.link == "" && b.cfg.EntryURL != "" {
+			e.link = strings.NewReplacer("{feed}", d.path, "{id}", url.PathEscape(it.ID)).Replace(b.cfg.EntryURL)
+		}
+		seen := times.items[i]
+		if e.updated.IsZero() {
+			e.updated = latest(it.Published, seen.updated) // plain feeds: the score is the last publish or edit
+		}
+		if e.updated.IsZero() {
+			e.updated = times.feed
+		}
+		if e.published.IsZero() && !seen.published.IsZero() && !seen.published.After(e.updated) {
+			e.published = seen.published
+		}
+		d.updated = latest(d.updated, e.updated)
+		d.entries = append(d.entries, e)
+	}
+	for _, t := range times.deleted {
+		d.deleted = append(d.deleted, deletedEntry{id: d.id + "/" + url.PathEscape(t.id), when: t.when})
+		d.updated = latest(d.updated, t.when)
+		if end := t.when.Add(b.cfg.TombstoneTTL); d.expires.IsZero() || end.Before(d.expires) {
+			d.expires = end
+		}
+	}
+	d.updated = d.updated.UTC()
+	return d, nil
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

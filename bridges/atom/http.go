@@ -1,0 +1,267 @@
+package atom
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/gorilla/feeds"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// renderTimeout bounds one render; it runs detached from the request that
+// started it, because other requests may be waiting for it.
+const renderTimeout = 10 * time.Second
+
+// errNoFeed means the feed does not exist or holds no readable items.
+var errNoFeed = fmt.Errorf("no such feed: %w", core.ErrNotFound)
+
+// MountHTTP serves /atom/{feed}, /rss/{feed}, /json/{feed} and the
+// discovery page /atom/ on the shared listener.
+func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
+	b.hub = hub
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// Feed names are single percent-encoded segments ("a%2Fb" is the feed
+	// "a/b"): route on the escaped path and unescape the name ourselves
+	// (gin's own unescaping turns '+' into a space).
+	r.UseEscapedPath = true
+	r.UnescapePathValues = false
+	r.HandleMethodNotAllowed = true
+	read := []string{http.MethodGet, http.MethodHead}
+	r.Match(read, "/atom/", b.serveIndex)
+	for _, format := range []string{formatAtom, formatRSS, formatJSON} {
+		r.Match(read, "/"+format+"/:feed", b.serveFeed(format))
+	}
+	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, "no such feed") })
+	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, "feeds are read only: use GET or HEAD") })
+	for _, prefix := range []string{"/atom/", "/rss/", "/json/"} {
+		mux.Handle(prefix, r)
+	}
+	return nil
+}
+
+// readable reports whether the anonymous reader may see feed.
+func (b *Bridge) readable(feed string) bool {
+	return b.hub.Exposed(b.cfg.Feeds).Allows(feed) &&
+		b.hub.ACL.Allowed(core.Actor{Protocol: "atom", ID: core.Anonymous}, feed, core.OpRead)
+}
+
+func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		feed, err := url.PathUnescape(c.Param("feed"))
+		if err != nil || core.ValidateFeedName(feed) != nil || !b.readable(feed) {
+			problem(c, http.StatusNotFound, "no such feed")
+			return
+		}
+		q, err := parsePageQuery(c.Request.URL.RawQuery)
+		if err != nil {
+			problem(c, http.StatusBadRequest, err.Error())
+			return
+		}
+		r, err := b.cached(c.Request.Context(), feed, format+q.raw, func(ctx context.Context) (*rendered, error) {
+			return b.renderFeed(ctx, feed, format, q)
+		})
+		switch {
+		case errors.Is(err, errNoFeed):
+			problem(c, http.StatusNotFound, "no such feed")
+		case errors.Is(err, core.ErrItemNotFound):
+			problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
+		case err != nil:
+			b.unavailable(c, err)
+		default:
+			send(c, r)
+		}
+	}
+}
+
+// renderFeed renders one page of a feed.
+func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuery) (*rendered, error) {
+	infos, err := b.hub.Store.Describe(ctx, feed)
+	if err != nil {
+		return nil, err
+	}
+	if len(infos) == 0 || (infos[0].Type != core.TypeFeed && infos[0].Type != core.TypeSorted) {
+		return nil, errNoFeed
+	}
+	d, err := b.load(ctx, infos[0], q)
+	if err != nil {
+		return nil, err
+	}
+	body, err := encode(format, d)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s of %q: %w", format, feed, err)
+	}
+	// Item payloads may claim future times; Last-Modified must not.
+	modified := d.updated
+	if now := time.Now(); modified.After(now) {
+		modified = now
+	}
+	return newRendered(body, mediaTypes[format], modified, d.expires), nil
+}
+
+func newRendered(body []byte, ctype string, modified, expires time.Time) *rendered {
+	sum := sha256.Sum256(body)
+	return &rendered{
+		body: body, ctype: ctype, modified: modified, expires: expires,
+		etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:18]) + `"`,
+	}
+}
+
+// cached serves a document from the cache while the event subscription
+// keeps it current, and renders it afresh otherwise.
+func (b *Bridge) cached(ctx context.Context, key, variant string, render func(context.Context) (*rendered, error)) (*rendered, error) {
+	if !b.following.Load() || !b.hub.Events.Connected() {
+		return render(ctx)
+	}
+	return b.cache.load(ctx, key, variant, func() (*rendered, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renderTimeout)
+		defer cancel()
+		return render(rctx)
+	})
+}
+
+// send answers with r, or 304 when the request's validators match.
+func send(c *gin.Context, r *rendered) {
+	h := c.Writer.Header()
+	h.Set("Content-Type", r.ctype)
+	h.Set("ETag", r.etag)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(c.Writer, c.Request, "", r.modified, bytes.NewReader(r.body))
+}
+
+// problem answers with an RFC 9457 problem document.
+func problem(c *gin.Context, status int, detail string) {
+	body, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
+	c.Header("Cache-Control", "no-store")
+	c.Data(status, "application/problem+json", body)
+}
+
+func (b *Bridge) unavailable(c *gin.Context, err error) {
+	b.hub.Log.Warn("atom: cannot render", "path", c.Request.URL.EscapedPath(), "err", err)
+	c.Header("Retry-After", "5")
+	problem(c, http.StatusServiceUnavailable, "the feed store is unavailable; try again shortly")
+}
+
+// ---- discovery ----
+
+// listed is a feed on the discovery page.
+type listed struct {
+	Name, Title, Anchor, Atom, RSS, JSON string
+}
+
+func (b *Bridge) serveIndex(c *gin.Context) {
+	format := c.DefaultQuery("format", "html")
+	if format != "html" && format != "opml" {
+		problem(c, http.StatusBadRequest, "format must be html or opml")
+		return
+	}
+	r, err := b.cached(c.Request.Context(), indexKey, format, func(ctx context.Context) (*rendered, error) {
+		return b.renderIndex(ctx, format)
+	})
+	if err != nil {
+		b.unavailable(c, err)
+		return
+	}
+	send(c, r)
+}
+
+// renderIndex lists the readable plain and sorted feeds as HTML (with
+// feed autodiscovery links) or OPML.
+func (b *Bridge) renderIndex(ctx context.Context, format string) (*rendered, error) {
+	names, err := b.hub.Store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var readable []string
+	for _, n := range names {
+		if b.readable(n) {
+			readable = append(readable, n)
+		}
+	}
+	infos, err := b.hub.Store.Describe(ctx, readable...)
+	if err != nil {
+		return nil, err
+	}
+	base := b.baseURL()
+	var list []listed
+	for _, info := range infos {
+		if info.Type != core.TypeFeed && info.Type != core.TypeSorted {
+			continue
+		}
+		p := url.PathEscape(info.Name)
+		l := listed{Name: line(info.Name), Title: line(info.Config["title"]), Anchor: p,
+			Atom: base + "/atom/" + p, RSS: base + "/rss/" + p, JSON: base + "/json/" + p}
+		if l.Title == "" {
+			l.Title = l.Name
+		}
+		list = append(list, l)
+	}
+	var buf bytes.Buffer
+	if format == "opml" {
+		err = feeds.WriteXML(opmlOf(list), &buf)
+		return newRendered(buf.Bytes(), "text/x-opml; charset=utf-8", time.Time{}, time.Time{}), err
+	}
+	err = indexPage.Execute(&buf, list)
+	return newRendered(buf.Bytes(), "text/html; charset=utf-8", time.Time{}, time.Time{}), err
+}
+
+var indexPage = template.Must(template.New("index").Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Feeds</title>
+{{- range .}}
+<link rel="alternate" type="application/atom+xml" title="{{.Title}}" href="{{.Atom}}">
+{{- end}}
+</head>
+<body>
+<h1>Feeds</h1>
+<ul>
+{{- range .}}
+<li id="{{.Anchor}}"><strong>{{.Title}}</strong> ({{.Name}}): <a href="{{.Atom}}">Atom</a> · <a href="{{.RSS}}">RSS</a> · <a href="{{.JSON}}">JSON Feed</a></li>
+{{- else}}
+<li>No feeds are exposed.</li>
+{{- end}}
+</ul>
+<p><a href="?format=opml">OPML</a></p>
+</body>
+</html>
+`))
+
+type opml struct {
+	XMLName  xml.Name      `xml:"opml"`
+	Version  string        `xml:"version,attr"`
+	Title    string        `xml:"head>title"`
+	Outlines []opmlOutline `xml:"body>outline"`
+}
+
+type opmlOutline struct {
+	Type   string `xml:"type,attr"`
+	Text   string `xml:"text,attr"`
+	Title  string `xml:"title,attr"`
+	XMLURL string `xml:"xmlUrl,attr"`
+}
+
+// FeedXml lets feeds.WriteXML encode the outline.
+func (o *opml) FeedXml() any { return o }
+
+func opmlOf(list []listed) *opml {
+	o := &opml{Version: "2.0", Title: "Feeds"}
+	for _, l := range list {
+		o.Outlines = append(o.Outlines, opmlOutline{Type: "rss", Text: l.Title, Title: l.Title, XMLURL: l.Atom})
+	}
+	return o
+}

@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mmcdole/gofeed"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
+	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/integration/testenv"
+)
+
+// atomBridgeConfig is a bridge with only the Atom adapter, reachable at
+// addr and announcing the public URL https://feeds.example.org/base.
+func atomBridgeConfig(redisURL, addr string) string {
+	return fmt.Sprintf(`redis:
+  url: %s
+http:
+  listen: %s
+  public_url: https://feeds.example.org/base
+acl:
+  - actors: ["*:anonymous"]
+    feeds: ["*"]
+    allow: [read]
+rest:
+  enabled: false
+atom:
+  enabled: true
+  tag_authority: example.org,2025
+  tombstone_ttl: 1h
+`, redisURL, addr)
+}
+
+// atomGet fetches a document from a bridge, with optional header pairs.
+func atomGet(t *testing.T, addr, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, body
+}
+
+// atomFeed fetches a feed document (atom, rss or json), checks it with
+// gofeed (and Atom with jing against RFC 4287's schema) and returns it
+// with its ETag.
+func atomFeed(t *testing.T, addr, format, feed string) (*gofeed.Feed, string) {
+	t.Helper()
+	resp, body := atomGet(t, addr, "/"+format+"/"+url.PathEscape(feed))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s of %q: %s\n%s", format, feed, resp.Status, body)
+	}
+	return atomtest.Parse(t, body), resp.Header.Get("ETag")
+}
+
+// waitFor polls cond until it holds, failing after 15s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func guids(f *gofeed.Feed) []string {
+	var ids []string
+	for _, it := range f.Items {
+		ids = append(ids, it.GUID)
+	}
+	return ids
+}
+
+func TestAtomEndToEnd(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	addr := testenv.FreeAddr(t)
+	b := testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	store, err := core.NewStore(rdb, core.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const feed = "team:1/tasks ü"
+	esc := url.PathEscape(feed)
+	if err := store.Create(ctx, feed, core.TypeFeed, map[string]string{"title": "Tasks"}); err != nil {
+		t.Fatal(err)
+	}
+	f := store.Feed(feed)
+	if _, err := f.Publish(ctx, []byte(`{"title":"Buy milk","content":"2 litres","categories":["home"]}`), "milk"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // a later publish time, so "call" is the newest
+	if _, err := f.Publish(ctx, []byte("Call <Bob>\nabout the ]]> bug"), "call"); err != nil {
+		t.Fatal(err)
+	}
+
+	doc, etag1 := atomFeed(t, addr, "atom", feed)
+	want := []string{"tag:example.org,2025:" + esc + "/call", "tag:example.org,2025:" + esc + "/milk"}
+	if doc.Title != "Tasks" || !slices.Equal(guids(doc), want) || doc.Items[0].Title != "Call <Bob>" ||
+		doc.Items[1].Title != "Buy milk" || !slices.Equal(doc.Items[1].Categories, []string{"home"}) {
+		t.Fatalf("Atom feed: %q %v %+v", doc.Title, guids(doc), doc.Items)
+	}
+	if !slices.Contains(doc.Links, "https://feeds.example.org/base/atom/"+esc) {
+		t.Fatalf("no self link behind the public URL: %v", doc.Links)
+	}
+	for _, format := range []string{"rss", "json"} {
+		other, _ := atomFeed(t, addr, format, feed)
+		if !slices.Equal(guids(other), want) || other.Items[0].Title != "Call <Bob>" {
+			t.Fatalf("%s holds other entries: %v", format, guids(other))
+		}
+	}
+
+	// An edit changes the documents and the ETag; the old ETag no longer matches.
+	time.Sleep(2 * time.Millisecond) // a later millisecond for the edit
+	if err := f.Edit(ctx, "milk", []byte(`{"title":"Buy oat milk","content":"2 litres"}`)); err != nil {
+		t.Fatal(err)
+	}
+	var etag2 string
+	waitFor(t, "the edit shows in Atom", func() bool {
+		doc, etag2 = atomFeed(t, addr, "atom", feed)
+		return doc.Items[0].Title == "Buy oat milk"
+	})
+	if etag2 == etag1 || !slices.Equal(guids(doc), []string{want[1], want[0]}) {
+		t.Fatalf("after the edit: ETag %s→%s, ids %v", etag1, etag2, guids(doc))
+	}
+	if r, _ := atomGet(t, addr, "/atom/"+esc, "If-None-Match", etag1); r.StatusCode != http.StatusOK {
+		t.Fatalf("stale ETag: %s", r.Status)
+	}
+	waitFor(t, "the current ETag gives 304", func() bool {
+		r, _ := atomGet(t, addr, "/atom/"+esc, "If-None-Match", etag2)
+		return r.StatusCode == http.StatusNotModified
+	})
+	for _, format := range []string{"rss", "json"} {
+		waitFor(t, "the edit shows in "+format, func() bool {
+			other, _ := atomFeed(t, addr, format, feed)
+			return other.Items[0].Title == "Buy oat milk"
+		})
+	}
+
+	// A retraction becomes a tombstone in Atom and leaves the other formats.
+	if err := f.Retract(ctx, "call"); err != nil {
+		t.Fatal(err)
+	}
+	tombstone := `<deleted-entry xmlns="http://purl.org/atompub/tombstones/1.0" ref="` + want[0] + `"`
+	var atomBody []byte
+	waitFor(t, "the tombstone shows", func() bool {
+		_, atomBody = atomGet(t, addr, "/atom/"+esc)
+		return strings.Contains(string(atomBody), tombstone)
+	})
+	if d := atomtest.Parse(t, atomBody); !slices.Equal(guids(d), want[1:]) {
+		t.Fatalf("entries after the retraction: %v", guids(d))
+	}
+	for _, format := range []string{"rss", "json"} {
+		waitFor(t, "the retraction shows in "+format, func() bool {
+			other, _ := atomFeed(t, addr, format, feed)
+			return slices.Equal(guids(other), want[1:])
+		})
+	}
+
+	// A second bridge process on the same Redis, and a restart, agree on
+	// every byte: times and tombstones live in Redis.
+	addr2 := testenv.FreeAddr(t)
+	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr2), addr2)
+	_, settled := atomFeed(t, addr, "atom", feed)
+	if _, other := atomFeed(t, addr2, "atom", feed); other != settled {
+		t.Fatalf("two bridges serve different documents: ETag %s vs %s", settled, other)
+	}
+	b.Restart()
+	if _, again := atomFeed(t, addr, "atom", feed); again != settled {
+		t.Fatalf("the document changed across a restart: ETag %s vs %s", settled, again)
+	}
+	if _, page := atomGet(t, addr, "/atom/"); !strings.Contains(string(page), `href="https://feeds.example.org/base/atom/`+esc+`"`) {
+		t.Fatalf("discovery page lacks the feed:\n%s", page)
+	}
+}
+
+func TestAtomSortedFeedOrderAndTimes(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	addr := testenv.FreeAddr(t)
+	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	store, err := core.NewStore(rdb, core.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Create(ctx, "board", core.TypeSorted, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := store.Sorted("board")
+	var ids []string
+	for _, item := range []string{"first", "second", "third"} {
+		id, err := s.Append(ctx, []byte(item))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	titles := func(f *gofeed.Feed) string {
+		var out []string
+		for _, it := range f.Items {
+			out = append(out, it.Title)
+		}
+		return strings.Join(out, ",")
+	}
+	waitFor(t, "position order", func() bool {
+		f, _ := atomFeed(t, addr, "atom", "board")
+		return titles(f) == "first,second,third"
+	})
+	before, _ := atomFeed(t, addr, "atom", "board")
+	time.Sleep(2 * time.Millisecond) // a later millisecond for the move
+	if err := s.Move(ctx, ids[2], core.Position{Kind: core.PosBegin}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the move shows with a later updated time", func() bool {
+		f, _ := atomFeed(t, addr, "atom", "board")
+		return titles(f) == "third,first,second" && f.Items[0].UpdatedParsed.After(*before.Items[2].UpdatedParsed)
+	})
+}
