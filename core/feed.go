@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -64,6 +65,36 @@ func (f *items) Get(ctx context.Context, id string) ([]byte, error) {
 		return nil, fmt.Errorf("get %q in %q: %w", id, f.name, ErrItemNotFound)
 	}
 	return got[0], nil
+}
+
+// Item returns one item with its publish time (plain feeds) and its index
+// in display order, in one round trip; a missing id is an error wrapping
+// ErrItemNotFound.
+func (f *items) Item(ctx context.Context, id string) (Item, error) {
+	if f.err != nil {
+		return Item{}, f.err
+	}
+	if err := ValidateID(id); err != nil {
+		return Item{}, err
+	}
+	vals, err := f.s.run(ctx, scripts.read, f.readKeys(), "item", id).Slice()
+	if err != nil {
+		return Item{}, scriptError(err, f.name, typeItems, "item")
+	}
+	it := Item{ID: id, Data: bytesOf(vals[0]), Index: -1}
+	if n, ok := vals[2].(int64); ok {
+		it.Index = n
+	}
+	if sc := stringOf(vals[1]); sc != "" {
+		f, err := parseScore(sc)
+		if err != nil {
+			return Item{}, err
+		}
+		it.Published, it.hint = ScoreTime(f), sc
+	} else if it.Index >= 0 {
+		it.hint = strconv.FormatInt(it.Index, 10)
+	}
+	return it, nil
 }
 
 // maxBatch bounds the ids sent to one script call (Lua's unpack limit is

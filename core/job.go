@@ -132,7 +132,7 @@ func (j *JobFeed) finish(ctx context.Context, id string, result []byte, publish 
 		return err
 	}
 	err := j.s.run(ctx, scripts.jobFinish,
-		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items},
+		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items, jobRecordKey(j.name, id)},
 		j.name, id, boolArg(publish), result).Err()
 	return scriptError(err, j.name, TypeJob, "job finish")
 }
@@ -306,7 +306,8 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 }
 
 // recordResult stores a finished job's result in its status record, when
-// the record exists; the Listener calls it for every job.finish it sees.
+// the record exists. Finish does this itself; the Listener calls it for
+// every job.finish it sees, for jobs finished by other Thoonk libraries.
 func (s *Store) recordResult(ctx context.Context, feed, id string, result []byte) error {
 	err := s.run(ctx, scripts.jobRecord, []string{jobRecordKey(feed, id)}, result).Err()
 	if err != nil {

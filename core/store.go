@@ -201,6 +201,12 @@ func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
 	return FeedType(t), nil
 }
 
+// Item returns one item of a plain or sorted feed (see Feed.Item).
+func (s *Store) Item(ctx context.Context, feed, id string) (Item, error) {
+	f := newItems(s, feed)
+	return f.Item(ctx, id)
+}
+
 // Count returns the number of items of any feed type (for queues and job
 // feeds: the jobs not yet taken or finished).
 func (s *Store) Count(ctx context.Context, feed string) (int64, error) {

@@ -534,3 +534,51 @@ func TestDescribe(t *testing.T) {
 		}
 	})
 }
+
+func TestItemWithMetadata(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "p", core.TypeFeed, nil)
+		create(t, b, "s", core.TypeSorted, nil)
+		_, _ = s.Feed("p").Publish(ctx, []byte("old"), "a")
+		time.Sleep(2 * time.Millisecond)
+		_, _ = s.Feed("p").Publish(ctx, []byte("new"), "b")
+		it, err := s.Item(ctx, "p", "a")
+		must(t, err)
+		if string(it.Data) != "old" || it.Index != 1 || it.Published.IsZero() {
+			t.Fatalf("plain item %+v", it)
+		}
+		_, _ = s.Sorted("s").Append(ctx, []byte("x"))
+		_, _ = s.Sorted("s").Append(ctx, []byte("y"))
+		it, err = s.Item(ctx, "s", "2")
+		must(t, err)
+		if string(it.Data) != "y" || it.Index != 1 || !it.Published.IsZero() {
+			t.Fatalf("sorted item %+v", it)
+		}
+		if _, err := s.Item(ctx, "p", "zz"); !errors.Is(err, core.ErrItemNotFound) {
+			t.Fatalf("missing item: %v", err)
+		}
+		create(t, b, "j", core.TypeJob, nil)
+		if _, err := s.Item(ctx, "j", "x"); !errors.Is(err, core.ErrWrongType) {
+			t.Fatalf("item of a job feed: %v", err)
+		}
+	})
+}
+
+// The result is in the status record as soon as Finish returns, without
+// waiting for any listener.
+func TestFinishRecordsResult(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "jobs", core.TypeJob, nil)
+		j := s.Jobs("jobs")
+		id, _ := j.Put(ctx, []byte("x"), core.PutOptions{RecordTTL: time.Hour})
+		_, _ = j.Get(ctx, time.Second)
+		must(t, j.FinishWithResult(ctx, id, []byte(`{"ok":true}`)))
+		st, err := j.State(ctx, id)
+		must(t, err)
+		if st.State != core.JobFinished || !st.HasResult || string(st.Result) != `{"ok":true}` {
+			t.Fatalf("state %+v", st)
+		}
+	})
+}

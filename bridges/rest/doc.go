@@ -1,2 +1,23 @@
-// Package rest is feedbridge's REST adapter (work in progress).
+// Package rest is feedbridge's REST adapter: feeds as HTTP resources under
+// /v1 (gin, mounted on the shared listener), actions as jobs, and live
+// Server-Sent Events.
+//
+// The model in a few lines:
+//
+//   - Reads go straight to the store: feeds, pages of items in display
+//     order with opaque cursors, single items with strong ETags. A feed the
+//     adapter does not expose, or the client may not read, is a 404 exactly
+//     like an unknown one.
+//   - Writes never touch a feed: POST, PUT, DELETE, move and custom verbs
+//     become core actions stamped with the token's actor (rest:NAME, or
+//     rest:anonymous), stored as jobs before the 202 answer; Prefer: wait
+//     waits for the worker's result, Idempotency-Key makes retries safe.
+//   - One core subscription feeds a bounded replay ring of rendered events
+//     numbered EPOCH-SEQ. Every event stream and long poll reads the ring
+//     from its own position, so a client that reconnects with Last-Event-ID
+//     gets exactly what it missed, or a reset event when that cannot be
+//     known (new epoch after a restart or lost Redis events, or a gap older
+//     than the ring).
+//   - Errors are RFC 9457 problems with stable type URIs under
+//     /v1/problems/; the API is described by /v1/openapi.json.
 package rest

@@ -2,54 +2,193 @@ package rest
 
 import (
 	"context"
+	_ "embed"
+	"errors"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/feedbridge/feedbridge/core"
 )
 
-// Config is the rest section of bridge.yaml.
-type Config struct {
-	// Enabled turns the adapter on.
-	Enabled bool `yaml:"enabled"`
-	// Feeds replaces the global feed selection for this adapter.
-	Feeds *core.FeedFilter `yaml:"feeds"`
-}
-
-// defaultConfig holds every default of the section, in one place.
-func defaultConfig() Config { return Config{} }
-
-// Factory registers the adapter under the "rest" section.
-var Factory = core.Factory{Name: "rest", New: New}
-
-// New decodes and validates the section; it returns nil when disabled.
-func New(sec *core.Section) (core.Adapter, error) {
-	cfg := defaultConfig()
-	if err := sec.Decode(&cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Feeds != nil {
-		if err := cfg.Feeds.Compile(sec, "feeds"); err != nil {
-			return nil, err
-		}
-	}
-	if !cfg.Enabled {
-		return nil, nil
-	}
-	return &Bridge{cfg: cfg}, nil
-}
+// openAPI is the API description served at /v1/openapi.json.
+//
+//go:embed openapi.json
+var openAPI []byte
 
 // Bridge is the REST adapter.
 type Bridge struct {
-	cfg Config
+	cfg    Config
+	tokens *tokenSet
+	limits *limiters
+	ring   *ring
+	// streams counts open event streams and long polls.
+	streams chan struct{}
+
+	hub    *core.Hub
+	engine *gin.Engine
+
+	// stopping ends streams and waits when the HTTP server shuts down or
+	// Run's context ends, so that neither waits for them.
+	stopping context.Context
+	stop     context.CancelFunc
+
+	mu       sync.Mutex     // orders starting hijacked streams and stopping
+	hijacked sync.WaitGroup // event streams running outside their handlers
 }
 
-var _ core.Adapter = (*Bridge)(nil)
+var (
+	_ core.Adapter     = (*Bridge)(nil)
+	_ core.HTTPMounter = (*Bridge)(nil)
+)
+
+func newBridge(cfg Config) (*Bridge, error) {
+	b := &Bridge{
+		cfg:     cfg,
+		tokens:  newTokenSet(cfg.Tokens),
+		limits:  newLimiters(cfg.RateLimit.MaxClients),
+		ring:    newRing(cfg.Events.ReplayEvents, cfg.Events.ReplayBytes),
+		streams: make(chan struct{}, cfg.Events.MaxStreams),
+	}
+	b.stopping, b.stop = context.WithCancel(context.Background())
+	return b, nil
+}
 
 // Name returns "rest".
 func (b *Bridge) Name() string { return "rest" }
 
-// Run serves until ctx ends.
-func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
-	hub.SetState(b.Name(), core.StateUp, nil)
-	<-ctx.Done()
+// MountHTTP serves the API under /v1/ on the shared listener.
+func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
+	b.hub = hub
+	e, err := newEngine(b.cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
+	e.Use(b.recoverer, b.cors, b.authenticate)
+	e.NoRoute(func(c *gin.Context) { fail(c, "not-found", "no such resource") })
+	e.NoMethod(func(c *gin.Context) { fail(c, "method-not-allowed", "") })
+
+	v1 := e.Group("/v1")
+	v1.GET("/openapi.json", func(c *gin.Context) {
+		c.Header("Cache-Control", "no-cache")
+		c.Data(http.StatusOK, "application/json", openAPI)
+	})
+	v1.GET("/problems/:kind", serveProblemType)
+	v1.GET("/feeds", b.listFeeds)
+	v1.GET("/feeds/:feed", b.getFeed)
+	v1.GET("/feeds/:feed/items", b.listItems)
+	v1.GET("/feeds/:feed/items/:id", b.getItem)
+	v1.GET("/feeds/:feed/events", b.feedEvents)
+	v1.GET("/events", b.events)
+	v1.POST("/feeds/:feed/items", b.publish)
+	v1.PUT("/feeds/:feed/items/:id", b.edit)
+	v1.DELETE("/feeds/:feed/items/:id", b.retract)
+	v1.POST("/feeds/:feed/items/:id/move", b.move)
+	v1.POST("/feeds/:feed/actions/:verb", b.custom)
+	v1.GET("/jobs/:queue/:id", b.jobStatus)
+	b.engine = e
+	mux.Handle("/v1/", e)
 	return nil
+}
+
+// newEngine returns a gin engine for an API whose path segments are
+// percent-encoded names: routes match the raw path, and each parameter is
+// decoded exactly once.
+func newEngine(trustedProxies []string) (*gin.Engine, error) {
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.UseRawPath = true          // feed names may hold %2F: match the raw path
+	e.UnescapePathValues = false // gin would unescape '+' to ' ': see param
+	e.RedirectTrailingSlash = false
+	e.RedirectFixedPath = false
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	if err := e.SetTrustedProxies(trustedProxies); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// param returns a path parameter decoded exactly once: gin matched the raw
+// path when the request had one (then the value is still escaped), else
+// the decoded path.
+func param(c *gin.Context, name string) string {
+	v := c.Param(name)
+	if c.Request.URL.RawPath == "" {
+		return v
+	}
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// Run mirrors the event stream into the replay ring until ctx ends. The
+// adapter owns no outbound connection: the core listener reconnects to
+// Redis (with backoff and jitter) and announces it with an EventResync,
+// which starts a new epoch here. The state is up while the listener is
+// connected.
+func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
+	if b.hub == nil {
+		b.hub = hub
+	}
+	sub := hub.Events.Subscribe(b.cfg.Events.Queue)
+	defer sub.Close()
+	b.ring.newEpoch() // whatever happened before this subscription is unknown
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	b.setState(hub)
+	for {
+		select {
+		case <-ctx.Done():
+			b.mu.Lock()
+			b.stop() // no hijacked stream starts after this
+			b.mu.Unlock()
+			b.hijacked.Wait()
+			return nil
+		case <-tick.C:
+			b.setState(hub)
+		case <-sub.Ready():
+			for ev, ok := sub.TryNext(); ok; ev, ok = sub.TryNext() {
+				b.mirror(hub, ev)
+			}
+		}
+	}
+}
+
+var errPubsubDown = errors.New("redis pubsub is disconnected: event streams wait and will reset")
+
+func (b *Bridge) setState(hub *core.Hub) {
+	if hub.Events.Connected() {
+		hub.SetState(b.Name(), core.StateUp, nil)
+	} else {
+		hub.SetState(b.Name(), core.StateReconnecting, errPubsubDown)
+	}
+}
+
+// mirror puts one core event into the ring.
+func (b *Bridge) mirror(hub *core.Hub, ev core.Event) {
+	switch ev.Type {
+	case core.EventResync:
+		hub.Log.Info("rest: event streams reset", "reason", ev.Reason.String())
+		b.ring.newEpoch()
+		b.setState(hub)
+		return
+	case core.EventPublish, core.EventEdit, core.EventRetract, core.EventPosition, core.EventDelete:
+	default:
+		return
+	}
+	if !hub.Exposed(b.cfg.Feeds).Allows(ev.Feed) {
+		return
+	}
+	b.ring.add(entry{typ: ev.Type.String(), feed: ev.Feed, data: renderEvent(ev)})
+}
+
+// exposed reports whether actor may see feed: the adapter exposes it and
+// the ACL lets the actor read it.
+func (b *Bridge) exposed(actor core.Actor, feed string) bool {
+	return b.hub.Exposed(b.cfg.Feeds).Allows(feed) && b.hub.ACL.Allowed(actor, feed, core.OpRead)
 }

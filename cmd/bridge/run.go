@@ -100,6 +100,11 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		return err
 	}
 	adapterCtx, stopAdapters := context.WithCancel(runCtx)
+	if srv != nil {
+		// Shutdown waits for open requests: end the adapters' long-lived
+		// ones (event streams, long polls) as soon as it begins.
+		srv.RegisterOnShutdown(stopAdapters)
+	}
 	if err := core.StartAdapters(adapterCtx, hub, l.adapters); err != nil {
 		stopAdapters()
 		stopWorker()

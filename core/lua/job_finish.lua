@@ -1,5 +1,6 @@
 -- Job finish, publishing the result when one is given.
--- KEYS: config, claimed, cancelled, published, finishes, items
+-- The bridge's status record (when the job has one) keeps the result.
+-- KEYS: config, claimed, cancelled, published, finishes, items, record
 -- ARGV: feed, id, hasresult ('1'), result
 local e = fbneed(KEYS[1], 'job'); if e then return e end
 local id = ARGV[2]
@@ -9,6 +10,7 @@ redis.call('ZREM', KEYS[4], id)
 redis.call('INCR', KEYS[5])
 redis.call('HDEL', KEYS[6], id)
 if ARGV[3] == '1' then
+  fbrecord(KEYS[7], ARGV[4])
   redis.call('PUBLISH', 'job.finish:' .. ARGV[1], id .. '\0' .. ARGV[4])
 end
 return 1

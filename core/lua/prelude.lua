@@ -34,3 +34,11 @@ local function fbplace(ids, id, mode, rel)
   redis.call('LINSERT', ids, 'AFTER', rel, id); return rel .. ':'
 end
 
+-- fbrecord keeps a finished job's result in the bridge's status record of
+-- the job, when the bridge submitted it (the record exists).
+local function fbrecord(record, result)
+  if redis.call('EXISTS', record) == 0 then return 0 end
+  redis.call('HSET', record, 'result', result, 'finished_at', fbnow())
+  return 1
+end
+

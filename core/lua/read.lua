@@ -6,6 +6,7 @@
 --   'get', id, ...             -> items (false where missing)
 --   'all'                      -> {id, item, ...}
 --   'count'                    -> number of items
+--   'item', id                 -> {item, score ('' on sorted feeds), index in display order}
 --   'type'                     -> the type
 local t = fbtype(KEYS[1])
 if not t then return redis.error_reply('FBNOFEED') end
@@ -23,5 +24,12 @@ elseif op == 'get' then
   return redis.call('HMGET', KEYS[3], unpack(ARGV, 2))
 elseif op == 'all' then
   return redis.call('HGETALL', KEYS[3])
+elseif op == 'item' then
+  local item = redis.call('HGET', KEYS[3], ARGV[2])
+  if not item then return redis.error_reply('FBNOITEM') end
+  if t == 'feed' then
+    return {item, redis.call('ZSCORE', KEYS[2], ARGV[2]) or '', redis.call('ZREVRANK', KEYS[2], ARGV[2]) or -1}
+  end
+  return {item, '', redis.call('LPOS', KEYS[2], ARGV[2]) or -1}
 end
 return redis.error_reply('unknown op ' .. op)

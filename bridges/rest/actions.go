@@ -1,0 +1,395 @@
+package rest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// idemPrefix prefixes the Redis keys that remember Idempotency-Keys.
+const idemPrefix = "feedbridge.rest.idem:"
+
+// bodyKey holds the request body in the gin context (for fingerprints).
+const bodyKey = "feedbridge.body"
+
+// maxIdemKeyLen bounds an Idempotency-Key.
+const maxIdemKeyLen = 255
+
+// MoveRequest is the body of POST .../items/{id}/move.
+type MoveRequest struct {
+	// Position is :end, begin:, :ID (before ID) or ID: (after ID).
+	Position string `json:"position"`
+}
+
+// ActionRequest is the body of POST .../actions/{verb}: every field is
+// optional and passed to the worker as is.
+type ActionRequest struct {
+	ID string `json:"id"`
+	// Item is the payload: a JSON string is taken as its text, any other
+	// JSON value as its JSON.
+	Item json.RawMessage `json:"item"`
+	// ItemBase64 is a binary payload, instead of Item.
+	ItemBase64 []byte   `json:"item_base64"`
+	Position   string   `json:"position"`
+	Args       []string `json:"args"`
+}
+
+func (b *Bridge) publish(c *gin.Context) {
+	item, ok := b.itemBody(c)
+	if !ok {
+		return
+	}
+	b.act(c, core.Action{Verb: core.VerbPublish, ID: c.Query("id"), Item: item, Position: c.Query("position")})
+}
+
+func (b *Bridge) edit(c *gin.Context) {
+	item, ok := b.itemBody(c)
+	if !ok {
+		return
+	}
+	b.act(c, core.Action{Verb: core.VerbEdit, ID: param(c, "id"), Item: item})
+}
+
+func (b *Bridge) retract(c *gin.Context) {
+	b.act(c, core.Action{Verb: core.VerbRetract, ID: param(c, "id")})
+}
+
+func (b *Bridge) move(c *gin.Context) {
+	var req MoveRequest
+	if !b.jsonBody(c, &req, false) {
+		return
+	}
+	b.act(c, core.Action{Verb: core.VerbMove, ID: param(c, "id"), Position: req.Position})
+}
+
+func (b *Bridge) custom(c *gin.Context) {
+	var req ActionRequest
+	if !b.jsonBody(c, &req, true) {
+		return
+	}
+	act := core.Action{Verb: param(c, "verb"), ID: req.ID, Position: req.Position, Args: req.Args}
+	switch {
+	case len(req.Item) > 0 && req.ItemBase64 != nil:
+		fail(c, "bad-request", "send item or item_base64, not both")
+		return
+	case req.ItemBase64 != nil:
+		act.Item = req.ItemBase64
+	case len(req.Item) > 0 && req.Item[0] == '"':
+		var s string
+		_ = json.Unmarshal(req.Item, &s) // valid: the body decoded
+		act.Item = []byte(s)
+	case len(req.Item) > 0 && !bytes.Equal(req.Item, []byte("null")):
+		act.Item = req.Item
+	}
+	b.act(c, act)
+}
+
+// readBody reads the request body within max_body_bytes (413 beyond).
+func (b *Bridge) readBody(c *gin.Context) ([]byte, bool) {
+	if c.Request.ContentLength > b.cfg.MaxBodyBytes {
+		fail(c, "too-large", "the body is over the limit of "+strconv.FormatInt(b.cfg.MaxBodyBytes, 10)+" bytes")
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, b.cfg.MaxBodyBytes))
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		fail(c, "too-large", "the body is over the limit of "+strconv.FormatInt(b.cfg.MaxBodyBytes, 10)+" bytes")
+		return nil, false
+	case err != nil:
+		fail(c, "bad-request", "the body could not be read")
+		return nil, false
+	}
+	c.Set(bodyKey, body)
+	return body, true
+}
+
+// isJSON reports whether the request declares a JSON body.
+func isJSON(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// itemBody reads an item payload: the body as is, which must be valid
+// JSON when it is declared as JSON.
+func (b *Bridge) itemBody(c *gin.Context) ([]byte, bool) {
+	body, ok := b.readBody(c)
+	if !ok {
+		return nil, false
+	}
+	if len(body) == 0 {
+		fail(c, "bad-request", "the body is the item, and it is empty")
+		return nil, false
+	}
+	if isJSON(c.Request) && !json.Valid(body) {
+		fail(c, "bad-request", "the body is declared as JSON but is not valid JSON")
+		return nil, false
+	}
+	return body, true
+}
+
+// jsonBody decodes a JSON request body strictly into v; an empty body is
+// allowed when optional.
+func (b *Bridge) jsonBody(c *gin.Context, v any, optional bool) bool {
+	body, ok := b.readBody(c)
+	if !ok {
+		return false
+	}
+	if len(body) == 0 && optional {
+		return true
+	}
+	if ct := c.GetHeader("Content-Type"); ct != "" && !isJSON(c.Request) {
+		fail(c, "unsupported-media", "send the body as application/json")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil || dec.More() {
+		fail(c, "bad-request", "the body is not the JSON object this request takes (see /v1/openapi.json)")
+		return false
+	}
+	return true
+}
+
+// act checks an action, applies If-Match and Idempotency-Key, stores the
+// job and answers with its status (or, with Prefer: wait, its result).
+func (b *Bridge) act(c *gin.Context, act core.Action) {
+	feed, actor := param(c, "feed"), actorOf(c)
+	act.Feed, act.Actor = feed, actor
+	if err := core.ValidateFeedName(feed); err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
+	if !b.hub.Exposed(b.cfg.Feeds).Allows(feed) {
+		fail(c, "not-found", "")
+		return
+	}
+	ctx := c.Request.Context()
+	if err := b.hub.Actions.Check(ctx, act); err != nil {
+		if errors.Is(err, core.ErrDenied) && !b.hub.ACL.Allowed(actor, feed, core.OpRead) {
+			err = core.ErrFeedNotFound // may neither read nor do this: no existence leak
+		}
+		b.failErr(c, err)
+		return
+	}
+	if im := c.GetHeader("If-Match"); im != "" {
+		etag := ""
+		it, err := readItem(ctx, b.hub.Store, feed, act.ID)
+		switch {
+		case err == nil:
+			body, _ := json.Marshal(it)
+			etag = etagOf(append(body, '\n'))
+		case !errors.Is(err, core.ErrNotFound):
+			b.failErr(c, err)
+			return
+		}
+		if !etagMatches(im, etag, false) {
+			fail(c, "precondition-failed", "the item changed (or is gone) since the If-Match version; no job was created")
+			return
+		}
+	}
+	wait := preferWait(c.Request.Header.Values("Prefer"), b.cfg.MaxWait)
+	if wait > 0 {
+		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
+	}
+	submit := func() (core.Ticket, *core.Result, error) { return b.hub.Actions.SubmitWait(ctx, act, wait) }
+	if key := c.GetHeader("Idempotency-Key"); key != "" && c.Request.Method == http.MethodPost {
+		b.idempotent(c, actor, key, wait, submit)
+		return
+	}
+	t, res, err := submit()
+	if err != nil {
+		b.failErr(c, err)
+		return
+	}
+	b.answerJob(c, t, res, wait)
+}
+
+// preferWait reads RFC 7240 "Prefer: wait=N", capped at max.
+func preferWait(headers []string, max time.Duration) time.Duration {
+	for _, h := range headers {
+		for pref := range strings.SplitSeq(h, ",") {
+			pref, _, _ = strings.Cut(pref, ";")
+			name, val, _ := strings.Cut(strings.TrimSpace(pref), "=")
+			if !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(val), `"`))
+			if err == nil && n > 0 {
+				return seconds(n, max)
+			}
+		}
+	}
+	return 0
+}
+
+// seconds returns n seconds, at most max (without overflowing).
+func seconds(n int, max time.Duration) time.Duration {
+	if n >= int(max/time.Second) {
+		return max
+	}
+	return time.Duration(n) * time.Second
+}
+
+func jobPath(t core.Ticket) string {
+	return "/v1/jobs/" + pathSegment(t.Queue) + "/" + pathSegment(t.JobID)
+}
+
+// pathSegment percent-encodes a name as one path segment; the
+// dot-segments "." and ".." are encoded too, or paths would be shortened.
+func pathSegment(name string) string {
+	if name == "." || name == ".." {
+		return strings.ReplaceAll(name, ".", "%2E")
+	}
+	return url.PathEscape(name)
+}
+
+// answerJob answers 202 with the job's status, or with its result: the
+// result's 2xx code and the finished status, or the worker's failure as a
+// problem with the worker's status code.
+func (b *Bridge) answerJob(c *gin.Context, t core.Ticket, res *core.Result, wait time.Duration) {
+	if wait > 0 {
+		c.Header("Preference-Applied", "wait="+strconv.Itoa(int(wait.Seconds())))
+	}
+	c.Header("Cache-Control", "no-store")
+	st := core.JobStatus{Queue: t.Queue, JobID: t.JobID, State: core.JobQueued}
+	switch {
+	case res == nil:
+		c.Header("Location", jobPath(t))
+		writeJSON(c, http.StatusAccepted, st)
+	case res.OK:
+		st.State, st.Result = core.JobFinished, res
+		code := http.StatusOK
+		if res.Code == http.StatusCreated {
+			code = http.StatusCreated
+			c.Header("Location", "/v1/feeds/"+pathSegment(param(c, "feed"))+"/items/"+pathSegment(res.ID))
+		}
+		c.Header("Content-Location", jobPath(t))
+		writeJSON(c, code, st)
+	default:
+		k, ok := kindByStatus[res.Code]
+		code := res.Code
+		if !ok {
+			k, code = "job-failed", http.StatusInternalServerError
+			if res.Code >= 500 && res.Code <= 599 {
+				code = res.Code
+			}
+		}
+		p := newProblem(k, code, res.Error)
+		p.Job = &t
+		writeProblem(c, p)
+	}
+}
+
+// idemRecord is what Redis remembers of an Idempotency-Key: the request's
+// fingerprint, and the job once it is stored.
+type idemRecord struct {
+	Fingerprint string `json:"f"`
+	Queue       string `json:"q,omitempty"`
+	JobID       string `json:"j,omitempty"`
+}
+
+// idempotent runs submit at most once per (actor, key) within
+// idempotency_ttl. SET NX claims the key before the job is stored, so two
+// concurrent requests with one key create one job: the second gets 409
+// while the first is in progress, and the first job's status afterwards.
+// A key reused for a different request gets 422.
+func (b *Bridge) idempotent(c *gin.Context, actor core.Actor, key string, wait time.Duration,
+	submit func() (core.Ticket, *core.Result, error)) {
+	key = strings.Trim(key, `"`) // the draft standard's sf-string form
+	if key == "" || len(key) > maxIdemKeyLen || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+		fail(c, "bad-request", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+		return
+	}
+	ctx, rdb := c.Request.Context(), b.hub.Store.Client()
+	rk := idemPrefix + hash(actor.String(), key)
+	body, _ := c.Get(bodyKey)
+	bs, _ := body.([]byte)
+	fp := hash(c.Request.Method, c.Request.URL.RequestURI(), string(bs))
+	pending, _ := json.Marshal(idemRecord{Fingerprint: fp})
+	won, err := rdb.SetNX(ctx, rk, pending, b.cfg.IdempotencyTTL).Result()
+	if err != nil {
+		b.failErr(c, err)
+		return
+	}
+	if !won {
+		raw, err := rdb.Get(ctx, rk).Bytes()
+		var rec idemRecord
+		switch {
+		case errors.Is(err, redis.Nil):
+			c.Header("Retry-After", "1")
+			fail(c, "conflict", "a request with this Idempotency-Key just expired; retry")
+			return
+		case err != nil:
+			b.failErr(c, err)
+			return
+		case json.Unmarshal(raw, &rec) != nil || rec.Fingerprint != fp:
+			fail(c, "invalid-item", "this Idempotency-Key was used for a different request")
+			return
+		case rec.JobID == "":
+			c.Header("Retry-After", "1")
+			fail(c, "conflict", "a request with this Idempotency-Key is still in progress")
+			return
+		}
+		t := core.Ticket{Queue: rec.Queue, JobID: rec.JobID}
+		st, err := b.hub.Actions.Status(ctx, t.Queue, t.JobID)
+		if err != nil {
+			b.failErr(c, err)
+			return
+		}
+		c.Header("Idempotent-Replayed", "true")
+		b.answerJob(c, t, st.Result, 0)
+		return
+	}
+	t, res, err := submit()
+	if err != nil {
+		_ = rdb.Del(ctx, rk).Err() // nothing was stored: a retry may try again
+		b.failErr(c, err)
+		return
+	}
+	done, _ := json.Marshal(idemRecord{Fingerprint: fp, Queue: t.Queue, JobID: t.JobID})
+	if err := rdb.Set(ctx, rk, done, b.cfg.IdempotencyTTL).Err(); err != nil {
+		b.hub.Log.Warn("rest: remember idempotency key", "err", err)
+	}
+	b.answerJob(c, t, res, wait)
+}
+
+// hash returns a hex SHA-256 of NUL-separated parts.
+func hash(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (b *Bridge) jobStatus(c *gin.Context) {
+	queue, id := param(c, "queue"), param(c, "id")
+	if !slices.Contains(b.hub.Actions.Queues(), queue) {
+		fail(c, "not-found", "")
+		return
+	}
+	st, err := b.hub.Actions.Status(c.Request.Context(), queue, id)
+	if err != nil {
+		b.failErr(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	writeJSON(c, http.StatusOK, st)
+}

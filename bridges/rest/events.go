@@ -1,0 +1,267 @@
+package rest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-contrib/sse"
+	"github.com/gin-gonic/gin"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// batchSize bounds the events written between two flushes.
+const batchSize = 256
+
+// reconnectMillis is the reconnection delay suggested to SSE clients.
+const reconnectMillis = 2000
+
+// ResetJSON is the data of a reset event: the client must reload the
+// feeds it follows, then go on from this event's id.
+type ResetJSON struct {
+	// Reason is "history-unavailable" (the id is from another epoch: the
+	// bridge restarted, or Redis events were lost) or "too-far-behind"
+	// (the events after the id are no longer kept).
+	Reason string `json:"reason"`
+}
+
+// acquireStream takes one of the max_streams slots, or answers 503.
+func (b *Bridge) acquireStream(c *gin.Context) (release func(), ok bool) {
+	select {
+	case b.streams <- struct{}{}:
+		return func() { <-b.streams }, true
+	default:
+		c.Header("Retry-After", "5")
+		fail(c, "unavailable", "too many open event streams; retry later")
+		return nil, false
+	}
+}
+
+// feedEvents streams one feed's events.
+func (b *Bridge) feedEvents(c *gin.Context) {
+	feed, ok := b.feedParam(c)
+	if !ok {
+		return
+	}
+	b.stream(c, feed, nil, func(f string) bool { return f == feed })
+}
+
+// events streams the events of every feed matching ?feeds= (glob
+// patterns, repeatable; default every feed) that this client may read.
+func (b *Bridge) events(c *gin.Context) {
+	globs := c.QueryArray("feeds")
+	if len(globs) == 0 {
+		globs = []string{"*"}
+	}
+	pats := make([]core.Pattern, 0, len(globs))
+	for _, g := range globs {
+		p, err := core.CompilePattern(g)
+		if err != nil {
+			fail(c, "bad-request", "feeds: "+err.Error())
+			return
+		}
+		pats = append(pats, p)
+	}
+	actor := actorOf(c)
+	b.stream(c, "", pats, func(f string) bool {
+		for _, p := range pats {
+			if p.Match(f) {
+				return b.exposed(actor, f)
+			}
+		}
+		return false
+	})
+}
+
+// stream serves Server-Sent Events from the replay ring: first what the
+// client missed after its Last-Event-ID (header, or ?last_event_id=), or a
+// reset when that cannot be known exactly, then live events, with
+// heartbeat comments while idle.
+//
+// On HTTP/1.x the connection is hijacked and the stream runs in a goroutine
+// of its own, so that net/http's per-request buffers, its background reader
+// and the handler's deep stack are released while the stream idles: an
+// idle stream costs a few kilobytes. The body is delimited by closing the
+// connection (Connection: close), which every SSE client accepts. Where
+// hijacking is impossible (HTTP/2) the stream runs in the handler.
+func (b *Bridge) stream(c *gin.Context, feed string, pats []core.Pattern, match func(string) bool) {
+	release, ok := b.acquireStream(c)
+	if !ok {
+		return
+	}
+	w, unwatch := b.ring.watch(feed, pats) // before reading: nothing slips between
+	last := c.GetHeader("Last-Event-ID")
+	if last == "" {
+		last = c.Query("last_event_id")
+	}
+	pos := b.ring.now()
+	if last != "" {
+		pos, _ = parsePosition(last) // a malformed id resets like an unknown one
+	}
+	h := c.Writer.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	hello := "retry: " + strconv.Itoa(reconnectMillis) + "\n"
+	if last == "" {
+		hello += "id: " + pos.String() + "\n" // sets the resume point without an event
+	}
+	hello += "\n"
+	s := &stream{b: b, w: w, pos: pos, match: match}
+	if conn, err := hijack(c.Writer); err == nil {
+		s.conn = conn
+		h.Set("Connection", "close")
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+		var head bytes.Buffer
+		head.WriteString("HTTP/1.1 200 OK\r\n")
+		_ = h.Write(&head)
+		head.WriteString("\r\n" + hello)
+		ok := b.goStream(func() {
+			defer conn.Close()
+			stop := context.AfterFunc(b.stopping, func() { _ = conn.Close() }) // unblocks a stuck write
+			defer stop()
+			if s.send(head.Bytes()) {
+				s.run(nil)
+			}
+		}, release, unwatch)
+		if !ok {
+			_ = conn.Close()
+		}
+		return
+	}
+	defer release()
+	defer unwatch()
+	c.Status(http.StatusOK)
+	s.out, s.rc = c.Writer, http.NewResponseController(c.Writer)
+	if s.send([]byte(hello)) {
+		s.run(c.Request.Context().Done())
+	}
+}
+
+// goStream runs a hijacked stream in its own goroutine, which Run waits
+// for; once the bridge is stopping it runs nothing and returns false. The
+// cleanup functions run after fn, or at once when nothing runs.
+func (b *Bridge) goStream(fn func(), cleanup ...func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping.Err() != nil {
+		for _, f := range cleanup {
+			f()
+		}
+		return false
+	}
+	b.hijacked.Go(func() {
+		for _, f := range cleanup {
+			defer f()
+		}
+		fn()
+	})
+	return true
+}
+
+// hijack takes over the connection beneath gin's writer (whose own
+// Hijack panics on HTTP/2).
+func hijack(w gin.ResponseWriter) (net.Conn, error) {
+	u, ok := w.(interface{ Unwrap() http.ResponseWriter })
+	if !ok {
+		return nil, http.ErrNotSupported
+	}
+	if _, ok := u.Unwrap().(http.Hijacker); !ok {
+		return nil, http.ErrNotSupported
+	}
+	conn, _, err := w.Hijack()
+	return conn, err
+}
+
+// stream is one event stream's state.
+type stream struct {
+	b     *Bridge
+	w     *watch
+	pos   position
+	match func(string) bool
+	buf   bytes.Buffer
+
+	conn net.Conn // hijacked, or
+	out  io.Writer
+	rc   *http.ResponseController
+}
+
+// send writes and flushes p within events.write_timeout.
+func (s *stream) send(p []byte) bool {
+	deadline := time.Now().Add(s.b.cfg.Events.WriteTimeout)
+	if s.conn != nil {
+		_ = s.conn.SetWriteDeadline(deadline)
+		_, err := s.conn.Write(p)
+		return err == nil
+	}
+	_ = s.rc.SetWriteDeadline(deadline)
+	_, err := s.out.Write(p)
+	return err == nil && s.rc.Flush() == nil
+}
+
+// alive reports whether the client is still there. A hijacked connection
+// is probed with a read that cannot wait: a client that closed its end
+// reads as EOF.
+func (s *stream) alive() bool {
+	if s.conn == nil {
+		return true // the request context tells
+	}
+	_ = s.conn.SetReadDeadline(time.Now())
+	var one [1]byte
+	_, err := s.conn.Read(one[:])
+	var ne net.Error
+	return err == nil || errors.As(err, &ne) && ne.Timeout()
+}
+
+// run writes events until the client leaves (gone closes, a write fails or
+// a heartbeat probe finds it gone), or the bridge stops.
+func (s *stream) run(gone <-chan struct{}) {
+	heartbeat := time.NewTicker(s.b.cfg.Events.Heartbeat)
+	defer heartbeat.Stop()
+	for {
+		batch, next, lost := s.b.ring.read(s.pos, s.match, batchSize)
+		s.buf.Reset()
+		switch {
+		case lost:
+			reason := "too-far-behind"
+			if s.pos.epoch != next.epoch || s.pos.seq > next.seq {
+				reason = "history-unavailable"
+			}
+			data, _ := json.Marshal(ResetJSON{Reason: reason})
+			_ = sse.Encode(&s.buf, sse.Event{Event: "reset", Id: next.String(), Data: data})
+		default:
+			for _, e := range batch {
+				_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: position{next.epoch, e.seq}.String(), Data: e.data})
+			}
+		}
+		s.pos = next
+		if s.buf.Len() > 0 {
+			if !s.send(s.buf.Bytes()) {
+				return
+			}
+			s.b.hub.Metrics.EventOut(s.b.Name(), max(len(batch), 1))
+			continue // drain what is kept before waiting
+		}
+		if s.buf.Cap() > 64<<10 {
+			s.buf = bytes.Buffer{} // do not keep a burst's buffer while idle
+		}
+		select {
+		case <-s.w.ch:
+		case <-heartbeat.C:
+			if !s.alive() || !s.send([]byte(": heartbeat\n\n")) {
+				return
+			}
+		case <-gone:
+			return
+		case <-s.b.stopping.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,327 @@
+package rest
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// wantEvent reads the next frame and checks its type and (part of) its data.
+func (e *env) wantEvent(rd *resttest.Reader, typ, data string) resttest.Event {
+	e.t.Helper()
+	ev := e.next(rd)
+	if ev.Type != typ || !strings.Contains(ev.Data, data) {
+		e.t.Fatalf("want %s event with %s, got %+v", typ, data, ev)
+	}
+	return ev
+}
+
+func TestStreamAndResume(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	ctx := context.Background()
+	feed := "public:ünï/côdé"
+	e.create(feed, core.TypeFeed, nil)
+	f := e.store.Feed(feed)
+	path := "/v1/feeds/" + strings.ReplaceAll(url.PathEscape(feed), ":", "%3A") + "/events"
+	res, rd := e.stream(path, "")
+	if res.Header.Get("Content-Type") != "text/event-stream" || res.Header.Get("X-Accel-Buffering") != "no" {
+		t.Fatalf("headers %v", res.Header)
+	}
+	hello := e.next(rd)
+	if hello.ID == "" || hello.Type != "" {
+		t.Fatalf("first frame should only set the id: %+v", hello)
+	}
+	if _, err := f.Publish(ctx, []byte(`{"n":1}`), "a"); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.wantEvent(rd, "publish", `"item":{"n":1}`)
+	var data EventJSON
+	_ = json.Unmarshal([]byte(ev.Data), &data)
+	if data.Feed != feed || data.ID != "a" {
+		t.Fatalf("event data %s", ev.Data)
+	}
+	// an injection attempt in the payload stays inside one data line
+	if _, err := f.Publish(ctx, []byte("x\n\nevent: retract\ndata: {}\n\n"), "a"); err != nil {
+		t.Fatal(err)
+	}
+	edit := e.wantEvent(rd, "edit", `"encoding":"text"`)
+	res.Body.Close() // the client drops
+
+	// missed while away: retract, a new item, an edit
+	_ = f.Retract(ctx, "a")
+	_, _ = f.Publish(ctx, []byte("two"), "b")
+	_, _ = f.Publish(ctx, []byte("two, edited"), "b")
+	_, rd = e.stream(path, "", "Last-Event-ID", edit.ID)
+	e.wantEvent(rd, "retract", `"id":"a"`)
+	e.wantEvent(rd, "publish", `"two"`)
+	last := e.wantEvent(rd, "edit", `"two, edited"`)
+	// live again after the replay
+	_, _ = f.Publish(ctx, []byte("three"), "c")
+	e.wantEvent(rd, "publish", `"three"`)
+	// the query parameter works as the header does, for EventSource polyfills
+	_, rd = e.stream(path+"?last_event_id="+last.ID, "")
+	e.wantEvent(rd, "publish", `"three"`)
+	// an id this process never gave, or from another epoch: reset
+	for _, id := range []string{"garbage", "0000-5", strings.Split(last.ID, "-")[0] + "-999999"} {
+		_, rd = e.stream(path, "", "Last-Event-ID", id)
+		r := e.wantEvent(rd, "reset", `"history-unavailable"`)
+		if !strings.HasPrefix(r.ID, strings.Split(last.ID, "-")[0]+"-") {
+			t.Fatalf("reset id %q is not a resume point of this epoch", r.ID)
+		}
+		if id == "garbage" {
+			// the reset's id resumes exactly
+			_, _ = f.Publish(ctx, []byte("four"), "d")
+			e.wantEvent(rd, "publish", `"four"`)
+		}
+	}
+	// delete reaches the stream
+	_, rd = e.stream(path, "")
+	e.next(rd)
+	if err := e.store.Delete(ctx, feed); err != nil {
+		t.Fatal(err)
+	}
+	e.wantEvent(rd, "delete", `"feed":"public:ünï/côdé"`)
+}
+
+func TestStreamResets(t *testing.T) {
+	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, replay_events: 4}", 1))
+	ctx := context.Background()
+	e.create("public:a", core.TypeSorted, nil)
+	e.create("public:b", core.TypeFeed, nil)
+	s := e.store.Sorted("public:a")
+	_, rd := e.stream("/v1/events?feeds=public:a", "")
+	hello := e.next(rd)
+	id, _ := s.Append(ctx, []byte("x"))
+	e.wantEvent(rd, "publish", `"id":"`+id+`"`)
+	e.wantEvent(rd, "position", `"position":":end"`)
+	// more events than the ring keeps: resuming from the start is too old
+	for range 5 {
+		_, _ = s.Append(ctx, []byte("y"))
+	}
+	_, rd2 := e.stream("/v1/events?feeds=public:a", "", "Last-Event-ID", hello.ID)
+	e.wantEvent(rd2, "reset", `"too-far-behind"`)
+	_, rd = e.stream("/v1/events?feeds=public:a", "")
+	e.next(rd)
+
+	// Redis pubsub reconnect: events may be lost, so every stream resets
+	_ = e.rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err()
+	e.wantEvent(rd, "reset", `"history-unavailable"`)
+	e.wantEvent(rd2, "reset", `"history-unavailable"`)
+	e.waitUp()
+	_, _ = s.Append(ctx, []byte("after"))
+	e.wantEvent(rd, "publish", `"after"`)
+}
+
+func TestStreamFilters(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	ctx := context.Background()
+	for _, f := range []string{"public:x", "secret:y", "other"} {
+		e.create(f, core.TypeFeed, nil)
+	}
+	_, anon := e.stream("/v1/events", "")
+	// EventSource cannot send headers: the token may come as ?access_token=
+	_, reader := e.stream("/v1/events?feeds=secret:*&feeds=public:*&access_token="+tokReader, "")
+	e.next(anon)
+	e.next(reader)
+	for _, f := range []string{"other", "secret:y", "public:x"} {
+		_, _ = e.store.Feed(f).Publish(ctx, []byte(f), "")
+	}
+	// anonymous reads public:* only; the reader asked for two patterns
+	e.wantEvent(anon, "publish", `"feed":"public:x"`)
+	e.wantEvent(reader, "publish", `"feed":"secret:y"`)
+	e.wantEvent(reader, "publish", `"feed":"public:x"`)
+	e.call("GET", "/v1/events?feeds=[", tokReader, "").wantProblem(t, 400, "bad-request")
+	e.call("GET", "/v1/feeds/secret:y/events", "", "").wantProblem(t, 404, "not-found")
+}
+
+func TestHeartbeatAndLimits(t *testing.T) {
+	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, max_streams: 1}", 1))
+	e.create("public:h", core.TypeFeed, nil)
+	res, _ := e.stream("/v1/feeds/public:h/events", "")
+	buf := make([]byte, 4096)
+	got := ""
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(got, ": heartbeat") && time.Now().Before(deadline) {
+		n, err := res.Body.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += string(buf[:n])
+	}
+	if !strings.Contains(got, ": heartbeat") {
+		t.Fatalf("no heartbeat in %q", got)
+	}
+	r := e.call("GET", "/v1/feeds/public:h/events", "", "")
+	r.wantProblem(t, 503, "unavailable")
+	e.call("GET", "/v1/feeds/public:h/items?wait=1", "", "").wantProblem(t, 503, "unavailable")
+}
+
+func TestLongPoll(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	ctx := context.Background()
+	e.create("public:p", core.TypeFeed, nil)
+	f := e.store.Feed("public:p")
+	base := "/v1/feeds/public:p/items"
+	// nothing yet: 204 after the wait
+	e.call("GET", base+"?wait=1", "", "").want(t, 204)
+	// a waiting poll returns as soon as an item exists
+	done := make(chan resp, 1)
+	go func() { done <- e.call("GET", base+"?wait=20", "", "") }()
+	time.Sleep(200 * time.Millisecond) // let the poll register (its result does not depend on it)
+	_, _ = f.Publish(ctx, []byte("first"), "1")
+	var r resp
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poll did not return")
+	}
+	r.want(t, 200)
+	next := linkNext(r.Header.Get("Link"))
+	if !strings.Contains(next, "after=") {
+		t.Fatalf("next %q", next)
+	}
+	// following the link: only what is newer
+	time.Sleep(2 * time.Millisecond)
+	_, _ = f.Publish(ctx, []byte("second"), "2")
+	_, _ = f.Publish(ctx, []byte("third"), "3")
+	r = e.call("GET", next, "", "")
+	r.want(t, 200)
+	var il ItemList
+	_ = json.Unmarshal(r.body, &il)
+	if len(il.Items) != 2 || il.Items[0].ID != "3" || il.Items[1].ID != "2" {
+		t.Fatalf("newer items: %s", r.body)
+	}
+	e.call("GET", linkNext(r.Header.Get("Link")), "", "").want(t, 204)
+	// after= without wait answers at once
+	e.call("GET", base+"?after="+il.Items[0].Cursor, "", "").want(t, 204)
+}
+
+// TestShutdownEndsStreams: http.Server.Shutdown returns promptly with open
+// streams and long polls, and Run returns when its context ends.
+func TestShutdownEndsStreams(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	e.create("public:s", core.TypeFeed, nil)
+	e.create("public:empty", core.TypeFeed, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", e.bridge.engine)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: mux, WriteTimeout: time.Second}
+	srv.RegisterOnShutdown(e.cancel) // as the runtime does: adapters stop when Shutdown begins
+	go func() { _ = srv.Serve(ln) }()
+	base := "http://" + ln.Addr().String()
+	res, err := http.Get(base + "/v1/feeds/public:s/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	rd := resttest.NewReader(res.Body)
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	// the stream outlives the server's 1s WriteTimeout
+	time.Sleep(1500 * time.Millisecond)
+	_, _ = e.store.Feed("public:s").Publish(context.Background(), []byte("late"), "")
+	if ev, err := rd.Next(); err != nil || ev.Type != "publish" {
+		t.Fatalf("after the write timeout: %+v %v", ev, err)
+	}
+	poll := make(chan int, 1)
+	go func() {
+		r, err := http.Get(base + "/v1/feeds/public:empty/items?wait=30")
+		if err == nil {
+			r.Body.Close()
+			poll <- r.StatusCode
+		}
+		close(poll)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(sctx); err != nil {
+		t.Fatalf("shutdown: %v after %v", err, time.Since(start))
+	}
+	if _, err := rd.Next(); err == nil {
+		t.Fatal("stream still open after shutdown")
+	}
+	if code := <-poll; code != http.StatusNoContent {
+		t.Fatalf("long poll at shutdown: %d", code)
+	}
+}
+
+// TestStreamHTTP2: where the connection cannot be hijacked (HTTP/2), the
+// stream is served from its handler, with the same events and resume.
+func TestStreamHTTP2(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	e.create("public:h2", core.TypeFeed, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", e.bridge.engine)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	open := func(last string) (*http.Response, *resttest.Reader) {
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/feeds/public:h2/events", nil)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { res.Body.Close() })
+		if res.ProtoMajor != 2 || res.StatusCode != 200 {
+			t.Fatalf("%s %d", res.Proto, res.StatusCode)
+		}
+		if err := e.check.Check(req, res.StatusCode, res.Header, nil); err != nil {
+			t.Error(err)
+		}
+		return res, resttest.NewReader(res.Body)
+	}
+	res, rd := open("")
+	hello := e.next(rd)
+	_, _ = e.store.Feed("public:h2").Publish(context.Background(), []byte("one"), "1")
+	e.wantEvent(rd, "publish", `"one"`)
+	res.Body.Close()
+	_, _ = e.store.Feed("public:h2").Publish(context.Background(), []byte("two"), "2")
+	_, rd = open(hello.ID)
+	e.wantEvent(rd, "publish", `"one"`)
+	e.wantEvent(rd, "publish", `"two"`)
+}
+
+// TestRunEndsStreams: when Run's context ends, the streams it serves end
+// and Run returns (the env's cleanup waits for it).
+func TestRunEndsStreams(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	e.create("public:r", core.TypeFeed, nil)
+	var readers []*resttest.Reader
+	for range 3 {
+		_, rd := e.stream("/v1/feeds/public:r/events", "")
+		e.next(rd)
+		readers = append(readers, rd)
+	}
+	e.cancel()
+	for _, rd := range readers {
+		done := make(chan error, 1)
+		go func() { _, err := rd.Next(); done <- err }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("a stream went on after Run ended")
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stream outlived Run")
+		}
+	}
+}

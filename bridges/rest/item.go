@@ -1,0 +1,123 @@
+package rest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// Item encodings: how the opaque payload is carried in JSON.
+const (
+	encJSON   = "json"   // the payload is JSON and embedded as is
+	encText   = "text"   // UTF-8 text, as a JSON string
+	encBase64 = "base64" // anything else, base64 (standard alphabet)
+)
+
+// Payload is an item payload in JSON: embedded JSON, a string or base64.
+type Payload struct {
+	Item     json.RawMessage `json:"item"`
+	Encoding string          `json:"encoding"`
+}
+
+// payloadOf renders opaque bytes for JSON.
+func payloadOf(data []byte) Payload {
+	switch {
+	case !utf8.Valid(data):
+	case json.Valid(data):
+		return Payload{Item: data, Encoding: encJSON}
+	default:
+		b, _ := json.Marshal(string(data))
+		return Payload{Item: b, Encoding: encText}
+	}
+	b, _ := json.Marshal(base64.StdEncoding.EncodeToString(data))
+	return Payload{Item: b, Encoding: encBase64}
+}
+
+// ItemJSON is an item as the API shows it.
+type ItemJSON struct {
+	ID string `json:"id"`
+	Payload
+	// Published is the last publish or edit time (plain feeds only).
+	Published *time.Time `json:"published,omitempty"`
+	// Position is the index in display order (listings only).
+	Position *int64 `json:"position,omitempty"`
+	// Cursor pages or polls onward from this item (listings only).
+	Cursor string `json:"cursor,omitempty"`
+}
+
+func listedItem(it core.Item) ItemJSON {
+	j := ItemJSON{ID: it.ID, Payload: payloadOf(it.Data), Cursor: it.Cursor().Encode()}
+	idx := it.Index
+	j.Position = &idx
+	if !it.Published.IsZero() {
+		t := it.Published.UTC()
+		j.Published = &t
+	}
+	return j
+}
+
+// readItem reads one item of a plain or sorted feed with its publish time
+// (plain feeds), in one round trip. Its position and cursor are left out:
+// they change whenever other items come and go, and the representation
+// (and so its ETag) must change only when the item does.
+func readItem(ctx context.Context, s *core.Store, feed, id string) (ItemJSON, error) {
+	it, err := s.Item(ctx, feed, id)
+	if err != nil {
+		return ItemJSON{}, err
+	}
+	j := listedItem(it)
+	j.Position, j.Cursor = nil, ""
+	return j, nil
+}
+
+// etagOf is the strong validator of a representation: a hash of its bytes.
+func etagOf(body []byte) string {
+	h := sha256.Sum256(body)
+	return `"` + hex.EncodeToString(h[:16]) + `"`
+}
+
+// etagMatches evaluates an If-Match (strong) or If-None-Match (weak)
+// header against the current ETag ("" when there is no current item).
+func etagMatches(header, etag string, weak bool) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" && etag != "" {
+			return true
+		}
+		if weak {
+			t = strings.TrimPrefix(t, "W/")
+		} else if strings.HasPrefix(t, "W/") {
+			continue
+		}
+		if t != "" && t == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// EventJSON is the data of an item or feed event on a stream.
+type EventJSON struct {
+	Feed string `json:"feed"`
+	ID   string `json:"id,omitempty"`
+	*Payload
+	Position string    `json:"position,omitempty"`
+	Time     time.Time `json:"time"`
+}
+
+func renderEvent(ev core.Event) []byte {
+	j := EventJSON{Feed: ev.Feed, ID: ev.ID, Position: ev.Position, Time: ev.At.UTC()}
+	if ev.Type == core.EventPublish || ev.Type == core.EventEdit {
+		p := payloadOf(ev.Item)
+		j.Payload = &p
+	}
+	b, _ := json.Marshal(j) // cannot fail: valid raw JSON only
+	return b
+}

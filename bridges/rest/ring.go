@@ -1,0 +1,203 @@
+package rest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// entry is one event kept for replay, rendered once for every stream.
+type entry struct {
+	seq  uint64
+	typ  string
+	feed string
+	data []byte
+}
+
+func (e *entry) size() int { return len(e.data) + len(e.feed) + 64 }
+
+// ring is the process's replay buffer: the last events received from the
+// adapter's one core subscription, numbered within an epoch. An event id
+// is "EPOCH-SEQ". The epoch changes whenever events may have been lost (the
+// adapter (re)started, Redis pubsub reconnected, the subscription
+// overflowed), so an id from another epoch cannot be resumed exactly and
+// its stream gets a reset. Memory is bounded by a count and a byte size;
+// a stream that falls behind the oldest kept event gets a reset too.
+type ring struct {
+	maxEvents, maxBytes int
+
+	mu    sync.RWMutex
+	epoch string
+	last  uint64 // seq of the newest event (0: none yet in this epoch)
+	buf   []entry
+	head  int // index of the oldest entry
+	n     int
+	bytes int
+
+	wmu    sync.Mutex
+	byFeed map[string]map[*watch]struct{} // watchers of one feed
+	wide   map[*watch]struct{}            // watchers of patterns
+}
+
+func newRing(maxEvents, maxBytes int) *ring {
+	r := &ring{maxEvents: maxEvents, maxBytes: maxBytes, byFeed: map[string]map[*watch]struct{}{}, wide: map[*watch]struct{}{}}
+	r.newEpoch()
+	return r
+}
+
+// newEpoch forgets every kept event and starts a new epoch; every watcher
+// is woken so that its stream sends a reset.
+func (r *ring) newEpoch() {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	r.mu.Lock()
+	r.epoch = hex.EncodeToString(b[:])
+	r.last, r.head, r.n, r.bytes = 0, 0, 0, 0
+	r.buf = nil
+	r.mu.Unlock()
+	r.wakeAll()
+}
+
+// add appends an event and wakes the watchers of its feed.
+func (r *ring) add(e entry) {
+	r.mu.Lock()
+	if r.buf == nil {
+		r.buf = make([]entry, r.maxEvents)
+	}
+	for r.n > 0 && (r.n == len(r.buf) || r.bytes+e.size() > r.maxBytes) {
+		r.bytes -= r.buf[r.head].size()
+		r.buf[r.head] = entry{}
+		r.head = (r.head + 1) % len(r.buf)
+		r.n--
+	}
+	r.last++
+	e.seq = r.last
+	r.buf[(r.head+r.n)%len(r.buf)] = e
+	r.n++
+	r.bytes += e.size()
+	r.mu.Unlock()
+
+	r.wmu.Lock()
+	for w := range r.byFeed[e.feed] {
+		w.wake()
+	}
+	for w := range r.wide {
+		if w.wants(e.feed) {
+			w.wake()
+		}
+	}
+	r.wmu.Unlock()
+}
+
+// position is a place in the event sequence.
+type position struct {
+	epoch string
+	seq   uint64
+}
+
+func (p position) String() string { return p.epoch + "-" + strconv.FormatUint(p.seq, 10) }
+
+// parsePosition reads an event id; ok is false for anything malformed.
+func parsePosition(id string) (position, bool) {
+	ep, s, ok := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(s, 10, 64)
+	if !ok || ep == "" || err != nil {
+		return position{}, false
+	}
+	return position{epoch: ep, seq: seq}, true
+}
+
+// now returns the position of the newest event.
+func (r *ring) now() position {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return position{r.epoch, r.last}
+}
+
+// read returns up to max kept events after p that match, the position to
+// read from next, and whether the events after p can no longer be known
+// exactly (then it returns no events and the head: the stream must reset).
+func (r *ring) read(p position, match func(feed string) bool, max int) (out []entry, next position, lost bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	head := position{r.epoch, r.last}
+	oldest := r.last - uint64(r.n) // seq just before the oldest kept event
+	if p.epoch != r.epoch || p.seq > r.last || p.seq < oldest {
+		return nil, head, true
+	}
+	next = p
+	for i := int(p.seq - oldest); i < r.n && len(out) < max; i++ {
+		e := r.buf[(r.head+i)%len(r.buf)]
+		next.seq = e.seq
+		if match(e.feed) {
+			out = append(out, e)
+		}
+	}
+	return out, next, false
+}
+
+// watch wakes one stream or long poll when an event it may want arrives.
+type watch struct {
+	feed string         // one feed, or
+	pats []core.Pattern // any feed matching
+	ch   chan struct{}
+}
+
+func (w *watch) wants(feed string) bool {
+	if w.feed != "" {
+		return w.feed == feed
+	}
+	for _, p := range w.pats {
+		if p.Match(feed) {
+			return true
+		}
+	}
+	return false
+}
+
+func (w *watch) wake() {
+	select {
+	case w.ch <- struct{}{}:
+	default:
+	}
+}
+
+// watch registers a watcher; call the returned function to remove it.
+func (r *ring) watch(feed string, pats []core.Pattern) (*watch, func()) {
+	w := &watch{feed: feed, pats: pats, ch: make(chan struct{}, 1)}
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	set := r.wide
+	if feed != "" {
+		if set = r.byFeed[feed]; set == nil {
+			set = map[*watch]struct{}{}
+			r.byFeed[feed] = set
+		}
+	}
+	set[w] = struct{}{}
+	return w, func() {
+		r.wmu.Lock()
+		defer r.wmu.Unlock()
+		delete(set, w)
+		if feed != "" && len(set) == 0 {
+			delete(r.byFeed, feed)
+		}
+	}
+}
+
+func (r *ring) wakeAll() {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	for _, set := range r.byFeed {
+		for w := range set {
+			w.wake()
+		}
+	}
+	for w := range r.wide {
+		w.wake()
+	}
+}
