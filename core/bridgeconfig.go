@@ -28,9 +28,21 @@ type Config struct {
 	Jobs    JobsConfig    `yaml:"jobs"`
 	ACL     []ACLRule     `yaml:"acl"`
 	Worker  WorkerConfig  `yaml:"worker"`
+	// CreateFeeds are created at start when missing (and again when Redis
+	// comes back empty).
+	CreateFeeds []FeedSpec `yaml:"create_feeds"`
 
 	root     *Section
 	adapters map[string]*Section
+}
+
+// FeedSpec declares a feed to create when it is missing.
+type FeedSpec struct {
+	Name string `yaml:"name"`
+	// Type is feed, sorted_feed, queue or job.
+	Type FeedType `yaml:"type"`
+	// Config holds extra config fields (title, max_length, ...).
+	Config map[string]string `yaml:"config"`
 }
 
 // LogConfig configures logging.
@@ -282,6 +294,18 @@ func (c *Config) validate() error {
 	errs = append(errs, perrs...)
 	if c.Jobs.Timeout < time.Second {
 		bad("jobs.timeout", "must be at least 1s, for example 60s")
+	}
+	for i, f := range c.CreateFeeds {
+		at := fmt.Sprintf("create_feeds[%d]", i)
+		if err := ValidateFeedName(f.Name); err != nil {
+			bad(at+".name", "%v", err)
+		}
+		if !f.Type.Valid() {
+			bad(at+".type", "%q is not a feed type: use feed, sorted_feed, queue or job", f.Type)
+		}
+		if _, ok := f.Config["type"]; ok {
+			bad(at+".config.type", "set the type with %s.type", at)
+		}
 	}
 	if _, err := NewACL(c.ACL, s, "acl"); err != nil {
 		errs = append(errs, err)

@@ -48,7 +48,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		rollback()
 		return err
 	}
-	if err := prepareQueues(ctx, store, cfg, log); err != nil {
+	if err := prepareFeeds(ctx, store, cfg, log); err != nil {
 		rollback()
 		return err
 	}
@@ -62,6 +62,11 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	metrics := core.NewMetrics()
 	listener := core.NewListener(store, core.ListenerOptions{Logger: log.With("component", "events")})
 	bg.Go(func() { _ = listener.Run(runCtx) })
+	// Adapters start with events flowing when Redis allows it (a failure
+	// here is not fatal: the listener keeps retrying, readiness says so).
+	wctx, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	_ = listener.WaitConnected(wctx)
+	cancelWait()
 	acl := cfg.CompiledACL()
 	hub := &core.Hub{
 		Store: store, Events: listener, ACL: acl, Feeds: &cfg.Feeds, Metrics: metrics, Log: log,
@@ -72,8 +77,8 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		}, metrics),
 	}
 	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues))
-	if cfg.Actions.CreateQueues {
-		bg.Go(func() { keepQueues(runCtx, listener, store, cfg, log) })
+	if cfg.Actions.CreateQueues || len(cfg.CreateFeeds) > 0 {
+		bg.Go(func() { keepFeeds(runCtx, listener, store, cfg, log) })
 	}
 
 	workerCtx, stopWorker := context.WithCancel(runCtx)
@@ -201,55 +206,59 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 	return rdb, nil
 }
 
-// prepareQueues creates the action job feeds that are missing.
-func prepareQueues(ctx context.Context, s *core.Store, cfg *core.Config, log *slog.Logger) error {
-	if !cfg.Actions.CreateQueues {
-		return nil
+// prepareFeeds creates the action queues (when actions.create_queues) and
+// the create_feeds that are missing.
+func prepareFeeds(ctx context.Context, s *core.Store, cfg *core.Config, log *slog.Logger) error {
+	var want []core.FeedSpec
+	if cfg.Actions.CreateQueues {
+		queues := append([]string{cfg.Actions.Queue}, cfg.WorkerQueues()...)
+		for _, r := range cfg.Actions.Routes {
+			queues = append(queues, r.Queue)
+		}
+		slices.Sort(queues)
+		for _, q := range slices.Compact(queues) {
+			want = append(want, core.FeedSpec{Name: q, Type: core.TypeJob, Config: map[string]string{
+				core.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
+				core.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
+				"title":               "feedbridge actions",
+			}})
+		}
 	}
-	queues := append([]string{cfg.Actions.Queue}, cfg.WorkerQueues()...)
-	for _, r := range cfg.Actions.Routes {
-		queues = append(queues, r.Queue)
-	}
-	slices.Sort(queues)
-	for _, q := range slices.Compact(queues) {
-		err := s.Create(ctx, q, core.TypeJob, map[string]string{
-			core.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
-			core.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
-			"title":               "feedbridge actions",
-		})
+	for _, f := range append(want, cfg.CreateFeeds...) {
+		err := s.Create(ctx, f.Name, f.Type, f.Config)
 		switch {
 		case err == nil:
-			log.Info("created action queue", "queue", q)
+			log.Info("created feed", "feed", f.Name, "type", f.Type)
 		case errors.Is(err, core.ErrFeedExists):
-			if typ, err := s.Type(ctx, q); err == nil && typ != core.TypeJob {
-				return fmt.Errorf("action queue %q exists but is a %s, not a job feed", q, typ)
+			if typ, err := s.Type(ctx, f.Name); err == nil && typ != f.Type {
+				return fmt.Errorf("feed %q exists but is a %s, not a %s", f.Name, typ, f.Type)
 			}
 		default:
-			return fmt.Errorf("create action queue %q: %w", q, err)
+			return fmt.Errorf("create feed %q: %w", f.Name, err)
 		}
 	}
 	return nil
 }
 
-// keepQueues re-creates the action queues after Redis lost them: when the
-// listener reconnects (a restarted Redis may come back empty) or when a
-// queue is deleted.
-func keepQueues(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.Config, log *slog.Logger) {
+// keepFeeds re-creates the action queues and create_feeds after Redis lost
+// them: when the listener reconnects (a restarted Redis may come back
+// empty) or when one is deleted.
+func keepFeeds(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.Config, log *slog.Logger) {
 	sub := l.Subscribe(64)
 	defer sub.Close()
-	queues := cfg.WorkerQueues()
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
 			return
 		}
 		lost := (ev.Type == core.EventResync && ev.Reason == core.ResyncConnected) ||
-			(ev.Type == core.EventDelete && (ev.Feed == cfg.Actions.Queue || slices.Contains(queues, ev.Feed)))
+			(ev.Type == core.EventDelete && (cfg.MaintainedJobs(ev.Feed) ||
+				slices.ContainsFunc(cfg.CreateFeeds, func(f core.FeedSpec) bool { return f.Name == ev.Feed })))
 		if !lost {
 			continue
 		}
-		if err := prepareQueues(ctx, s, cfg, log); err != nil && ctx.Err() == nil {
-			log.Warn("re-create action queues", "err", err)
+		if err := prepareFeeds(ctx, s, cfg, log); err != nil && ctx.Err() == nil {
+			log.Warn("re-create feeds", "err", err)
 		}
 	}
 }
