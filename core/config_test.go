@@ -57,21 +57,22 @@ mystery: 1
 	for _, want := range []string{
 		`bridge.yaml:6: http.colour: unknown key "colour" (allowed: idle_timeout, listen, metrics, public_url, read_header_timeout, read_timeout, write_timeout)`,
 		`bridge.yaml:5: http.read_timeout: "soon" is not a duration such as 500ms, 10s or 1h30m`,
-		`bridge.yaml:14: unknown section "mystery" (allowed: acl, actions, feeds, http, instance, irc, jobs, log, redis, rest, shutdown_timeout, worker)`,
+		`bridge.yaml:14: unknown section "mystery" (allowed: acl, actions, create_feeds, feeds, http, instance, irc, jobs, log, redis, rest, shutdown_timeout, worker)`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("missing %q in:\n%s", want, msg)
 		}
 	}
 	// value problems are reported once the file decodes
-	_, err = load(t, "log:\n  level: loud\nactions:\n  max_item_bytes: -1\n  queue: \"bad*name\"\nacl:\n  - actors: [\"*\"]\n    feeds: [\"[x\"]\n    allow: [read, fly high]\n")
+	_, err = load(t, "create_feeds:\n  - {name: x, type: blog}\nlog:\n  level: loud\nactions:\n  max_item_bytes: -1\n  queue: \"bad*name\"\nacl:\n  - actors: [\"*\"]\n    feeds: [\"[x\"]\n    allow: [read, fly high]\n")
 	msg = err.Error()
 	for _, want := range []string{
-		`bridge.yaml:2: log.level: "loud" is not a level: use debug, info, warn or error`,
-		`bridge.yaml:4: actions.max_item_bytes: must be more than 0`,
-		`bridge.yaml:5: actions.queue: name the default job feed for actions`,
-		`bridge.yaml:8: acl[0].feeds[0]: pattern "[x" has an unclosed '['`,
-		`bridge.yaml:9: acl[0].allow[1]: "fly high" is not an operation`,
+		`bridge.yaml:2: create_feeds[0].type: "blog" is not a feed type: use feed, sorted_feed, queue or job`,
+		`bridge.yaml:4: log.level: "loud" is not a level: use debug, info, warn or error`,
+		`bridge.yaml:6: actions.max_item_bytes: must be more than 0`,
+		`bridge.yaml:7: actions.queue: name the default job feed for actions`,
+		`bridge.yaml:10: acl[0].feeds[0]: pattern "[x" has an unclosed '['`,
+		`bridge.yaml:11: acl[0].allow[1]: "fly high" is not an operation`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("missing %q in:\n%s", want, msg)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -92,8 +94,9 @@ func TestRunRollsBackWhenHTTPCannotListen(t *testing.T) {
 }
 
 func TestRunServesHealthReadinessMetricsAndStops(t *testing.T) {
-	httpAddr := testenv.FreeAddr(t)
-	p := writeConfig(t, "redis:\n  embedded_addr: "+testenv.FreeAddr(t)+"\nhttp:\n  listen: "+httpAddr+"\nrest:\n  enabled: false\natom:\n  enabled: false\n")
+	httpAddr, redisAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	p := writeConfig(t, "redis:\n  embedded_addr: "+redisAddr+"\nhttp:\n  listen: "+httpAddr+
+		"\ncreate_feeds:\n  - {name: demo, type: sorted_feed, config: {title: Demo}}\nrest:\n  enabled: false\natom:\n  enabled: false\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, p, io.Discard) }()
@@ -123,6 +126,11 @@ func TestRunServesHealthReadinessMetricsAndStops(t *testing.T) {
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "feedbridge_redis_latency_seconds") ||
 		!strings.Contains(body, `feedbridge_queue_depth{queue="feedbridge.actions",state="available"} 0`) {
 		t.Fatalf("metrics %d %s", code, body)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	if cfg, _ := rdb.HGetAll(context.Background(), "feed.config:demo").Result(); cfg["type"] != "sorted_feed" || cfg["title"] != "Demo" {
+		t.Fatalf("create_feeds: demo config %v", cfg)
 	}
 	cancel()
 	select {
