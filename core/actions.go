@@ -275,6 +275,14 @@ func (a *Actions) Submit(ctx context.Context, act Action) (Ticket, error) {
 	return t, err
 }
 
+// SubmitWatch submits an action and returns a waiter for its result,
+// registered before the job is stored so that no result can be missed: for
+// adapters that acknowledge at once and report the result later. The
+// caller must Wait or Cancel the waiter.
+func (a *Actions) SubmitWatch(ctx context.Context, act Action) (Ticket, *ResultWaiter, error) {
+	return a.submit(ctx, act, true)
+}
+
 // SubmitWait submits an action and waits up to wait for its result. A nil
 // Result with a nil error means the wait ran out: the job is stored and
 // will still run.
@@ -322,10 +330,19 @@ func outcomeOf(err error) string {
 	switch {
 	case errors.Is(err, ErrDenied):
 		return "denied"
-	case errors.Is(err, ErrNotFound), errors.Is(err, ErrInvalid), errors.Is(err, ErrTooLarge), errors.Is(err, ErrWrongType):
+	case Refused(err):
 		return "invalid"
 	}
 	return "failed"
+}
+
+// Refused reports whether an error from Check or Submit is a refusal of
+// the action itself (denied, invalid, too large, unknown feed, wrong feed
+// type), to be answered to the user, rather than a failure to store it
+// (Redis unreachable), to be logged and retried.
+func Refused(err error) bool {
+	return errors.Is(err, ErrDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
+		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrWrongType)
 }
 
 // JobStatus is what the bridge knows of a submitted action's job.

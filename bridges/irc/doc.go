@@ -1,2 +1,31 @@
-// Package irc is feedbridge's IRC adapter (work in progress).
+// Package irc is feedbridge's IRC adapter: feeds are announced in
+// channels, and what people type to the bot becomes actions (jobs).
+//
+// The model in a few lines:
+//
+//   - One connection at a time (a new one per reconnect, with backoff and
+//     jitter): CAP LS 302 with the IRCv3 capabilities the server offers,
+//     SASL PLAIN or NickServ when configured, alternate nicks on
+//     collisions; channels are rejoined from the config and the feed list,
+//     never from memory, and a kick or a refused join is retried later.
+//   - Every outgoing line is made by one function (wire.buildLines): it
+//     strips controls and CTCP, repairs UTF-8, splits on word and rune
+//     boundaries so that the relayed line fits in 512 bytes, and caps the
+//     lines per item. Lines leave through one rate-limited queue: control
+//     lines first, announcements round-robin per channel, bounded, with
+//     the overflow summarized as "…and N more in feed X"; PONG and
+//     registration never wait.
+//   - The last announced item of each channel and feed is kept in Redis
+//     (feedbridge.irc.last:*), so after a reconnect, a restart or an
+//     EventResync the bot posts what was missed (up to catch_up items,
+//     then a summary).
+//   - Commands in mapped channels or in private become core actions,
+//     stamped with the identity the server proved: the services account
+//     (account-tag, or WHOIS 330) or nick!user@host. The ACL decides; the bot answers
+//     with the job id and later with the job's result.
+//
+// gopkg.in/irc.v4 provides the message parser and the ISUPPORT tracker; the
+// connection itself is driven here, because its Client ends CAP
+// negotiation on its own (no room for SASL) and renames the bot on nick
+// collisions in a way that ignores configured alternates.
 package irc

@@ -2,54 +2,426 @@ package irc
 
 import (
 	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/feedbridge/feedbridge/core"
 )
 
-// Config is the irc section of bridge.yaml.
-type Config struct {
-	// Enabled turns the adapter on.
-	Enabled bool `yaml:"enabled"`
-	// Feeds replaces the global feed selection for this adapter.
-	Feeds *core.FeedFilter `yaml:"feeds"`
-}
-
-// defaultConfig holds every default of the section, in one place.
-func defaultConfig() Config { return Config{} }
-
-// Factory registers the adapter under the "irc" section.
-var Factory = core.Factory{Name: "irc", New: New}
-
-// New decodes and validates the section; it returns nil when disabled.
-func New(sec *core.Section) (core.Adapter, error) {
-	cfg := defaultConfig()
-	if err := sec.Decode(&cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Feeds != nil {
-		if err := cfg.Feeds.Compile(sec, "feeds"); err != nil {
-			return nil, err
-		}
-	}
-	if !cfg.Enabled {
-		return nil, nil
-	}
-	return &Bridge{cfg: cfg}, nil
-}
-
 // Bridge is the IRC adapter.
 type Bridge struct {
 	cfg Config
+	c   *compiled
+
+	// set by Run
+	hub   *core.Hub
+	log   *slog.Logger
+	q     *queue
+	marks *markStore
+	cmds  chan request
+	users *userLimits
+	// waits tracks the goroutines waiting for job results.
+	waits sync.WaitGroup
+	// waitSlots bounds them.
+	waitSlots chan struct{}
+
+	mu   sync.Mutex
+	sess *session
+	// joinedCh holds the channels the bot is in, or has asked to join, in
+	// the current session (folded name -> name): announcements queued for
+	// a channel being joined go out right after its JOIN.
+	joinedCh map[string]string
+	fresh    []string      // joined, waiting for catch-up and backlog
+	readyFor *session      // registered, waiting for its join list
+	wake     chan struct{} // wakes the announcer
 }
 
-var _ core.Adapter = (*Bridge)(nil)
+var (
+	_ core.Adapter                       = (*Bridge)(nil)
+	_ interface{ EffectiveConfig() any } = (*Bridge)(nil)
+)
+
+// Limits of the adapter's bounded structures.
+const (
+	// eventQueue is the subscription's queue; on overflow the announcer
+	// gets an EventResync and catches up from Redis.
+	eventQueue = 4096
+	// ctrlQueue bounds control lines (joins, replies).
+	ctrlQueue = 200
+	// commandQueue bounds commands waiting for a worker; more are dropped.
+	commandQueue = 64
+	// commandWorkers run commands (they read Redis and submit jobs).
+	commandWorkers = 4
+	// maxWaits bounds the jobs whose results are awaited at once; beyond
+	// it a job is acknowledged without a result report.
+	maxWaits = 256
+)
+
+func newBridge(cfg Config, c *compiled) *Bridge {
+	return &Bridge{cfg: cfg, c: c}
+}
 
 // Name returns "irc".
 func (b *Bridge) Name() string { return "irc" }
 
-// Run serves until ctx ends.
+// Run connects to the server and serves until ctx ends, reconnecting with
+// backoff and jitter; it returns nil when ctx ends.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
-	hub.SetState(b.Name(), core.StateUp, nil)
-	<-ctx.Done()
+	b.setup(hub)
+	hub.SetState(b.Name(), core.StateStarting, nil)
+
+	sub := hub.Events.Subscribe(eventQueue)
+	defer sub.Close()
+	// a bot that cannot see feed events yet would let items pass unannounced
+	if hub.Events.WaitConnected(ctx) != nil {
+		return nil
+	}
+	bg, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { newAnnouncer(b).run(bg, sub) })
+	wg.Go(func() { b.marks.run(bg) })
+	for range commandWorkers {
+		wg.Go(func() { b.commandWorker(bg) })
+	}
+	b.connectLoop(ctx)
+	stop()
+	wg.Wait()
+	b.waits.Wait()
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := b.marks.flush(fctx); err != nil {
+		b.log.Warn("irc: announcement marks not saved at shutdown", "err", err)
+	}
 	return nil
+}
+
+// setup makes the state of one Run.
+func (b *Bridge) setup(hub *core.Hub) {
+	b.hub = hub
+	b.log = slog.Default()
+	if hub.Log != nil {
+		b.log = hub.Log
+	}
+	b.log = b.log.With("adapter", b.Name())
+	b.q = newQueue(b.cfg.QueueLines, ctrlQueue, b.summaryLines)
+	b.marks = newMarkStore(hub.Store.Client(), b.cfg.Server, b.log)
+	b.cmds = make(chan request, commandQueue)
+	b.users = newUserLimits(b.cfg.Commands.Rate)
+	b.waitSlots = make(chan struct{}, maxWaits)
+	b.wake = make(chan struct{}, 1)
+}
+
+// connectLoop runs sessions one after another until ctx ends.
+func (b *Bridge) connectLoop(ctx context.Context) {
+	bo := core.Backoff{Min: b.cfg.Reconnect.Min, Max: b.cfg.Reconnect.Max}
+	attempt := 0
+	for {
+		start := time.Now()
+		s, err := b.connect(ctx)
+		registered := false
+		if err == nil {
+			b.q.reset()
+			b.setSession(s)
+			registered, err = s.run()
+			b.setSession(nil)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if registered && time.Since(start) > time.Minute {
+			attempt = 0 // it worked for a while: no growing delay
+		}
+		d := bo.Delay(attempt)
+		attempt++
+		b.hub.SetState(b.Name(), core.StateReconnecting, err)
+		b.hub.Metrics.Reconnect(b.Name())
+		b.log.Warn("irc: disconnected; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
+		if core.Sleep(ctx, d) != nil {
+			return
+		}
+	}
+}
+
+func (b *Bridge) setSession(s *session) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sess = s
+	b.joinedCh = map[string]string{}
+	b.fresh, b.readyFor = nil, nil
+}
+
+func (b *Bridge) current() *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sess
+}
+
+func (b *Bridge) poke() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sessionReady is called on the read goroutine when registration is over;
+// the announcer computes the channels to join.
+func (b *Bridge) sessionReady(s *session) {
+	b.mu.Lock()
+	if b.sess == s {
+		b.readyFor = s
+	}
+	b.mu.Unlock()
+	b.poke()
+}
+
+// joining records channels whose JOIN is queued.
+func (b *Bridge) joining(s *session, names []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sess == s {
+		for _, n := range names {
+			b.joinedCh[s.casemap().fold(n)] = n
+		}
+	}
+}
+
+// joined records the bot's JOIN echo; the announcer then catches up.
+func (b *Bridge) joined(s *session, name string) {
+	b.mu.Lock()
+	if b.sess == s {
+		b.joinedCh[s.casemap().fold(name)] = name
+		b.fresh = append(b.fresh, name)
+	}
+	b.mu.Unlock()
+	b.poke()
+}
+
+// parted records that the bot left, was kicked from, or could not join a
+// channel.
+func (b *Bridge) parted(s *session, name string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sess == s {
+		delete(b.joinedCh, s.casemap().fold(name))
+	}
+}
+
+// isJoined reports whether the bot is in the channel now.
+func (b *Bridge) isJoined(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sess == nil {
+		return false
+	}
+	_, ok := b.joinedCh[b.sess.casemap().fold(name)]
+	return ok
+}
+
+// staticChannel returns the configured channel of that name, or nil.
+func (b *Bridge) staticChannel(cm casemap, name string) *channel {
+	for _, ch := range b.c.channels {
+		if cm.fold(ch.name) == cm.fold(name) {
+			return ch
+		}
+	}
+	return nil
+}
+
+// join queues JOIN commands for channels, packed several to a line, keyed
+// channels first; names the server cannot accept are logged and skipped.
+func (b *Bridge) join(s *session, names []string) {
+	cm := s.casemap()
+	chantypes, ok := s.isup.GetRaw("CHANTYPES")
+	if !ok {
+		chantypes = "#&"
+	}
+	chanLen := s.channelLen()
+	type pair struct{ name, key string }
+	var keyed, open []pair
+	for _, n := range names {
+		if err := validChannel(n, chantypes, chanLen); err != nil {
+			b.log.Warn("irc: not joining", "channel", n, "err", err)
+			continue
+		}
+		key := ""
+		if ch := b.staticChannel(cm, n); ch != nil {
+			key = ch.key
+		}
+		if key != "" {
+			keyed = append(keyed, pair{n, key})
+		} else {
+			open = append(open, pair{n, ""})
+		}
+	}
+	var chans, keys []string
+	size := 0
+	flush := func() {
+		if len(chans) == 0 {
+			return
+		}
+		params := []string{strings.Join(chans, ",")}
+		if len(keys) > 0 {
+			params = append(params, strings.Join(keys, ","))
+		}
+		s.queueCtrl(false, "JOIN", params, "")
+		b.joining(s, chans)
+		chans, keys, size = nil, nil, 0
+	}
+	for _, p := range append(keyed, open...) {
+		if size+len(p.name)+len(p.key)+2 > maxLine-16 {
+			flush()
+		}
+		chans = append(chans, p.name)
+		if p.key != "" {
+			keys = append(keys, p.key)
+		}
+		size += len(p.name) + len(p.key) + 2
+	}
+	flush()
+}
+
+// channelLen is the server's CHANNELLEN (default 50).
+func (s *session) channelLen() int {
+	if v, ok := s.isup.GetRaw("CHANNELLEN"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 50
+}
+
+// chanLimits applies the server's CHANLIMIT to names (in priority order)
+// and returns those the bot may join.
+func (s *session) chanLimits(names []string) (keep, over []string) {
+	v, ok := s.isup.GetRaw("CHANLIMIT")
+	if !ok {
+		return names, nil
+	}
+	limits := map[byte]int{}
+	for _, part := range strings.Split(v, ",") {
+		prefixes, n, _ := strings.Cut(part, ":")
+		lim, err := strconv.Atoi(n)
+		if err != nil || lim <= 0 {
+			continue // no limit for these prefixes
+		}
+		for i := range len(prefixes) {
+			limits[prefixes[i]] = lim
+		}
+	}
+	used := map[byte]int{}
+	for _, n := range names {
+		lim, limited := limits[n[0]]
+		if limited && used[n[0]] >= lim {
+			over = append(over, n)
+			continue
+		}
+		used[n[0]]++
+		keep = append(keep, n)
+	}
+	return keep, over
+}
+
+// desiredChannels lists the configured channels, then one per exposed
+// feed when auto channels are on, without duplicates.
+func (b *Bridge) desiredChannels(ctx context.Context, s *session) []string {
+	cm := s.casemap()
+	var names []string
+	seen := map[string]bool{}
+	add := func(n string) {
+		if n != "" && !seen[cm.fold(n)] {
+			seen[cm.fold(n)] = true
+			names = append(names, n)
+		}
+	}
+	for _, ch := range b.c.channels {
+		add(ch.name)
+	}
+	if b.c.auto != nil {
+		feeds, err := b.exposedFeeds(ctx)
+		if err != nil {
+			b.log.Warn("irc: listing feeds for auto channels", "err", err)
+		}
+		for _, f := range feeds {
+			add(autoChannel(b.cfg.AutoChannels.Prefix, f, s.channelLen()))
+		}
+	}
+	keep, over := s.chanLimits(names)
+	if len(over) > 0 {
+		b.log.Warn("irc: the server's CHANLIMIT leaves channels out", "channels", over)
+	}
+	return keep
+}
+
+// exposedFeeds lists the feeds this adapter shows.
+func (b *Bridge) exposedFeeds(ctx context.Context) ([]string, error) {
+	all, err := b.hub.Store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(all, func(f string) bool { return !b.exposed(f) }), nil
+}
+
+func (b *Bridge) exposed(feed string) bool { return b.hub.Exposed(b.cfg.Feeds).Allows(feed) }
+
+// target is a joined channel that shows a feed.
+type target struct {
+	name string
+	spec *announceSpec
+}
+
+// targets returns the joined channels that show feed.
+func (b *Bridge) targets(feed string) []target {
+	if !b.exposed(feed) {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sess == nil {
+		return nil
+	}
+	cm := b.sess.casemap()
+	var out []target
+	for _, ch := range b.c.channels {
+		if _, ok := b.joinedCh[cm.fold(ch.name)]; ok && matchAny(ch.feeds, feed) {
+			out = append(out, target{ch.name, ch.spec})
+		}
+	}
+	if b.c.auto != nil {
+		name := autoChannel(b.cfg.AutoChannels.Prefix, feed, b.sess.channelLen())
+		if _, ok := b.joinedCh[cm.fold(name)]; ok && name != "" && b.staticChannel(cm, name) == nil {
+			out = append(out, target{name, b.c.auto})
+		}
+	}
+	return out
+}
+
+// channelFeeds returns the exposed feeds a channel shows.
+func (b *Bridge) channelFeeds(ctx context.Context, s *session, name string) ([]string, *announceSpec, error) {
+	feeds, err := b.exposedFeeds(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	cm := s.casemap()
+	if ch := b.staticChannel(cm, name); ch != nil {
+		return slices.DeleteFunc(feeds, func(f string) bool { return !matchAny(ch.feeds, f) }), ch.spec, nil
+	}
+	if b.c.auto == nil {
+		return nil, nil, nil
+	}
+	return slices.DeleteFunc(feeds, func(f string) bool {
+		return cm.fold(autoChannel(b.cfg.AutoChannels.Prefix, f, s.channelLen())) != cm.fold(name)
+	}), b.c.auto, nil
+}
+
+func matchAny(ps []core.Pattern, s string) bool {
+	for _, p := range ps {
+		if p.Match(s) {
+			return true
+		}
+	}
+	return false
 }

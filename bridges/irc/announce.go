@@ -1,0 +1,507 @@
+package irc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// sortedWait is how long a sorted feed's publish event waits for the
+// position event that makes it an insert (both come from one script, back
+// to back); without one it is an edit.
+const sortedWait = 50 * time.Millisecond
+
+// recentMargin is how many items beyond those posted a catch-up remembers,
+// so that live events racing with it are not announced twice.
+const recentMargin = 32
+
+// mark is an announced item of a channel: where catch-up resumes.
+type mark struct {
+	channel string // folded
+	feed    string
+	cur     core.Cursor
+}
+
+// announcer turns feed events into channel announcements, runs catch-up
+// and backlog after joins and resyncs, and asks the session to join. It is
+// one goroutine: everything here that reads Redis runs on it, never on the
+// IRC read goroutine.
+type announcer struct {
+	b     *Bridge
+	types map[string]core.FeedType
+	// queued is the last item queued per channel and feed (the resync
+	// catch-up point); the written one is in the mark store.
+	queued map[string]map[string]core.Cursor
+	// recent holds ids a catch-up covered, per channel and feed.
+	recent  map[string]map[string]map[string]bool
+	pending *core.Event // a sorted feed's publish, waiting for its position
+}
+
+func newAnnouncer(b *Bridge) *announcer {
+	return &announcer{b: b, types: map[string]core.FeedType{},
+		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]bool{}}
+}
+
+func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.b.wake:
+			a.housekeeping(ctx)
+		case <-sub.Ready():
+			for {
+				ev, ok := sub.TryNext()
+				if !ok {
+					break
+				}
+				a.handle(ctx, ev)
+			}
+			if a.pending != nil {
+				timer.Reset(sortedWait)
+			}
+		case <-timer.C:
+			a.flushPending()
+		}
+	}
+}
+
+// housekeeping joins the channels of a newly registered session and
+// catches up the channels just joined.
+func (a *announcer) housekeeping(ctx context.Context) {
+	b := a.b
+	b.mu.Lock()
+	s, ready, fresh := b.sess, b.readyFor, b.fresh
+	b.readyFor, b.fresh = nil, nil
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if ready == s {
+		clear(a.queued) // the queue was dropped with the old connection
+		b.join(s, b.desiredChannels(ctx, s))
+	}
+	for _, name := range fresh {
+		a.catchUp(ctx, s, name, true)
+	}
+}
+
+func (a *announcer) handle(ctx context.Context, ev core.Event) {
+	b := a.b
+	switch ev.Type {
+	case core.EventResync:
+		a.flushPending()
+		s := b.current()
+		if s == nil {
+			return
+		}
+		level := slog.LevelDebug // the listener's first connection
+		if ev.Reason == core.ResyncOverflow || b.hub.Events.Stats().Reconnects > 0 {
+			level = slog.LevelInfo
+		}
+		b.log.Log(ctx, level, "irc: events may have been lost; catching up from Redis", "reason", ev.Reason)
+		b.mu.Lock()
+		names := slices.Collect(maps.Values(b.joinedCh))
+		b.mu.Unlock()
+		for _, n := range names {
+			a.catchUp(ctx, s, n, false)
+		}
+		return
+	case core.EventCreate, core.EventDelete, core.EventConfig:
+		delete(a.types, ev.Feed)
+		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.exposed(ev.Feed) {
+			if name := autoChannel(b.cfg.AutoChannels.Prefix, ev.Feed, s.channelLen()); name != "" && !b.isJoined(name) {
+				b.join(s, []string{name})
+			}
+		}
+		return
+	case core.EventJobFinish:
+		return
+	}
+	if p := a.pending; p != nil {
+		a.pending = nil
+		if ev.Type == core.EventPosition && ev.Feed == p.Feed && ev.ID == p.ID {
+			a.announce(kindPublish, p.Feed, p.ID, p.Item, "", core.Cursor{ID: p.ID})
+			return
+		}
+		a.announce(kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+	}
+	if len(b.targets(ev.Feed)) == 0 {
+		return
+	}
+	switch ev.Type {
+	case core.EventPublish:
+		switch a.feedType(ctx, ev.Feed) {
+		case core.TypeSorted:
+			a.pending = &ev
+		case core.TypeFeed:
+			a.announce(kindPublish, ev.Feed, ev.ID, ev.Item, "",
+				core.Cursor{ID: ev.ID, Hint: strconv.FormatInt(ev.At.UnixMilli(), 10)})
+		}
+	case core.EventEdit:
+		a.announce(kindEdit, ev.Feed, ev.ID, ev.Item, "", core.Cursor{})
+	case core.EventRetract:
+		a.announce(kindRetract, ev.Feed, ev.ID, nil, "", core.Cursor{})
+	case core.EventPosition:
+		item, err := b.hub.Store.Sorted(ev.Feed).Get(ctx, ev.ID)
+		if err != nil && !errors.Is(err, core.ErrNotFound) {
+			b.log.Warn("irc: reading a moved item", "feed", ev.Feed, "id", ev.ID, "err", err)
+		}
+		a.announce(kindPosition, ev.Feed, ev.ID, item, ev.Position, core.Cursor{})
+	}
+}
+
+// flushPending announces a sorted feed's lone publish as the edit it was.
+func (a *announcer) flushPending() {
+	if p := a.pending; p != nil {
+		a.pending = nil
+		a.announce(kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+	}
+}
+
+func (a *announcer) feedType(ctx context.Context, feed string) core.FeedType {
+	if t, ok := a.types[feed]; ok {
+		return t
+	}
+	t, err := a.b.hub.Store.Type(ctx, feed)
+	if err != nil {
+		return ""
+	}
+	if len(a.types) > 10000 {
+		clear(a.types)
+	}
+	a.types[feed] = t
+	return t
+}
+
+// announce queues an event on every joined channel that shows it. A
+// publish carries the item's cursor, recorded once its line is written.
+func (a *announcer) announce(kind, feed, id string, item []byte, position string, cur core.Cursor) {
+	b := a.b
+	s := b.current()
+	if s == nil {
+		return
+	}
+	cm := s.casemap()
+	for _, t := range b.targets(feed) {
+		if !t.spec.events[kind] {
+			continue
+		}
+		key := cm.fold(t.name)
+		var m *mark
+		if kind == kindPublish {
+			if r := a.recent[key][feed]; r[id] {
+				delete(r, id) // already covered by the catch-up
+				continue
+			}
+			m = &mark{channel: key, feed: feed, cur: cur}
+			setNested(a.queued, key, feed, cur)
+		}
+		a.post(s, t, kind, feed, id, item, position, m)
+	}
+}
+
+// post renders one item for a channel and queues its lines.
+func (a *announcer) post(s *session, t target, kind, feed, id string, item []byte, position string, m *mark) {
+	b := a.b
+	itemURL := linkURL(b.cfg.Links.Item, b.hub.PublicURL, feed, id)
+	text, err := render(t.spec.templates[kind], newView(kind, feed, id, item, position, itemURL))
+	if err != nil {
+		b.log.Warn("irc: template failed; posting a plain line", "channel", t.name, "feed", feed, "err", err)
+		text = fmt.Sprintf("[%s] %s %s", feed, kind, id)
+	}
+	lines, err := s.wireNow().buildLines(t.spec.command, []string{t.name}, text, itemURL)
+	if err != nil || len(lines) == 0 {
+		return
+	}
+	if b.q.pushItem(s.casemap().fold(t.name), t.name, t.spec.command, feed, outLines(lines, m, false), m) {
+		b.hub.Metrics.EventOut(b.Name(), 1)
+	}
+}
+
+// summaryLines announces n items of feed left out of a channel; the
+// queue calls it when a lane that dropped items has drained.
+func (b *Bridge) summaryLines(target, cmd, feed string, n int, m *mark) []outLine {
+	s := b.current()
+	if s == nil {
+		return nil
+	}
+	b.log.Info("irc: channel queue was full; items summarized", "channel", target, "feed", feed, "items", n)
+	return b.summary(s, target, cmd, feed, fmt.Sprintf("…and %d more in feed %s", n, feed), m)
+}
+
+func (b *Bridge) summary(s *session, target, cmd, feed, text string, m *mark) []outLine {
+	link := linkURL(b.cfg.Links.Feed, b.hub.PublicURL, feed, "")
+	if link != "" {
+		text += " — " + link
+	}
+	lines, err := s.wireNow().buildLines(cmd, []string{target}, text, "")
+	if err != nil {
+		return nil
+	}
+	return outLines(lines, m, false)
+}
+
+// catchUp posts what a channel missed, after a join (plus the backlog)
+// or a resync. Per feed it posts up to catch_up missed items (the newest,
+// oldest first), then "…and M more in feed X" for the rest.
+func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin bool) {
+	b := a.b
+	feeds, spec, err := b.channelFeeds(ctx, s, name)
+	if err != nil {
+		b.log.Warn("irc: catch-up: listing feeds", "channel", name, "err", err)
+		return
+	}
+	if spec == nil || !spec.events[kindPublish] {
+		return
+	}
+	key := s.casemap().fold(name)
+	a.recent[key] = map[string]map[string]bool{}
+	t := target{name, spec}
+	for _, feed := range feeds {
+		if err := a.catchUpFeed(ctx, s, t, key, feed, onJoin); err != nil && ctx.Err() == nil {
+			b.log.Warn("irc: catch-up failed", "channel", name, "feed", feed, "err", err)
+		}
+	}
+}
+
+func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, feed string, onJoin bool) error {
+	b := a.b
+	typ := a.feedType(ctx, feed)
+	if typ != core.TypeFeed && typ != core.TypeSorted {
+		return nil
+	}
+	// the last item queued in this session, else the last written (the
+	// queue does not outlive a connection)
+	cur, ok := a.queued[key][feed]
+	if !ok {
+		var err error
+		if cur, ok, err = b.marks.get(ctx, key, feed); err != nil {
+			return err
+		}
+	}
+	missed := 0
+	if ok {
+		n, err := countAfter(ctx, b.hub.Store, feed, typ, cur)
+		switch {
+		case errors.Is(err, core.ErrNotFound):
+			ok = false // the marked item is gone without a hint: start over from the newest
+		case err != nil:
+			return err
+		}
+		missed = n
+	}
+	show := min(missed, b.cfg.CatchUp)
+	if onJoin {
+		show = max(show, t.spec.backlog)
+	}
+	items, err := newestItems(ctx, b.hub.Store, feed, typ, show+recentMargin)
+	if err != nil || len(items) == 0 {
+		return err
+	}
+	newest := mark{channel: key, feed: feed, cur: items[len(items)-1].Cursor()}
+	setNested(a.queued, key, feed, newest.cur)
+	shown := items[max(len(items)-show, 0):]
+	// live events for what this covers are not announced again: with a
+	// mark, every item read is announced, shown or counted; without one,
+	// only those shown
+	covered := items
+	if !ok {
+		covered = shown
+	}
+	recent := map[string]bool{}
+	for _, it := range covered {
+		recent[it.ID] = true
+	}
+	a.recent[key][feed] = recent
+	for i, it := range shown {
+		var m *mark
+		if i == len(shown)-1 {
+			m = &newest
+		}
+		a.post(s, t, kindPublish, feed, it.ID, it.Data, "", m)
+	}
+	more := missed - min(missed, len(shown))
+	switch {
+	case more > 0:
+		text := fmt.Sprintf("…and %d more in feed %s", more, feed)
+		if len(shown) == 0 {
+			text = fmt.Sprintf("%d new items in feed %s while I was away", more, feed)
+		}
+		b.q.pushItem(key, t.name, t.spec.command, feed, b.summary(s, t.name, t.spec.command, feed, text, &newest), &newest)
+	case !ok:
+		b.marks.written(newest) // a first baseline for later catch-ups
+	}
+	return nil
+}
+
+// countAfter counts the items newer than cur: published after it on a
+// plain feed, placed after it on a sorted feed.
+func countAfter(ctx context.Context, st *core.Store, feed string, typ core.FeedType, cur core.Cursor) (int, error) {
+	if typ == core.TypeFeed {
+		p, err := st.Page(ctx, feed, core.PageRequest{Before: &cur, Limit: 1})
+		return int(p.Start) + len(p.Items), err
+	}
+	p, err := st.Page(ctx, feed, core.PageRequest{After: &cur, Limit: 1})
+	return int(max(p.Total-p.Start, 0)), err
+}
+
+// newestItems returns up to n of the newest items, oldest first.
+func newestItems(ctx context.Context, st *core.Store, feed string, typ core.FeedType, n int) ([]core.Item, error) {
+	if typ == core.TypeFeed {
+		p, err := st.Page(ctx, feed, core.PageRequest{Limit: n})
+		slices.Reverse(p.Items)
+		return p.Items, err
+	}
+	p, err := st.Page(ctx, feed, core.PageRequest{Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	p, err = st.Page(ctx, feed, core.PageRequest{Offset: max(p.Total-int64(n), 0), Limit: n})
+	return p.Items, err
+}
+
+func setNested(m map[string]map[string]core.Cursor, k1, k2 string, v core.Cursor) {
+	if m[k1] == nil {
+		m[k1] = map[string]core.Cursor{}
+	}
+	m[k1][k2] = v
+}
+
+// markStore keeps the last written announcement per channel and feed, in
+// memory and in Redis (hash feedbridge.irc.last:SERVER:CHANNEL, field =
+// feed, value = an encoded core.Cursor), so catch-up survives restarts.
+// Writes are coalesced and never block the IRC writer.
+type markStore struct {
+	rdb    redis.UniversalClient
+	prefix string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	known  map[string]map[string]core.Cursor
+	loaded map[string]bool
+	dirty  map[string]map[string]core.Cursor
+	notify chan struct{}
+}
+
+// markTTL keeps marks of channels no longer configured from piling up.
+const markTTL = 30 * 24 * time.Hour
+
+func newMarkStore(rdb redis.UniversalClient, server string, log *slog.Logger) *markStore {
+	return &markStore{rdb: rdb, prefix: "feedbridge.irc.last:" + server + ":", log: log,
+		known: map[string]map[string]core.Cursor{}, loaded: map[string]bool{},
+		dirty: map[string]map[string]core.Cursor{}, notify: make(chan struct{}, 1)}
+}
+
+// get returns the written mark of a channel's feed, loading the channel's
+// marks from Redis once.
+func (m *markStore) get(ctx context.Context, channel, feed string) (core.Cursor, bool, error) {
+	m.mu.Lock()
+	loaded := m.loaded[channel]
+	m.mu.Unlock()
+	if !loaded {
+		vals, err := m.rdb.HGetAll(ctx, m.prefix+channel).Result()
+		if err != nil {
+			return core.Cursor{}, false, fmt.Errorf("load marks of %s: %w", channel, err)
+		}
+		m.mu.Lock()
+		for f, v := range vals {
+			if _, set := m.known[channel][f]; set {
+				continue
+			}
+			if c, err := core.DecodeCursor(v); err == nil {
+				setNested(m.known, channel, f, c)
+			}
+		}
+		m.loaded[channel] = true
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c, ok := m.known[channel][feed]
+	return c, ok, nil
+}
+
+// written records a mark whose line went out.
+func (m *markStore) written(mk mark) {
+	m.mu.Lock()
+	setNested(m.known, mk.channel, mk.feed, mk.cur)
+	setNested(m.dirty, mk.channel, mk.feed, mk.cur)
+	m.mu.Unlock()
+	m.poke()
+}
+
+// run writes dirty marks to Redis, coalescing bursts; while Redis fails
+// it retries every few seconds.
+func (m *markStore) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.notify:
+		}
+		if core.Sleep(ctx, 200*time.Millisecond) != nil {
+			return
+		}
+		if err := m.flush(ctx); err != nil {
+			m.log.Warn("irc: saving announcement marks; retrying", "err", err)
+			if core.Sleep(ctx, 5*time.Second) != nil {
+				return
+			}
+			m.poke()
+		}
+	}
+}
+
+func (m *markStore) poke() {
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+}
+
+// flush writes the dirty marks; on failure they stay dirty.
+func (m *markStore) flush(ctx context.Context) error {
+	m.mu.Lock()
+	dirty := m.dirty
+	m.dirty = map[string]map[string]core.Cursor{}
+	m.mu.Unlock()
+	if len(dirty) == 0 {
+		return nil
+	}
+	pipe := m.rdb.Pipeline()
+	for ch, feeds := range dirty {
+		args := make([]any, 0, 2*len(feeds))
+		for f, c := range feeds {
+			args = append(args, f, c.Encode())
+		}
+		pipe.HSet(ctx, m.prefix+ch, args...)
+		pipe.Expire(ctx, m.prefix+ch, markTTL)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		m.mu.Lock()
+		for ch, feeds := range dirty {
+			for f, c := range feeds {
+				if _, newer := m.dirty[ch][f]; !newer {
+					setNested(m.dirty, ch, f, c)
+				}
+			}
+		}
+		m.mu.Unlock()
+		return fmt.Errorf("save marks: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+package irc
+
+import (
+	"sync"
+)
+
+// outLine is one wire line waiting to be sent.
+type outLine struct {
+	text string
+	// mark, when set, is recorded as announced once the line is written.
+	mark *mark
+	// keep survives a reconnect (job results); other lines are dropped
+	// with the connection, and catch-up recovers the announcements.
+	keep bool
+}
+
+// dropped counts the items of one feed left out of a full channel lane.
+type dropped struct {
+	feed  string
+	count int
+	mark  *mark
+}
+
+// lane is one channel's announcements, FIFO.
+type lane struct {
+	target  string
+	cmd     string // PRIVMSG or NOTICE, for the summary
+	lines   []outLine
+	dropped []*dropped
+}
+
+// queue is the bot's outbound queue. Control lines (joins, identify,
+// command replies) go first; announcements wait in one lane per channel,
+// served round-robin so a busy feed cannot starve other channels.
+//
+// Overflow policy: a lane holds at most laneCap lines; an item that does
+// not fit whole is not queued but counted per feed, and once the lane has
+// drained the count is announced as "…and N more in feed X" (with the
+// feed's link). Control lines beyond ctrlCap are dropped.
+// Lines that must never wait (PONG, registration, QUIT) bypass the queue.
+type queue struct {
+	mu      sync.Mutex
+	ctrl    []outLine
+	lanes   map[string]*lane // by folded channel name
+	order   []string
+	next    int
+	notify  chan struct{}
+	laneCap int
+	ctrlCap int
+	// summarize builds the lines announcing a lane's dropped items.
+	summarize func(target, cmd, feed string, n int, m *mark) []outLine
+}
+
+func newQueue(laneCap, ctrlCap int, summarize func(target, cmd, feed string, n int, m *mark) []outLine) *queue {
+	return &queue{lanes: map[string]*lane{}, notify: make(chan struct{}, 1), laneCap: laneCap, ctrlCap: ctrlCap, summarize: summarize}
+}
+
+func (q *queue) wake() {
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+// pushCtrl queues control lines; it reports false when they were dropped.
+func (q *queue) pushCtrl(lines ...outLine) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ctrl)+len(lines) > q.ctrlCap {
+		return false
+	}
+	q.ctrl = append(q.ctrl, lines...)
+	q.wake()
+	return true
+}
+
+// pushItem queues the lines of one announcement on a channel's lane, whole
+// or not at all (then it is counted for the lane's summary).
+func (q *queue) pushItem(key, target, cmd, feed string, lines []outLine, m *mark) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.lanes[key]
+	if l == nil {
+		l = &lane{target: target, cmd: cmd}
+		q.lanes[key] = l
+		q.order = append(q.order, key)
+	}
+	// once items were dropped, later ones join the count until the
+	// summary is out, so the channel never sees them out of order
+	if len(l.dropped) > 0 || len(l.lines)+len(lines) > q.laneCap {
+		l.drop(feed, m)
+		q.wake()
+		return false
+	}
+	l.lines = append(l.lines, lines...)
+	q.wake()
+	return true
+}
+
+func (l *lane) drop(feed string, m *mark) {
+	for _, d := range l.dropped {
+		if d.feed == feed {
+			d.count++
+			if m != nil {
+				d.mark = m
+			}
+			return
+		}
+	}
+	l.dropped = append(l.dropped, &dropped{feed: feed, count: 1, mark: m})
+}
+
+// pop returns the next line to send: control lines first, then one line
+// of the next lane in round-robin order; a drained lane with dropped
+// items yields its summary lines.
+func (q *queue) pop() (outLine, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ctrl) > 0 {
+		l := q.ctrl[0]
+		q.ctrl = q.ctrl[1:]
+		return l, true
+	}
+	for range len(q.order) {
+		key := q.order[q.next%len(q.order)]
+		q.next = (q.next + 1) % len(q.order)
+		l := q.lanes[key]
+		if len(l.lines) == 0 && len(l.dropped) > 0 {
+			for _, d := range l.dropped {
+				l.lines = append(l.lines, q.summarize(l.target, l.cmd, d.feed, d.count, d.mark)...)
+			}
+			l.dropped = nil
+		}
+		if len(l.lines) > 0 {
+			out := l.lines[0]
+			l.lines = l.lines[1:]
+			return out, true
+		}
+	}
+	return outLine{}, false
+}
+
+// pending reports whether anything waits.
+func (q *queue) pending() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.ctrl) > 0 {
+		return true
+	}
+	for _, l := range q.lanes {
+		if len(l.lines) > 0 || len(l.dropped) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// reset drops everything but lines marked keep, for a new connection.
+func (q *queue) reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var kept []outLine
+	for _, l := range q.ctrl {
+		if l.keep {
+			kept = append(kept, l)
+		}
+	}
+	q.ctrl = kept
+	q.lanes = map[string]*lane{}
+	q.order, q.next = nil, 0
+}

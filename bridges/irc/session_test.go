@@ -1,0 +1,422 @@
+package irc
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+	"gopkg.in/irc.v4"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// fakeServer plays a scripted IRC server on loopback, for what no server
+// in the test environment offers (SASL, account-tag, echo-message).
+type fakeServer struct {
+	t    *testing.T
+	ln   net.Listener
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func newFakeServer(t *testing.T) *fakeServer {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &fakeServer{t: t, ln: ln}
+}
+
+func (f *fakeServer) accept() {
+	f.t.Helper()
+	_ = f.ln.(*net.TCPListener).SetDeadline(time.Now().Add(5 * time.Second))
+	c, err := f.ln.Accept()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { c.Close() })
+	f.conn, f.r = c, bufio.NewReader(c)
+}
+
+// expect reads lines until one starts with prefix and returns it.
+func (f *fakeServer) expect(prefix string) string {
+	f.t.Helper()
+	_ = f.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		line, err := f.r.ReadString('\n')
+		if err != nil {
+			f.t.Fatalf("server waiting for %q: %v", prefix, err)
+		}
+		if line = strings.TrimRight(line, "\r\n"); strings.HasPrefix(line, prefix) {
+			return line
+		}
+	}
+}
+
+func (f *fakeServer) send(lines ...string) {
+	f.t.Helper()
+	for _, l := range lines {
+		if _, err := io.WriteString(f.conn, l+"\r\n"); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// testBridge builds the adapter from an irc section (YAML, indented two
+// spaces) with a hub on an in-process Redis.
+func testBridge(t *testing.T, section string) *Bridge {
+	t.Helper()
+	a, err := New(parseSection(t, section))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	t.Cleanup(func() { rdb.Close() })
+	st, err := core.NewStore(rdb, core.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := a.(*Bridge)
+	b.setup(&core.Hub{Store: st, Events: core.NewListener(st, core.ListenerOptions{}), Metrics: core.NewMetrics(),
+		Log: slog.New(slog.DiscardHandler), Feeds: &core.FeedFilter{}})
+	return b
+}
+
+func parseSection(t *testing.T, section string) *core.Section {
+	t.Helper()
+	root, err := core.ParseYAML("bridge.yaml", []byte("irc:\n"+section))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root.Sub("irc")
+}
+
+// runSession connects the bridge to the fake server and runs one session
+// (and the announcer) until the test ends; the session's error is sent on
+// the returned channel.
+func runSession(t *testing.T, b *Bridge, f *fakeServer) <-chan error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := b.connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.setSession(s)
+	done := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { newAnnouncer(b).run(ctx, b.hub.Events.Subscribe(16)) })
+	wg.Go(func() {
+		_, err := s.run()
+		done <- err
+	})
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	f.accept()
+	return done
+}
+
+func waitErr(t *testing.T, done <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session did not end")
+		return nil
+	}
+}
+
+func TestSASLAndIdentity(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  sasl: {username: bot, password: "s3cret pw"}
+  rate: {interval: 0s}
+  channels:
+    - {name: "#news", feeds: [news]}
+`)
+	runSession(t, b, f)
+	f.expect("CAP LS 302")
+	f.expect("NICK feedbot")
+	f.expect("USER feedbridge 0 * :feedbridge")
+	f.send(":srv CAP * LS * :multi-prefix sasl=PLAIN,EXTERNAL", ":srv CAP * LS :account-tag echo-message server-time")
+	if got := f.expect("CAP REQ"); got != "CAP REQ :server-time account-tag echo-message sasl" {
+		t.Errorf("request = %q", got)
+	}
+	f.send(":srv CAP * ACK :server-time account-tag echo-message sasl")
+	f.expect("AUTHENTICATE PLAIN")
+	f.send("AUTHENTICATE +")
+	want := base64.StdEncoding.EncodeToString([]byte("\x00bot\x00s3cret pw"))
+	if got := f.expect("AUTHENTICATE "); got != "AUTHENTICATE "+want {
+		t.Errorf("credentials %q, want %q", got, want)
+	}
+	f.send(":srv 900 feedbot feedbot!u@h bot :You are now logged in", ":srv 903 feedbot :SASL authentication successful")
+	f.expect("CAP END")
+	f.send(":srv 001 feedbot :Welcome feedbot!~feedbridge@bot/cloak", ":srv 005 feedbot CHANTYPES=# CASEMAPPING=ascii :are supported by this server",
+		":srv 376 feedbot :End of MOTD")
+	f.expect("JOIN #news")
+
+	// PING is answered at once.
+	f.send("PING :tok 123")
+	if got := f.expect("PONG"); got != "PONG :tok 123" {
+		t.Errorf("pong = %q", got)
+	}
+
+	// The actor is the account the server proved, else the hostmask; a
+	// client-only tag proves nothing; the bot's own echo is ignored.
+	f.send("@account=alice;time=2026-01-01T00:00:00Z :al!~a@host PRIVMSG feedbot :help",
+		"@+account=admin :mallory!~m@evil PRIVMSG #news :!help",
+		":feedbot!~feedbridge@bot/cloak PRIVMSG #news :!help",
+		"@account=* :anon!~n@host PRIVMSG feedbot :feeds")
+	for _, want := range []core.Actor{
+		{Protocol: "irc", ID: "alice", Display: "al"},
+		{Protocol: "irc", ID: "mallory!~m@evil", Display: "mallory"},
+		{Protocol: "irc", ID: "anon!~n@host", Display: "anon"},
+	} {
+		select {
+		case r := <-b.cmds:
+			if r.actor != want || r.account != (want.ID == "alice") {
+				t.Errorf("actor %+v (account %v), want %+v", r.actor, r.account, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no command from %s", want.ID)
+		}
+	}
+	select {
+	case r := <-b.cmds:
+		t.Errorf("unexpected command %+v", r)
+	default:
+	}
+}
+
+func TestSASLRefused(t *testing.T) {
+	for name, script := range map[string][]string{
+		"bad password": {":srv CAP * LS :sasl", "", ":srv CAP * ACK :sasl", "AUTHENTICATE +", ":srv 904 feedbot :SASL authentication failed"},
+		"not offered":  {":srv CAP * LS :multi-prefix"},
+		"no PLAIN":     {":srv CAP * LS :sasl=EXTERNAL"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeServer(t)
+			b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  sasl: {username: bot, password: pw}\n")
+			done := runSession(t, b, f)
+			f.expect("USER")
+			for _, l := range script {
+				if l == "" {
+					f.expect("CAP REQ")
+					continue
+				}
+				f.send(l)
+			}
+			err := waitErr(t, done)
+			if err == nil || !strings.Contains(err.Error(), "SASL") || !strings.Contains(err.Error(), "irc.sasl") {
+				t.Errorf("error %v does not say SASL was refused and what to fix", err)
+			}
+		})
+	}
+}
+
+func TestNickCollision(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  alt_nicks: [feedbot_]\n")
+	runSession(t, b, f)
+	f.expect("NICK feedbot")
+	f.send(":srv CAP * LS :", ":srv 433 * feedbot :Nickname is already in use")
+	f.expect("NICK feedbot_")
+	f.send(":srv 433 * feedbot_ :Nickname is already in use")
+	if got := f.expect("NICK "); !regexp.MustCompile(`^NICK feedbot\d{4}$`).MatchString(got) {
+		t.Errorf("third nick = %q", got)
+	}
+}
+
+func TestKickAndBanRejoin(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rejoin_delay: 1s
+  join_retry: 1s
+  nickserv: {password: "ns pw"}
+  rate: {interval: 0s}
+  channels:
+    - {name: "#news", key: sesame, feeds: [news]}
+    - {name: "#ops", feeds: [ops]}
+`)
+	runSession(t, b, f)
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 422 feedbot :No MOTD")
+	if got := f.expect("PRIVMSG"); got != "PRIVMSG NickServ :IDENTIFY ns pw" {
+		t.Errorf("identify = %q, want it first", got)
+	}
+	if got := f.expect("JOIN"); got != "JOIN #news,#ops sesame" {
+		t.Errorf("join = %q, want keyed channels first, packed", got)
+	}
+	f.send(":feedbot!~feedbridge@h JOIN #news", ":op!o@h KICK #news feedbot :go away")
+	kicked := time.Now()
+	if got := f.expect("JOIN"); got != "JOIN #news sesame" {
+		t.Errorf("rejoin = %q", got)
+	}
+	if d := time.Since(kicked); d < 900*time.Millisecond {
+		t.Errorf("rejoined %s after the kick; rejoin_delay is 1s", d)
+	}
+	f.send(":srv 474 feedbot #ops :Cannot join channel (+b)")
+	if got := f.expect("JOIN"); got != "JOIN #ops" {
+		t.Errorf("retry = %q", got)
+	}
+}
+
+// TestPongNeverWaits: with the rate limit exhausted (registration spent
+// the only token), the JOIN waits but PONG goes at once; ignored bots get
+// no answer.
+func TestPongNeverWaits(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 1h, burst: 1}
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	runSession(t, b, f)
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End of MOTD")
+	f.send("PING :now")
+	if got := f.expect("P"); got != "PONG :now" {
+		t.Errorf("got %q before the PONG", got)
+	}
+	f.send(":ci-bot!~c@h PRIVMSG feedbot :help", ":ChanServ!s@services PRIVMSG feedbot :help")
+	select {
+	case r := <-b.cmds:
+		t.Errorf("an ignored nick's command was taken: %+v", r)
+	case <-time.After(200 * time.Millisecond): // proving that nothing happens
+	}
+}
+
+// TestWhoisAccount: without account-tag, the services account comes from
+// WHOIS (330), and only when WHOIS describes the same user@host as the
+// message's sender.
+func TestWhoisAccount(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n")
+	runSession(t, b, f)
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+	s := b.current()
+	for _, tc := range []struct{ mask, host, account, want string }{
+		{"alice!~a@home.example", "home.example", "alice", "alice"},
+		{"bob!~b@evil.example", "other.example", "bob", ""}, // the nick changed hands
+		{"carol!~c@h.example", "h.example", "", ""},         // not logged in
+	} {
+		got := make(chan string, 1)
+		go func() { got <- s.lookupAccount(context.Background(), tc.mask) }()
+		nick, _, _ := strings.Cut(tc.mask, "!")
+		if line := f.expect("WHOIS"); line != "WHOIS "+nick {
+			t.Errorf("lookup sent %q", line)
+		}
+		user := strings.TrimPrefix(strings.Split(tc.mask, "@")[0], nick+"!")
+		f.send(":srv 311 feedbot "+nick+" "+user+" "+tc.host+" * :real name", ":srv 312 feedbot "+nick+" srv :info")
+		if tc.account != "" {
+			f.send(":srv 330 feedbot " + nick + " " + tc.account + " :is logged in as")
+		}
+		f.send(":srv 318 feedbot " + nick + " :End of WHOIS list")
+		select {
+		case acct := <-got:
+			if acct != tc.want {
+				t.Errorf("account of %s = %q, want %q", tc.mask, acct, tc.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no answer for %s", tc.mask)
+		}
+	}
+}
+
+func TestChanLimit(t *testing.T) {
+	s := &session{isup: irc.NewISupportTracker()}
+	_ = s.isup.Handle(&irc.Message{Command: "005", Params: []string{"me", "CHANLIMIT=#:2,&:", "are supported by this server"}})
+	keep, over := s.chanLimits([]string{"#a", "&b", "#c", "#d", "&e"})
+	if strings.Join(keep, " ") != "#a &b #c &e" || strings.Join(over, " ") != "#d" {
+		t.Errorf("keep %q over %q", keep, over)
+	}
+}
+
+func TestServerClosesWithError(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n")
+	done := runSession(t, b, f)
+	f.expect("USER")
+	f.send("ERROR :Closing Link: 127.0.0.1 (K-Lined)")
+	f.conn.Close()
+	if err := waitErr(t, done); err == nil || !strings.Contains(err.Error(), "K-Lined") {
+		t.Errorf("error = %v, want the server's reason", err)
+	}
+}
+
+// TestRunStopsCleanly: Run connects, joins, reconnects after the server
+// drops it, says QUIT when its context ends, returns nil and leaves no
+// goroutine behind.
+func TestRunStopsCleanly(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  reconnect: {min: 1s, max: 1s}
+  rate: {interval: 0s}
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	lctx, stopListener := context.WithCancel(context.Background())
+	listening := make(chan struct{})
+	go func() { defer close(listening); _ = b.hub.Events.Run(lctx) }()
+	t.Cleanup(func() { stopListener(); <-listening })
+	if err := b.hub.Events.WaitConnected(lctx); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx, b.hub) }()
+	for round := range 2 {
+		f.accept()
+		f.expect("USER")
+		f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+		if got := f.expect("JOIN"); got != "JOIN #news" {
+			t.Errorf("round %d: join = %q", round, got)
+		}
+		if round == 0 {
+			f.conn.Close() // the server goes away: a new connection follows
+		}
+	}
+	if st := b.hub.States()["irc"]; st.State != core.StateUp {
+		t.Errorf("state %+v, want up", st)
+	}
+	cancel()
+	if got := f.expect("QUIT"); !strings.HasPrefix(got, "QUIT :") {
+		t.Errorf("quit = %q", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines after Run, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

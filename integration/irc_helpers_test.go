@@ -1,0 +1,264 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"gopkg.in/irc.v4"
+
+	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/integration/testenv"
+)
+
+// ircBot is the bridge's nick in these tests.
+const ircBot = "feedbot"
+
+// ircEnv is a real Redis, a real ngircd and the built bridge binary with
+// the IRC adapter on.
+type ircEnv struct {
+	redis  *testenv.Redis
+	ngircd *testenv.Ngircd
+	bridge *testenv.Bridge
+	rdb    *redis.Client
+	store  *core.Store
+}
+
+// ircConfig renders a bridge config: the irc section's own keys (indented
+// two spaces, without the enabled/server lines) come from section.
+func ircConfig(redisURL, httpAddr, ircAddr, section string) string {
+	return fmt.Sprintf(`redis:
+  url: %s
+http:
+  listen: %s
+jobs:
+  maintenance_interval: 200ms
+actions:
+  routes:
+    - feeds: ["deploys"]
+      verbs: [ship]
+      queue: deploy.actions
+worker:
+  queues: [feedbridge.actions]
+acl:
+  - actors: ["*"]
+    feeds: ["*"]
+    allow: [read]
+  - actors: ["irc:alice!*@*"]
+    feeds: ["news", "deploys"]
+    allow: ["*"]
+rest:
+  enabled: false
+atom:
+  enabled: false
+irc:
+  enabled: true
+  server: %s
+  nick: %s
+  reconnect: {min: 1s, max: 2s}
+%s`, redisURL, httpAddr, ircAddr, ircBot, section)
+}
+
+// startIRC starts Redis and ngircd, creates feeds, and returns the
+// environment; the bridge is started by startBridge once people are in.
+func startIRC(t *testing.T, opts testenv.NgircdOptions, feeds ...string) *ircEnv {
+	t.Helper()
+	e := &ircEnv{redis: testenv.StartRedis(t), ngircd: testenv.StartNgircd(t, opts)}
+	e.rdb = redis.NewClient(&redis.Options{Addr: e.redis.Addr})
+	t.Cleanup(func() { e.rdb.Close() })
+	var err error
+	if e.store, err = core.NewStore(e.rdb, core.StoreOptions{Instance: "irc-test"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range feeds {
+		if err := e.store.Create(context.Background(), f, core.TypeFeed, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+func (e *ircEnv) startBridge(t *testing.T, section string) {
+	t.Helper()
+	addr := testenv.FreeAddr(t)
+	e.bridge = testenv.StartBridge(t, ircConfig(e.redis.URL, addr, e.ngircd.Addr, section), addr)
+}
+
+// publish publishes an item through core, as an application would.
+func (e *ircEnv) publish(t *testing.T, feed, item string) string {
+	t.Helper()
+	r, err := e.store.Feed(feed).Publish(context.Background(), []byte(item), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// publishOrdered publishes and then waits until Redis' clock has moved
+// on, so that items published one after another get distinct times (a
+// plain feed orders items published in the same millisecond by id).
+func (e *ircEnv) publishOrdered(t *testing.T, feed, item string) {
+	t.Helper()
+	ms := func() int64 {
+		tm, err := e.rdb.Time(context.Background()).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.UnixMilli()
+	}
+	e.publish(t, feed, item)
+	for after := ms(); ms() <= after; {
+	}
+}
+
+// ircState polls /readyz for the irc adapter's state.
+func (e *ircEnv) ircState(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + e.bridge.HTTPAddr + "/readyz")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var rd struct {
+		Adapters map[string]struct {
+			State string `json:"state"`
+		} `json:"adapters"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&rd)
+	return rd.Adapters["irc"].State
+}
+
+func (e *ircEnv) waitState(t *testing.T, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for e.ircState(t) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("irc adapter never reached state %q (now %q); bridge log:\n%s", want, e.ircState(t), e.bridge.LogTail(30))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ircPerson is someone in IRC: a second gopkg.in/irc.v4 client.
+type ircPerson struct {
+	t    *testing.T
+	nick string
+	c    *irc.Client
+	msgs chan *irc.Message
+
+	mu  sync.Mutex
+	raw []string // every line received, CR LF included
+}
+
+// ircJoin connects as nick and joins channels, waiting for the server's
+// confirmation of each.
+func ircJoin(t *testing.T, addr, nick string, channels ...string) *ircPerson {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &ircPerson{t: t, nick: nick, msgs: make(chan *irc.Message, 100000)}
+	p.c = irc.NewClient(conn, irc.ClientConfig{Nick: nick, User: nick, Name: nick,
+		Handler: irc.HandlerFunc(func(_ *irc.Client, m *irc.Message) {
+			select {
+			case p.msgs <- m:
+			default:
+			}
+		})})
+	p.c.Reader.DebugCallback = func(line string) {
+		p.mu.Lock()
+		p.raw = append(p.raw, line)
+		p.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = p.c.RunContext(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	p.expect("welcome", 10*time.Second, func(m *irc.Message) bool { return m.Command == "001" })
+	for _, ch := range channels {
+		p.send("JOIN", ch)
+		p.expect("end of names of "+ch, 10*time.Second, func(m *irc.Message) bool { return m.Command == "366" && m.Param(1) == ch })
+	}
+	return p
+}
+
+func (p *ircPerson) send(cmd string, params ...string) {
+	p.t.Helper()
+	if err := p.c.WriteMessage(&irc.Message{Command: cmd, Params: params}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *ircPerson) say(target, text string) { p.send("PRIVMSG", target, text) }
+
+// expect waits for a message matching pred and returns it; what arrived
+// meanwhile is consumed.
+func (p *ircPerson) expect(what string, timeout time.Duration, pred func(*irc.Message) bool) *irc.Message {
+	p.t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	var seen []string
+	for {
+		select {
+		case m := <-p.msgs:
+			if pred(m) {
+				return m
+			}
+			if len(seen) < 40 {
+				seen = append(seen, m.String())
+			}
+		case <-deadline.C:
+			p.mu.Lock()
+			last := p.raw[max(0, len(p.raw)-10):]
+			p.mu.Unlock()
+			p.t.Fatalf("%s never saw %s within %s; saw:\n%s\nlast lines received:\n%s", p.nick, what, timeout,
+				strings.Join(seen, "\n"), strings.Join(last, ""))
+			return nil
+		}
+	}
+}
+
+// ircFromBot matches the bot's PRIVMSGs to target whose text contains sub.
+func ircFromBot(cmd, target, sub string) func(*irc.Message) bool {
+	return func(m *irc.Message) bool {
+		return m.Prefix != nil && m.Prefix.Name == ircBot && m.Command == cmd && m.Param(0) == target &&
+			strings.Contains(m.Trailing(), sub)
+	}
+}
+
+// botLines returns the raw lines the bot sent to target, as relayed.
+func (p *ircPerson) botLines(target string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, l := range p.raw {
+		m, err := irc.ParseMessage(l)
+		if err == nil && m.Prefix != nil && m.Prefix.Name == ircBot && m.Param(0) == target {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// botJoined waits until the bot has joined every one of chs, in any order.
+func (p *ircPerson) botJoined(chs ...string) {
+	p.t.Helper()
+	want := map[string]bool{}
+	for _, ch := range chs {
+		want[ch] = true
+	}
+	for len(want) > 0 {
+		m := p.expect(fmt.Sprintf("the bot joining %v", chs), 30*time.Second, func(m *irc.Message) bool {
+			return m.Command == "JOIN" && m.Prefix != nil && m.Prefix.Name == ircBot && want[m.Param(0)]
+		})
+		delete(want, m.Param(0))
+	}
+}

@@ -1,0 +1,294 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"gopkg.in/irc.v4"
+
+	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/integration/testenv"
+)
+
+// TestIRCAnnouncements: the bot joins its channels; items published
+// through core appear, hostile items inject nothing, and a long item
+// arrives as lines that each fit the 512-byte limit as relayed.
+func TestIRCAnnouncements(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news", "#evil")
+	e.startBridge(t, `  rate: {interval: 0s}
+  max_lines: 10
+  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+
+	e.publish(t, "news", `{"title":"Hello IRC","link":"https://example.org/1"}`)
+	m := alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "Hello IRC"))
+	if got, want := m.Trailing(), "[news] Hello IRC — https://example.org/1"; got != want {
+		t.Errorf("announcement = %q, want %q", got, want)
+	}
+
+	// CR LF inside an item must not become a command of its own.
+	e.publish(t, "news", "innocent\r\nJOIN #evil\r\nPRIVMSG #evil :pwned\x01ACTION spoof\x01")
+	alice.expect("the injected text as text", 10*time.Second, ircFromBot("PRIVMSG", "#news", "JOIN #evil"))
+	alice.expect("the second injected line as text", 10*time.Second, ircFromBot("PRIVMSG", "#news", "PRIVMSG #evil :pwned"))
+	alice.send("NAMES", "#evil")
+	names := alice.expect("NAMES of #evil", 10*time.Second, func(m *irc.Message) bool { return m.Command == "353" })
+	if strings.Contains(names.Trailing(), ircBot) {
+		t.Errorf("the bot joined #evil: NAMES %q", names.Trailing())
+	}
+	for _, l := range alice.botLines("#evil") {
+		t.Errorf("the bot spoke in #evil: %q", l)
+	}
+
+	// A 3,000-character item: correctly split, nothing lost, each relayed
+	// line within 512 bytes.
+	var words []string
+	for i := 0; len(strings.Join(words, " ")) < 3000; i++ {
+		words = append(words, fmt.Sprintf("wörd%04d", i))
+	}
+	long := strings.Join(words, " ")
+	id := e.publish(t, "news", long)
+	var parts []string
+	for !strings.Contains(strings.Join(parts, " "), words[len(words)-1]) {
+		m := alice.expect("the long item's lines", 10*time.Second, ircFromBot("PRIVMSG", "#news", "wörd"))
+		parts = append(parts, m.Trailing())
+	}
+	link := " — http://" + e.bridge.HTTPAddr + "/v1/feeds/news/items/" + id
+	if got := strings.Join(parts, " "); got != "[news] "+long+link {
+		t.Errorf("the long item arrived as %d lines that join to %d bytes, want %d:\n%s", len(parts), len(got), len(long)+7+len(link), got)
+	}
+	if len(parts) < 7 {
+		t.Errorf("the long item took %d lines; 3,000 bytes cannot fit in fewer than 7", len(parts))
+	}
+	for _, l := range alice.botLines("#news") {
+		if len(l) > 512 {
+			t.Errorf("relayed line of %d bytes: %q", len(l), l)
+		}
+	}
+}
+
+// TestIRCCommands: commands become jobs with the actor the server proved;
+// with the built-in worker a publish comes back as an announcement and a
+// result; a denied command creates no job.
+func TestIRCCommands(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{}, "news", "deploys")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	bob := ircJoin(t, e.ngircd.Addr, "bob", "#news")
+	e.startBridge(t, `  rate: {interval: 0s}
+  commands:
+    rate: {interval: 1m, burst: 6}
+  channels:
+    - name: "#news"
+      feeds: [news]
+      verbs: {ship: deploys}
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+
+	alice.say("#news", "!publish news hello from irc")
+	ack := alice.expect("the acknowledgement", 10*time.Second, ircFromBot("PRIVMSG", "#news", "alice: publish on news queued as job "))
+	job := regexp.MustCompile(`job ([0-9a-f]{32})`).FindStringSubmatch(ack.Trailing())
+	if job == nil {
+		t.Fatalf("no job id in %q", ack.Trailing())
+	}
+	alice.expect("the announcement of the published item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "[news] hello from irc"))
+	res := alice.expect("the job's result", 20*time.Second, ircFromBot("PRIVMSG", "#news", "alice: job "+job[1]+" done: item "))
+	id := strings.TrimPrefix(res.Trailing(), "alice: job "+job[1]+" done: item ")
+	if got, err := e.store.Feed("news").Get(context.Background(), id); err != nil || string(got) != "hello from irc" {
+		t.Errorf("item %q = %q, %v; want the published text", id, got, err)
+	}
+
+	// A custom verb on a queue no worker serves: the job stays, and it
+	// carries the actor as the server proved it, never a claimed one.
+	alice.say("#news", "!ship 42 now")
+	alice.expect("the ship acknowledgement", 10*time.Second, ircFromBot("PRIVMSG", "#news", "alice: ship on deploys queued as job "))
+	j, err := e.store.Jobs("deploy.actions").Get(context.Background(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := core.DecodeActionJob(j.Item)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := core.Actor{Protocol: "irc", ID: "alice!~alice@127.0.0.1", Display: "alice"}
+	if a.Verb != "ship" || a.Feed != "deploys" || strings.Join(a.Args, " ") != "42 now" || a.Actor != want {
+		t.Errorf("job = verb %q feed %q args %q actor %+v; want ship on deploys, args 42 now, actor %+v", a.Verb, a.Feed, a.Args, a.Actor, want)
+	}
+
+	// bob may read but not publish: refused, and no job is put.
+	before := e.rdb.Get(context.Background(), "feed.publishes:feedbridge.actions").Val()
+	bob.say("#news", "!publish news sneaky")
+	bob.expect("the denial", 10*time.Second, ircFromBot("PRIVMSG", "#news", "bob: denied: you may not publish on news"))
+	if after := e.rdb.Get(context.Background(), "feed.publishes:feedbridge.actions").Val(); after != before {
+		t.Errorf("a denied command put a job: publishes %s -> %s", before, after)
+	}
+
+	// Reads are answered privately.
+	e.publish(t, "news", "second item")
+	bob.say("#news", "!items news 2")
+	bob.expect("the items listing", 10*time.Second, ircFromBot("NOTICE", "bob", ": second item"))
+	bob.say(ircBot, "feeds")
+	bob.expect("the feed list", 10*time.Second, ircFromBot("NOTICE", "bob", "news ("))
+
+	// Bad input: a usage message, nothing else.
+	bob.say("#news", "!retract")
+	bob.expect("the usage", 10*time.Second, ircFromBot("NOTICE", "bob", "usage: retract FEED ID"))
+
+	// Per-person rate limit: bob has used 4 of his 6 commands; of 4 more,
+	// 2 are answered, the 7th gets one warning and the 8th nothing.
+	for range 4 {
+		bob.say(ircBot, "help")
+	}
+	for range 2 {
+		bob.expect("an answer within the limit", 10*time.Second, ircFromBot("NOTICE", "bob", "commands:"))
+	}
+	alice.say(ircBot, "help")
+	alice.expect("an answer to someone else", 10*time.Second, ircFromBot("NOTICE", "alice", "commands:"))
+	warnings, answers := 0, 0
+	for _, l := range bob.botLines("bob") {
+		warnings += strings.Count(l, "slow down")
+		answers += strings.Count(l, "commands:")
+	}
+	if warnings != 1 || answers != 2 {
+		t.Errorf("bob got %d warnings and %d answers to 4 commands over his limit; want 1 and 2", warnings, answers)
+	}
+}
+
+// TestIRCReconnectCatchUp: ngircd restarts; the bot reconnects, rejoins
+// from its config and announces what it missed per the catch-up policy.
+func TestIRCReconnectCatchUp(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	e.startBridge(t, `  rate: {interval: 0s}
+  reconnect: {min: 3s, max: 3s}
+  catch_up: 2
+  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+	e.publish(t, "news", "before the restart")
+	alice.expect("the live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "before the restart"))
+
+	e.ngircd.Stop()
+	e.waitState(t, "reconnecting")
+	for i := 1; i <= 5; i++ {
+		e.publishOrdered(t, "news", fmt.Sprintf("missed %d", i))
+	}
+	e.ngircd.Start()
+	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	alice.botJoined("#news")
+	got := []string{
+		alice.expect("the first caught-up item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "missed")).Trailing(),
+		alice.expect("the second caught-up item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "missed")).Trailing(),
+		alice.expect("the summary", 10*time.Second, ircFromBot("PRIVMSG", "#news", "more in feed")).Trailing(),
+	}
+	want := []string{"[news] missed 4", "[news] missed 5", "…and 3 more in feed news"}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("catch-up line %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	// live again, and nothing announced twice
+	e.publish(t, "news", "after the restart")
+	m := alice.expect("the next live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] "))
+	if !strings.HasPrefix(m.Trailing(), "[news] after the restart — http") {
+		t.Errorf("after catch-up the bot said %q", m.Trailing())
+	}
+}
+
+// TestIRCFloodPenalties: with ngircd's default flood penalties, a burst of
+// 100 items never gets the bot disconnected: it paces itself below the
+// server's rate (so its keepalive PINGs are answered at once), announces
+// what fits its queue and summarizes the rest.
+func TestIRCFloodPenalties(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{Penalties: true}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	e.startBridge(t, `  rate: {interval: 500ms, burst: 3}
+  ping_interval: 1s
+  queue_lines: 20
+  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+	for i := 1; i <= 100; i++ {
+		e.publish(t, "news", fmt.Sprintf("burst %d", i))
+	}
+	shown := 0
+	summarized := 0
+	for summarized == 0 {
+		m := alice.expect("the burst", 60*time.Second, func(m *irc.Message) bool {
+			return m.Prefix != nil && m.Prefix.Name == ircBot && (m.Command == "PRIVMSG" || m.Command == "QUIT")
+		})
+		if m.Command == "QUIT" {
+			t.Fatalf("the bot quit during the burst: %q; bridge log:\n%s", m.Trailing(), e.bridge.LogTail(20))
+		}
+		if n, ok := strings.CutPrefix(m.Trailing(), "…and "); ok {
+			fmt.Sscanf(n, "%d more in feed news", &summarized)
+			continue
+		}
+		shown++
+		if want := fmt.Sprintf("[news] burst %d — http", shown); !strings.HasPrefix(m.Trailing(), want) {
+			t.Errorf("line %d = %q, want %q", shown, m.Trailing(), want)
+		}
+	}
+	if shown+summarized != 100 || shown != 20 {
+		t.Errorf("%d items shown and %d summarized; want 20 shown (queue_lines) and 80 summarized", shown, summarized)
+	}
+	// still connected and responsive: a command is answered
+	alice.say("#news", "!help")
+	alice.expect("the help", 30*time.Second, ircFromBot("NOTICE", "alice", "commands:"))
+	if log := e.bridge.Log(); strings.Contains(log, "disconnected") {
+		t.Errorf("the bot was disconnected during the burst:\n%s", e.bridge.LogTail(20))
+	}
+	if e.ircState(t) != "up" {
+		t.Errorf("irc state %q after the burst", e.ircState(t))
+	}
+}
+
+// TestIRCAutoChannels: with auto channels, every exposed feed gets its own
+// channel (name sanitized and cut to the server's CHANNELLEN), the backlog
+// is posted after joining, announcements go by NOTICE as configured, and a
+// feed created later gets its channel too.
+func TestIRCAutoChannels(t *testing.T) {
+	long := "team:353:member:12:tasks/" + strings.Repeat("x", 40)
+	e := startIRC(t, testenv.NgircdOptions{}, "team:353:tasks", long)
+	for i := 1; i <= 3; i++ {
+		e.publishOrdered(t, "team:353:tasks", fmt.Sprintf("task %d", i))
+	}
+	longChan := ("#feed-team-353-member-12-tasks-" + strings.Repeat("x", 40))[:50] // ngIRCd: CHANNELLEN=50
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#feed-team-353-tasks", "#feed-alerts", longChan)
+	e.startBridge(t, `  rate: {interval: 0s}
+  links: {item: ""}
+  auto_channels:
+    enabled: true
+    message: notice
+    backlog: 2
+`)
+	alice.botJoined("#feed-team-353-tasks", longChan)
+	for _, want := range []string{"[team:353:tasks] task 2", "[team:353:tasks] task 3"} {
+		if m := alice.expect("the backlog", 10*time.Second, ircFromBot("NOTICE", "#feed-team-353-tasks", "task")); m.Trailing() != want {
+			t.Errorf("backlog line %q, want %q", m.Trailing(), want)
+		}
+	}
+
+	if err := e.store.Create(context.Background(), "alerts", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	alice.botJoined("#feed-alerts")
+	e.publish(t, "alerts", "disk full")
+	if m := alice.expect("the new feed's item", 10*time.Second, ircFromBot("NOTICE", "#feed-alerts", "disk")); m.Trailing() != "[alerts] disk full" {
+		t.Errorf("alerts announcement %q", m.Trailing())
+	}
+}
