@@ -122,7 +122,7 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 		return
 	case core.EventCreate, core.EventDelete, core.EventConfig:
 		delete(a.types, ev.Feed)
-		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.exposed(ev.Feed) {
+		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) {
 			if name := autoChannel(b.cfg.AutoChannels.Prefix, ev.Feed, s.channelLen()); name != "" && !b.isJoined(name) {
 				b.join(s, []string{name})
 			}

@@ -341,7 +341,7 @@ func (b *Bridge) desiredChannels(ctx context.Context, s *session) []string {
 		add(ch.name)
 	}
 	if b.c.auto != nil {
-		feeds, err := b.exposedFeeds(ctx)
+		feeds, err := b.publicFeeds(ctx)
 		if err != nil {
 			b.log.Warn("irc: listing feeds for auto channels", "err", err)
 		}
@@ -367,15 +367,28 @@ func (b *Bridge) exposedFeeds(ctx context.Context) ([]string, error) {
 
 func (b *Bridge) exposed(feed string) bool { return b.hub.Exposed(b.cfg.Feeds).Allows(feed) }
 
+// publicFeeds lists the feeds channels may show (see public).
+func (b *Bridge) publicFeeds(ctx context.Context) ([]string, error) {
+	feeds, err := b.exposedFeeds(ctx)
+	return slices.DeleteFunc(feeds, func(f string) bool { return !b.public(f) }), err
+}
+
 // target is a joined channel that shows a feed.
 type target struct {
 	name string
 	spec *announceSpec
 }
 
+// public reports whether a feed may be shown in channels: it is exposed and
+// the ACL lets anonymous IRC users read it (a channel's audience proves
+// nothing).
+func (b *Bridge) public(feed string) bool {
+	return b.exposed(feed) && b.hub.ACL.Allowed(core.Actor{Protocol: "irc", ID: core.Anonymous}, feed, core.OpRead)
+}
+
 // targets returns the joined channels that show feed.
 func (b *Bridge) targets(feed string) []target {
-	if !b.exposed(feed) {
+	if !b.public(feed) {
 		return nil
 	}
 	b.mu.Lock()
@@ -399,9 +412,9 @@ func (b *Bridge) targets(feed string) []target {
 	return out
 }
 
-// channelFeeds returns the exposed feeds a channel shows.
+// channelFeeds returns the public feeds a channel shows.
 func (b *Bridge) channelFeeds(ctx context.Context, s *session, name string) ([]string, *announceSpec, error) {
-	feeds, err := b.exposedFeeds(ctx)
+	feeds, err := b.publicFeeds(ctx)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -420,3 +420,17 @@ func TestRunStopsCleanly(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A channel's audience proves nothing: only feeds that anonymous IRC users
+// may read are announced, whatever the channel mapping says.
+func TestOnlyPublicFeedsAreAnnounced(t *testing.T) {
+	b := testBridge(t, "  enabled: true\n  server: 127.0.0.1:6667\n  channels:\n    - {name: \"#c\", feeds: [\"*\"]}\n")
+	b.hub.Feeds = nil // every feed exposed
+	b.hub.ACL = core.MustACL(
+		core.ACLRule{Actors: []string{"*"}, Feeds: []string{"news"}, Allow: []string{"read"}},
+		core.ACLRule{Actors: []string{"irc:alice"}, Feeds: []string{"secret"}, Allow: []string{"read"}},
+	)
+	if !b.public("news") || b.public("secret") {
+		t.Fatalf("public(news)=%v public(secret)=%v", b.public("news"), b.public("secret"))
+	}
+}
