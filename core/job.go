@@ -96,16 +96,13 @@ func (j *JobFeed) Get(ctx context.Context, timeout time.Duration) (Job, error) {
 	popped := ""
 	for {
 		vals, err := j.s.run(ctx, scripts.jobClaim, keys, popped).Slice()
-		switch {
-		case err == nil && len(vals) == 3:
-			n, _ := strconv.Atoi(stringOf(vals[2]))
-			return Job{ID: stringOf(vals[0]), Item: bytesOf(vals[1]), Cancelled: n}, nil
-		case err == nil:
-			popped = "" // retracted between pop and claim: take the next
-			continue
-		case !isNil(err):
+		if err != nil && !isNil(err) {
 			return Job{}, scriptError(err, j.name, TypeJob, "job get")
 		}
+		if job, ok := claimed(vals); ok {
+			return job, nil
+		}
+		// none available, or retracted between pop and claim: wait for one
 		popped, err = blockingPop(ctx, j.s, j.k.ids, time.Until(deadline))
 		if errors.Is(err, ErrTimeout) && time.Until(deadline) >= time.Millisecond {
 			continue // the whole seconds ran out; wait the rest
@@ -116,25 +113,52 @@ func (j *JobFeed) Get(ctx context.Context, timeout time.Duration) (Job, error) {
 	}
 }
 
+// claimed reads a claim script's reply.
+func claimed(vals []any) (Job, bool) {
+	if len(vals) != 3 {
+		return Job{}, false
+	}
+	n, _ := strconv.Atoi(stringOf(vals[2]))
+	return Job{ID: stringOf(vals[0]), Item: bytesOf(vals[1]), Cancelled: n}, true
+}
+
 // Finish completes a claimed job without a result (nothing is published).
 func (j *JobFeed) Finish(ctx context.Context, id string) error {
-	return j.finish(ctx, id, nil, false)
+	_, _, err := j.finish(ctx, id, nil, false, false)
+	return err
 }
 
 // FinishWithResult completes a claimed job and publishes result on
 // job.finish:[feed] for whoever waits for it.
 func (j *JobFeed) FinishWithResult(ctx context.Context, id string, result []byte) error {
-	return j.finish(ctx, id, result, true)
+	_, _, err := j.finish(ctx, id, result, true, false)
+	return err
 }
 
-func (j *JobFeed) finish(ctx context.Context, id string, result []byte, publish bool) error {
+// FinishAndClaim completes a claimed job with a result, as
+// FinishWithResult, and claims the next available job in the same round
+// trip, without waiting: ok is false when none is available. Workers use
+// it to halve their round trips while work is queued.
+func (j *JobFeed) FinishAndClaim(ctx context.Context, id string, result []byte) (next Job, ok bool, err error) {
+	return j.finish(ctx, id, result, true, true)
+}
+
+func (j *JobFeed) finish(ctx context.Context, id string, result []byte, publish, claimNext bool) (Job, bool, error) {
 	if err := j.check(id); err != nil {
-		return err
+		return Job{}, false, err
 	}
-	err := j.s.run(ctx, scripts.jobFinish,
-		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items, jobRecordKey(j.name, id)},
-		j.name, id, boolArg(publish), result).Err()
-	return scriptError(err, j.name, TypeJob, "job finish")
+	cmd := j.s.run(ctx, scripts.jobFinish,
+		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items, jobRecordKey(j.name, id), j.k.ids},
+		j.name, id, boolArg(publish), result, boolArg(claimNext))
+	if err := cmd.Err(); err != nil && !isNil(err) {
+		return Job{}, false, scriptError(err, j.name, TypeJob, "job finish")
+	}
+	if !claimNext {
+		return Job{}, false, nil
+	}
+	vals, _ := cmd.Slice()
+	next, ok := claimed(vals)
+	return next, ok, nil
 }
 
 // CancelResult tells what a cancel did.

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -56,10 +57,18 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Register adds collectors (for example, queue depths read on scrape).
+// Register adds collectors (for example, queue depths read on scrape). A
+// collector already registered is kept, so an adapter restarted by the
+// runtime may register again; any other registration error panics, as it
+// is a programming error.
 func (m *Metrics) Register(cs ...prometheus.Collector) {
-	if m != nil {
-		m.reg.MustRegister(cs...)
+	if m == nil {
+		return
+	}
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+			panic(err)
+		}
 	}
 }
 

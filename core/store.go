@@ -32,7 +32,10 @@ type StoreOptions struct {
 // NewStore wraps a go-redis universal client. The caller keeps ownership of
 // rdb and closes it after the Store is no longer used.
 func NewStore(rdb redis.UniversalClient, opts StoreOptions) (*Store, error) {
-	ap, err := rdb.AutoPipeline()
+	// Several batches in flight keep Redis busy while replies travel back;
+	// each caller still waits for its own command, so a goroutine's
+	// commands stay in order (only unrelated callers' may interleave).
+	ap, err := rdb.AutoPipelineWithOptions(&redis.AutoPipelineOptions{MaxConcurrentBatches: 4, Unordered: true})
 	if err != nil {
 		return nil, fmt.Errorf("redis autopipeline: %w", err)
 	}

@@ -582,3 +582,33 @@ func TestFinishRecordsResult(t *testing.T) {
 		}
 	})
 }
+
+func TestFinishAndClaim(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "jobs", core.TypeJob, nil)
+		j := s.Jobs("jobs")
+		first, _ := j.Put(ctx, []byte("1"), core.PutOptions{})
+		second, _ := j.Put(ctx, []byte("2"), core.PutOptions{})
+		job, err := j.Get(ctx, time.Second)
+		must(t, err)
+		next, ok, err := j.FinishAndClaim(ctx, job.ID, []byte("r1"))
+		must(t, err)
+		if job.ID != first || !ok || next.ID != second || string(next.Item) != "2" {
+			t.Fatalf("first %+v, next %+v ok=%v", job, next, ok)
+		}
+		if inflight, _ := j.InFlight(ctx); !slices.Equal(inflight, []string{second}) {
+			t.Fatalf("in flight %v", inflight)
+		}
+		_, ok, err = j.FinishAndClaim(ctx, next.ID, []byte("r2"))
+		if err != nil || ok {
+			t.Fatalf("empty queue: ok=%v err=%v", ok, err)
+		}
+		if n, _ := b.rdb.Get(ctx, "feed.finishes:jobs").Int(); n != 2 {
+			t.Fatalf("finishes %d", n)
+		}
+		if _, _, err := j.FinishAndClaim(ctx, next.ID, nil); !errors.Is(err, core.ErrNotClaimed) {
+			t.Fatalf("finishing twice: %v", err)
+		}
+	})
+}

@@ -110,24 +110,36 @@ func (w *Worker) loop(ctx context.Context, queue string) {
 			continue
 		}
 		attempt = 0
-		// finish the job even when shutdown begins meanwhile
-		w.handle(context.WithoutCancel(ctx), jobs, job)
+		// while work is queued, each finish claims the next job; a job in
+		// hand is finished even when shutdown begins meanwhile
+		for more := true; more; {
+			job, more = w.handle(context.WithoutCancel(ctx), jobs, job, ctx.Err() == nil)
+		}
 	}
 }
 
-func (w *Worker) handle(ctx context.Context, jobs *JobFeed, job Job) {
+// handle applies and finishes a job; with claimNext it also claims the
+// next available job, which it returns with more = true.
+func (w *Worker) handle(ctx context.Context, jobs *JobFeed, job Job, claimNext bool) (next Job, more bool) {
 	res, transient := w.Apply(ctx, job.Item)
 	if transient != nil {
 		cr, err := jobs.Cancel(ctx, job.ID)
 		w.opts.Log.Warn("worker: job failed; it will run again", "queue", jobs.Name(), "job", job.ID,
 			"err", transient, "failures", cr.Count, "stalled", cr.Stalled, "cancel_err", err)
-		return
+		return Job{}, false
 	}
-	if err := jobs.FinishWithResult(ctx, job.ID, res.JSON()); err != nil {
+	var err error
+	if claimNext {
+		next, more, err = jobs.FinishAndClaim(ctx, job.ID, res.JSON())
+	} else {
+		err = jobs.FinishWithResult(ctx, job.ID, res.JSON())
+	}
+	if err != nil {
 		w.opts.Log.Warn("worker: finish job", "queue", jobs.Name(), "job", job.ID, "err", err)
-		return
+		return Job{}, false
 	}
 	w.opts.Metrics.result(jobs.Name(), res.Code)
+	return next, more
 }
 
 // JSON renders the result.

@@ -42,3 +42,17 @@ local function fbrecord(record, result)
   return 1
 end
 
+-- fbclaim claims job id (or pops the next available one when id is '').
+-- Replies {id, item, cancelled}, {id} when the job vanished (retracted),
+-- or nil when none is available.
+local function fbclaim(ids, items, claimed, cancelled, id)
+  if id == '' then
+    id = redis.call('RPOP', ids)
+    if not id then return nil end
+  end
+  local item = redis.call('HGET', items, id)
+  if not item then return {id} end
+  redis.call('ZADD', claimed, fbnow(), id)
+  return {id, item, redis.call('HGET', cancelled, id) or '0'}
+end
+

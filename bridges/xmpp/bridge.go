@@ -1,0 +1,274 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// workerQueue bounds the requests waiting for each worker; a request
+// arriving at a full queue is answered resource-constraint at once.
+const workerQueue = 64
+
+// Bridge is the XMPP adapter.
+type Bridge struct {
+	cfg Config
+
+	current atomic.Pointer[service] // for the metrics collector
+}
+
+var _ core.Adapter = (*Bridge)(nil)
+
+// Name returns "xmpp".
+func (b *Bridge) Name() string { return "xmpp" }
+
+// Run serves the component until ctx ends: it loads the subscriptions,
+// connects (reconnecting with backoff and jitter whenever the connection
+// is lost) and returns nil once every goroutine it started has stopped.
+func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
+	c := newConns()
+	s := newService(b.cfg, hub, c)
+	b.current.Store(s)
+	hub.Metrics.Register(&collector{b: b}) // kept once: Register ignores repeats
+	events := hub.Events.Subscribe(eventQueue)
+	defer events.Close()
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	// The subscriptions are known before any request is served.
+	for attempt := 0; ; attempt++ {
+		err := s.subs.load(ctx)
+		if err == nil {
+			break
+		}
+		d := b.cfg.Reconnect.Delay(attempt)
+		hub.SetState(b.Name(), core.StateReconnecting, err)
+		s.log.Warn("xmpp: load subscriptions", "err", err, "retry_in", d.Round(time.Millisecond))
+		if core.Sleep(ctx, d) != nil {
+			return nil
+		}
+	}
+	s.queues = make([]chan job, b.cfg.Workers)
+	for i := range s.queues {
+		q := make(chan job, workerQueue)
+		s.queues[i] = q
+		wg.Go(func() { s.work(ctx, q) })
+	}
+	wg.Go(func() { s.dispatch(ctx, events) })
+	wg.Go(func() { s.notify.run(ctx) })
+
+	attempt := 0
+	for connected := false; ; {
+		wasUp, err := s.connect(ctx, c, connected)
+		if ctx.Err() != nil {
+			return nil
+		}
+		connected = connected || wasUp
+		if wasUp {
+			attempt = 0
+		}
+		d := b.cfg.Reconnect.Delay(attempt)
+		attempt++
+		hub.SetState(b.Name(), core.StateReconnecting, err)
+		s.log.Warn("xmpp: component connection lost", "server", b.cfg.Server, "jid", b.cfg.JID, "err", err,
+			"retry_in", d.Round(time.Millisecond))
+		if core.Sleep(ctx, d) != nil {
+			return nil
+		}
+	}
+}
+
+// connect runs one component connection until it fails or ctx ends;
+// wasUp reports whether the handshake succeeded.
+func (s *service) connect(ctx context.Context, c *conns, reconnect bool) (wasUp bool, err error) {
+	addr, err := jid.Parse(s.domain)
+	if err != nil {
+		return false, fmt.Errorf("component jid: %w", err)
+	}
+	dialer := net.Dialer{Timeout: s.cfg.ConnectTimeout, KeepAlive: 15 * time.Second}
+	conn, err := dialer.DialContext(ctx, "tcp", s.cfg.Server)
+	if err != nil {
+		return false, fmt.Errorf("connect: %w", err)
+	}
+	// hctx outlives the handshake: mellium clears the deadlines it set
+	// from it in a goroutine that must not see it end early.
+	hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	sess, err := component.NewSession(hctx, addr, []byte(s.cfg.Secret.Reveal()), conn)
+	if err != nil {
+		_ = conn.Close()
+		return false, fmt.Errorf("component handshake as %s (check xmpp.jid and xmpp.secret against the server's Component entry): %w", s.domain, err)
+	}
+	c.set(sess)
+	defer c.set(nil)
+	if reconnect {
+		s.hub.Metrics.Reconnect("xmpp")
+	}
+	s.hub.SetState("xmpp", core.StateUp, nil)
+	s.log.Info("xmpp: component connected", "server", s.cfg.Server, "jid", s.domain)
+	closed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(closed)
+		force := time.AfterFunc(time.Second, func() { _ = conn.Close() })
+		_ = sess.Close() // </stream:stream>, unless a stuck write holds the stream
+		force.Stop()
+		_ = conn.Close()
+	})
+	err = sess.Serve(handler{s: s, sess: sess})
+	if !stop() {
+		<-closed
+	}
+	_ = conn.Close()
+	if err == nil {
+		err = errors.New("the server closed the stream")
+	}
+	return true, err
+}
+
+// job is a request waiting for a worker.
+type job struct {
+	req  *request
+	who  caller
+	sess *xmpp.Session
+}
+
+// handler reads stanzas on the session's read loop: it parses IQ requests
+// and hands them to the workers, answering at once (on the handler's own
+// encoder, never the session's send methods) only when a request is
+// malformed, over its sender's rate limit, or finds the workers busy.
+// Messages and presence are ignored.
+type handler struct {
+	s    *service
+	sess *xmpp.Session
+}
+
+// HandleXMPP handles one top-level element of the stream.
+func (h handler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	s := h.s
+	if start.Name != (xml.Name{Space: nsComponent, Local: "iq"}) {
+		return nil
+	}
+	iq, err := readElement(t, *start, s.reqLimits)
+	tooLarge := errors.Is(err, errTooLarge)
+	if err != nil && !tooLarge {
+		return err // the stream itself is broken
+	}
+	req := parseRequest(iq, tooLarge)
+	if req.Op == opInvalid && req.Err == nil {
+		return nil // a result or error: nothing to answer
+	}
+	s.hub.Metrics.RequestIn("xmpp")
+	from, err := parseJID(req.From)
+	if err != nil {
+		s.log.Debug("xmpp: request without a usable sender", "from", req.From)
+		return nil
+	}
+	if to, err := parseJID(req.To); err != nil || to.String() != s.domain {
+		if req.To == "" {
+			req.To = s.domain
+		} else if req.Err == nil {
+			req.Err = &stanzaError{Type: "cancel", Condition: "service-unavailable", Text: "no such entity"}
+		}
+	}
+	who := caller{bare: from.Bare().String()}
+	who.actor = core.Actor{Protocol: "xmpp", ID: who.bare}
+	switch {
+	case !s.limiter.allow(who.bare):
+		req.Err = errBusy("too many requests from " + who.bare + ": slow down")
+	case req.Err != nil:
+	case !s.enqueue(job{req: req, who: who, sess: h.sess}):
+		req.Err = errBusy("the service is busy: try again")
+	default:
+		return nil
+	}
+	_, err = xmlstream.Copy(t, readTokens(iqReply(req, nil, req.Err)))
+	return err
+}
+
+// enqueue hands j to the worker of its sender, keeping one sender's
+// requests in order; it reports false when that worker's queue is full.
+func (s *service) enqueue(j job) bool {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(j.who.bare))
+	select {
+	case s.queues[h.Sum32()%uint32(len(s.queues))] <- j:
+		return true
+	default:
+		return false
+	}
+}
+
+// work answers requests until ctx ends.
+func (s *service) work(ctx context.Context, q <-chan job) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-q:
+			reply, after := s.handle(ctx, j.req, j.who)
+			if err := send(j.sess, reply); err != nil {
+				s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
+				continue
+			}
+			if after != nil {
+				after()
+			}
+		}
+	}
+}
+
+// parseJID parses a JID from an attribute.
+func parseJID(s string) (jid.JID, error) {
+	if s == "" {
+		return jid.JID{}, errors.New("no JID")
+	}
+	return jid.Parse(s)
+}
+
+// collector reports the notifier's queue and the subscriptions to
+// Prometheus.
+type collector struct{ b *Bridge }
+
+var (
+	descPending = prometheus.NewDesc("feedbridge_xmpp_notifications_pending",
+		"Notification messages waiting to be sent.", nil, nil)
+	descDropped = prometheus.NewDesc("feedbridge_xmpp_notifications_dropped_total",
+		"Notification messages dropped because a node's queue was full.", nil, nil)
+	descSubs = prometheus.NewDesc("feedbridge_xmpp_subscriptions",
+		"Subscriptions to the component's nodes.", nil, nil)
+)
+
+// Describe sends the metrics' descriptions.
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descPending
+	ch <- descDropped
+	ch <- descSubs
+}
+
+// Collect reads the current service's counters.
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.b.current.Load()
+	if s == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.notify.pending.Load()))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.notify.dropped.Load()))
+	ch <- prometheus.MustNewConstMetric(descSubs, prometheus.GaugeValue, float64(s.subs.count()))
+}

@@ -1,0 +1,196 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"slices"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// fitPage keeps the parts that fit in a stanza and returns them with the
+// RSM <set/> describing them; the set is left out when the client did
+// not ask for RSM and got the whole list.
+func (s *service) fitPage(parts [][]xml.Token, uids []string, pg core.Page, wantSet bool) ([]xml.Token, []xml.Token) {
+	n := fit(parts, s.budget())
+	if n == 0 && len(parts) > 0 {
+		n = 1 // one item always goes: itemTokens dropped its payload if it was too large
+	}
+	if n < len(parts) {
+		wantSet = true // cut short to stay below the stanza size limit
+	}
+	content := join(parts[:n]...)
+	if !wantSet {
+		return content, nil
+	}
+	set := rsmReply{count: pg.Total, index: pg.Start}
+	if n > 0 {
+		set.first, set.last = uids[0], uids[n-1]
+	}
+	return content, set.tokens()
+}
+
+// budget is the room for a reply's or notification's content below the
+// server's stanza size limit.
+func (s *service) budget() int { return s.cfg.MaxStanzaBytes - 2048 }
+
+// pageList pages a sorted list of uids with RSM: it returns the page's
+// bounds and whether the client asked for RSM.
+func pageList(uids []string, rsm *rsmRequest, limit int) (int, int, bool, *stanzaError) {
+	total := len(uids)
+	start := 0
+	if rsm != nil {
+		if rsm.Max >= 0 {
+			limit = min(rsm.Max, limit)
+		}
+		switch {
+		case rsm.After != "":
+			i, ok := slices.BinarySearch(uids, rsm.After)
+			if !ok {
+				return 0, 0, false, errNotFound("the RSM after item is not in the list")
+			}
+			start = i + 1
+		case rsm.HasBefore && rsm.Before != "":
+			i, ok := slices.BinarySearch(uids, rsm.Before)
+			if !ok {
+				return 0, 0, false, errNotFound("the RSM before item is not in the list")
+			}
+			start = max(0, i-limit)
+			limit = i - start
+		case rsm.HasBefore:
+			start = max(0, total-limit)
+		case rsm.Index >= 0:
+			start = int(min(rsm.Index, int64(total)))
+		}
+	}
+	return start, min(start+limit, total), rsm != nil, nil
+}
+
+// page reads one page of a feed's items in display order (newest first on
+// plain feeds, position order on sorted feeds) as an items request asks:
+// RSM, or the maxItems most recent, or the first page_size items. It
+// reports whether the reply must carry an RSM <set/>: when the client
+// asked for RSM, or when the service cut the list short (not when the
+// client asked for max_items).
+func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxItems int) (core.Page, bool, *stanzaError) {
+	pr := core.PageRequest{Limit: s.cfg.PageSize}
+	if maxItems > 0 {
+		pr.Limit = min(maxItems, core.MaxPageSize)
+	}
+	store := s.hub.Store
+	if rsm != nil {
+		if rsm.Max == 0 {
+			n, err := store.Count(ctx, feed)
+			if err != nil {
+				return core.Page{}, false, s.storeError(err)
+			}
+			return core.Page{Total: n}, true, nil
+		}
+		if rsm.Max > 0 {
+			pr.Limit = min(rsm.Max, core.MaxPageSize)
+		}
+		switch {
+		case rsm.After != "":
+			pr.After = &core.Cursor{ID: rsm.After}
+		case rsm.HasBefore && rsm.Before != "":
+			pr.Before = &core.Cursor{ID: rsm.Before}
+		case rsm.HasBefore:
+			n, err := store.Count(ctx, feed)
+			if err != nil {
+				return core.Page{}, false, s.storeError(err)
+			}
+			pr.Offset = max(0, n-int64(pr.Limit))
+		case rsm.Index > 0:
+			pr.Offset = rsm.Index
+		}
+	}
+	page, err := store.Page(ctx, feed, pr)
+	if err != nil {
+		return core.Page{}, false, s.storeError(err)
+	}
+	cut := maxItems == 0 && (page.HasNext() || page.HasPrev())
+	return page, rsm != nil || cut, nil
+}
+
+// storeError maps a store error to a stanza error.
+func (s *service) storeError(err error) *stanzaError {
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return errNotFound("no such item: " + errorText(err))
+	case errors.Is(err, core.ErrInvalid):
+		return errBadRequest("", errorText(err))
+	}
+	s.log.Warn("xmpp: read feed", "err", err)
+	return errInternal("the feed store is unavailable; try again")
+}
+
+// errorText shortens an error for a stanza's <text/>.
+func errorText(err error) string {
+	t := err.Error()
+	if len(t) > 512 {
+		t = t[:512]
+	}
+	return t
+}
+
+// itemTokens renders one item for a reply (parentNS nsPubsub) or a
+// notification (nsPubsubEvent); an item too large for one stanza goes
+// without its payload.
+func (s *service) itemTokens(feed, id string, data []byte, parentNS string) []xml.Token {
+	bare := el(local("item"), []string{"id", id})
+	if len(data) > s.cfg.MaxItemBytes {
+		return bare
+	}
+	full := el(local("item"), []string{"id", id}, renderItem(data, s.cfg.format(feed), s.itemLimits, parentNS))
+	if encodedSize(full) > s.budget() {
+		return bare
+	}
+	return full
+}
+
+// itemEvent returns the notification of an item's publish or edit.
+func (s *service) itemEvent(feed, id string, data []byte) []xml.Token {
+	return itemsEvent(s.node(feed), s.itemTokens(feed, id, data, nsPubsubEvent))
+}
+
+// items answers item retrieval (XEP-0060 6.5): specific ids, the
+// max_items most recent, or pages with RSM.
+func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+	if e != nil {
+		return nil, e
+	}
+	var (
+		parts [][]xml.Token
+		uids  []string
+		pg    core.Page
+		want  bool
+	)
+	if len(req.ItemIDs) > 0 {
+		got, err := s.hub.Store.Feed(feed).GetMany(ctx, req.ItemIDs...)
+		if err != nil {
+			return nil, s.storeError(err)
+		}
+		for i, data := range got {
+			if data != nil {
+				uids = append(uids, req.ItemIDs[i])
+				parts = append(parts, s.itemTokens(feed, req.ItemIDs[i], data, nsPubsub))
+			}
+		}
+		if len(parts) == 0 {
+			return nil, errNotFound("none of the items asked for is in the node")
+		}
+		pg.Total = int64(len(parts))
+	} else {
+		if pg, want, e = s.page(ctx, feed, req.RSM, req.MaxItems); e != nil {
+			return nil, e
+		}
+		for _, it := range pg.Items {
+			uids = append(uids, it.ID)
+			parts = append(parts, s.itemTokens(feed, it.ID, it.Data, nsPubsub))
+		}
+	}
+	content, set := s.fitPage(parts, uids, pg, want)
+	return el(ns(nsPubsub, "pubsub"), nil, el(local("items"), []string{"node", req.Node}, content), set), nil
+}

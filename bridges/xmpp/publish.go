@@ -1,0 +1,195 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// publish turns a publish request (XEP-0060 7.1) into an action.
+func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+	if !req.HasNode || req.Node == "" {
+		return nil, errBadRequest("nodeid-required", "name the node")
+	}
+	switch {
+	case req.Item.Payloads == 0:
+		return nil, errBadRequest("payload-required", "the item needs a payload element")
+	case req.Item.Payloads > 1:
+		return nil, errBadRequest("invalid-payload", "the item must hold exactly one payload element")
+	}
+	feed, typ, e := s.resolve(ctx, req, who, core.VerbPublish)
+	if e != nil {
+		return nil, e
+	}
+	data, err := decodePayload(req.Item.Payload)
+	if err != nil {
+		return nil, errBadRequest("invalid-payload", errorText(err))
+	}
+	if len(data) > s.cfg.MaxItemBytes {
+		return nil, errPayloadTooBig(len(data), s.cfg.MaxItemBytes)
+	}
+	if req.Options != nil {
+		if e := s.checkOptions(ctx, feed, typ, req.Options); e != nil {
+			return nil, e
+		}
+	}
+	act := core.Action{Verb: core.VerbPublish, Feed: feed, ID: req.Item.ID, Item: data, Actor: who.actor}
+	switch {
+	case typ == core.TypeSorted && act.ID != "":
+		act.Verb = core.VerbEdit // a sorted feed numbers new items itself
+	case typ == core.TypeFeed && act.ID == "":
+		act.ID = core.NewID() // known now, so the reply can carry it
+	}
+	res, e := s.submit(ctx, act)
+	if e != nil {
+		return nil, e
+	}
+	id := act.ID
+	if res != nil && res.ID != "" {
+		id = res.ID
+	}
+	var item []xml.Token
+	if id != "" {
+		item = el(local("item"), []string{"id", id})
+	}
+	return el(ns(nsPubsub, "pubsub"), nil, el(local("publish"), []string{"node", req.Node}, item)), nil
+}
+
+func errPayloadTooBig(n, limit int) *stanzaError {
+	return &stanzaError{Type: "modify", Condition: "not-acceptable", App: "payload-too-big",
+		Text: fmt.Sprintf("the item is %d bytes, over the limit of %d", n, limit)}
+}
+
+// retract turns a retract request (XEP-0060 7.2) into an action.
+func (s *service) retract(ctx context.Context, req *request, who caller) *stanzaError {
+	if !req.HasNode || req.Node == "" {
+		return errBadRequest("nodeid-required", "name the node")
+	}
+	switch {
+	case len(req.ItemIDs) == 0 || req.ItemIDs[0] == "":
+		return errBadRequest("item-required", "name the item to retract")
+	case len(req.ItemIDs) > 1:
+		return errBadRequest("", "retract one item per request")
+	}
+	feed, _, e := s.resolve(ctx, req, who, core.VerbRetract)
+	if e != nil {
+		return e
+	}
+	_, e = s.submit(ctx, core.Action{Verb: core.VerbRetract, Feed: feed, ID: req.ItemIDs[0], Actor: who.actor})
+	return e
+}
+
+// submit stores an action as a job (and, when configured, waits for the
+// worker's result), mapping refusals to XEP-0060 errors. A nil result
+// with no error means the job is stored but its result is not known yet.
+func (s *service) submit(ctx context.Context, act core.Action) (*core.Result, *stanzaError) {
+	var (
+		res *core.Result
+		err error
+	)
+	if s.cfg.Wait > 0 {
+		_, res, err = s.hub.Actions.SubmitWait(ctx, act, s.cfg.Wait)
+	} else {
+		_, err = s.hub.Actions.Submit(ctx, act)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, core.ErrDenied):
+		return nil, errForbidden(act.Actor.ID + " may not " + act.Verb + " on this node")
+	case errors.Is(err, core.ErrTooLarge):
+		return nil, errPayloadTooBig(len(act.Item), s.cfg.MaxItemBytes)
+	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrWrongType):
+		return nil, errNotFound(errorText(err))
+	case errors.Is(err, core.ErrInvalid):
+		return nil, errBadRequest("", errorText(err))
+	default:
+		s.log.Warn("xmpp: submit action", "verb", act.Verb, "feed", act.Feed, "err", err)
+		return nil, errInternal("could not store the request; try again")
+	}
+	if res == nil || res.OK {
+		return res, nil
+	}
+	txt := errorText(errors.New(res.Error))
+	switch res.Code {
+	case 400:
+		return nil, errBadRequest("", txt)
+	case 403:
+		return nil, errForbidden(txt)
+	case 404:
+		return nil, errNotFound(txt)
+	case 409:
+		return nil, &stanzaError{Type: "cancel", Condition: "conflict", Text: txt}
+	case 413:
+		return nil, &stanzaError{Type: "modify", Condition: "not-acceptable", App: "payload-too-big", Text: txt}
+	case 422:
+		return nil, errBadRequest("invalid-payload", txt)
+	case 501:
+		return nil, &stanzaError{Type: "cancel", Condition: "feature-not-implemented", Text: txt}
+	}
+	return nil, &stanzaError{Type: "cancel", Condition: "internal-server-error", Text: txt}
+}
+
+// checkOptions checks publish-options (XEP-0060 7.1.5) as preconditions
+// against the node's actual configuration; an option the service cannot
+// guarantee is not met.
+func (s *service) checkOptions(ctx context.Context, feed string, typ core.FeedType, opts map[string][]string) *stanzaError {
+	infos, err := s.hub.Store.Describe(ctx, feed)
+	if err != nil || len(infos) == 0 {
+		return s.storeError(fmt.Errorf("describe %q: %w", feed, core.ErrFeedNotFound))
+	}
+	maxItems := "max"
+	if n, err := strconv.Atoi(infos[0].Config["max_length"]); err == nil && n > 0 && typ == core.TypeFeed {
+		maxItems = strconv.Itoa(n)
+	}
+	access := "whitelist"
+	if s.hub.ACL.Allowed(anyone, feed, core.OpRead) {
+		access = "open"
+	}
+	actual := map[string]string{
+		"pubsub#persist_items":            "true",
+		"pubsub#deliver_payloads":         "true",
+		"pubsub#deliver_notifications":    "true",
+		"pubsub#max_items":                maxItems,
+		"pubsub#access_model":             access,
+		"pubsub#notification_type":        s.cfg.NotificationType,
+		"pubsub#send_last_published_item": "on_sub",
+	}
+	if t := payloadType(s.cfg.format(feed)); t != "" {
+		actual["pubsub#type"] = t
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts)) {
+		want := opts[name]
+		have, known := actual[name]
+		if !known {
+			return errPrecondition(name + " cannot be guaranteed by this service")
+		}
+		if len(want) != 1 || normalizeBool(want[0]) != have {
+			return errPrecondition(fmt.Sprintf("%s is %s on this node", name, have))
+		}
+	}
+	return nil
+}
+
+// anyone stands for an arbitrary XMPP user: an ACL that lets it read a
+// feed lets everybody read it.
+var anyone = core.Actor{Protocol: "xmpp", ID: "anyone@anonymous.invalid"}
+
+func errPrecondition(txt string) *stanzaError {
+	return &stanzaError{Type: "cancel", Condition: "conflict", App: "precondition-not-met", Text: txt}
+}
+
+func normalizeBool(v string) string {
+	switch v {
+	case "1":
+		return "true"
+	case "0":
+		return "false"
+	}
+	return v
+}

@@ -1,0 +1,381 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// features are the disco#info features of the service: exactly what it
+// implements.
+var features = []string{
+	nsDiscoInfo,
+	nsDiscoItems,
+	nsPubsub,
+	nsRSM,
+	nsPubsub + "#delete-items",
+	nsPubsub + "#item-ids",
+	nsPubsub + "#last-published",
+	nsPubsub + "#meta-data",
+	nsPubsub + "#persistent-items",
+	nsPubsub + "#publish",
+	nsPubsub + "#publish-options",
+	nsPubsub + "#retract-items",
+	nsPubsub + "#retrieve-items",
+	nsPubsub + "#retrieve-subscriptions",
+	nsPubsub + "#rsm",
+	nsPubsub + "#subscribe",
+}
+
+// service is the pubsub service: it answers requests and turns feed
+// events into notifications.
+type service struct {
+	cfg     Config
+	hub     *core.Hub
+	domain  string
+	feeds   *core.FeedFilter
+	subs    *registry
+	notify  *notifier
+	limiter *limiter
+	log     *slog.Logger
+	// reqLimits bound an incoming IQ; itemLimits an item being embedded.
+	reqLimits, itemLimits limits
+
+	// queues feed the workers, one per worker.
+	queues []chan job
+
+	// last remembers, per feed with subscribers, the id of the last
+	// publish seen, so that a resync can deliver what came after it.
+	lastMu sync.Mutex
+	last   map[string]string
+}
+
+func newService(cfg Config, hub *core.Hub, c *conns) *service {
+	log := hub.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("adapter", "xmpp")
+	return &service{
+		cfg: cfg, hub: hub, domain: cfg.JID, feeds: hub.Exposed(cfg.Feeds),
+		subs:       newRegistry(hub.Store.Client(), cfg.JID),
+		notify:     newNotifier(cfg.JID, cfg.NotificationType, cfg.QueueSize, c, log, hub.Metrics),
+		limiter:    newLimiter(cfg.RateLimit),
+		log:        log,
+		reqLimits:  limits{bytes: cfg.MaxItemBytes + 16<<10, depth: 64, elements: 16 << 10},
+		itemLimits: limits{bytes: cfg.MaxItemBytes, depth: 64, elements: 16 << 10},
+		last:       map[string]string{},
+	}
+}
+
+// caller is who sent a request, as the server stamped it.
+type caller struct {
+	bare  string
+	actor core.Actor
+}
+
+// handle answers one request, returning the reply stanza and, when the
+// request calls for it, work to do once the reply is sent.
+func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.Token, func()) {
+	var (
+		payload []xml.Token
+		after   func()
+		err     *stanzaError
+	)
+	switch req.Op {
+	case opDiscoInfo:
+		payload, err = s.discoInfo(ctx, req, who)
+	case opDiscoItems:
+		payload, err = s.discoItems(ctx, req, who)
+	case opItems:
+		payload, err = s.items(ctx, req, who)
+	case opSubscribe:
+		payload, after, err = s.subscribe(ctx, req, who)
+	case opUnsubscribe:
+		err = s.unsubscribe(ctx, req, who)
+	case opSubscriptions:
+		payload = s.subscriptions(req, who)
+	case opPublish:
+		payload, err = s.publish(ctx, req, who)
+	case opRetract:
+		err = s.retract(ctx, req, who)
+	default:
+		err = req.Err
+	}
+	if err != nil {
+		after = nil
+	}
+	return iqReply(req, payload, err), after
+}
+
+func (s *service) node(feed string) string { return s.cfg.NodePrefix + feed }
+
+// resolve finds the feed behind req's node for an operation: "read" or an
+// action verb. A node the caller may neither read nor act on, or that
+// does not exist, is item-not-found (hidden); a node the caller may read
+// but not act on is forbidden.
+func (s *service) resolve(ctx context.Context, req *request, who caller, op string) (string, core.FeedType, *stanzaError) {
+	if !req.HasNode || req.Node == "" {
+		return "", "", errBadRequest("nodeid-required", "name the node")
+	}
+	hidden := errNotFound("no node " + strconv.Quote(req.Node))
+	feed, ok := strings.CutPrefix(req.Node, s.cfg.NodePrefix)
+	if !ok || core.ValidateFeedName(feed) != nil || !s.feeds.Allows(feed) {
+		return "", "", hidden
+	}
+	acl := s.hub.ACL
+	canRead := acl.Allowed(who.actor, feed, core.OpRead)
+	canDo := acl.Allowed(who.actor, feed, op)
+	if !canRead && !canDo {
+		return "", "", hidden
+	}
+	typ, err := s.hub.Store.Type(ctx, feed)
+	switch {
+	case errors.Is(err, core.ErrNotFound):
+		return "", "", hidden
+	case err != nil:
+		s.log.Warn("xmpp: read feed type", "feed", feed, "err", err)
+		return "", "", errInternal("the feed store is unavailable; try again")
+	case typ != core.TypeFeed && typ != core.TypeSorted:
+		return "", "", hidden
+	case !canDo:
+		return "", "", errForbidden(who.bare + " may not " + op + " on this node")
+	}
+	return feed, typ, nil
+}
+
+// discoInfo answers XEP-0030 info queries on the service and on nodes
+// (XEP-0060 5.1, 5.3, 5.4).
+func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+	query := ns(nsDiscoInfo, "query")
+	if req.Node == "" {
+		var content []xml.Token
+		content = append(content, el(local("identity"), []string{"category", "pubsub", "type", "service", "name", s.cfg.Name})...)
+		for _, f := range features {
+			content = append(content, el(local("feature"), []string{"var", f})...)
+		}
+		return el(query, nil, content), nil
+	}
+	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+	if e != nil {
+		return nil, e
+	}
+	infos, err := s.hub.Store.Describe(ctx, feed)
+	if err != nil || len(infos) == 0 {
+		return nil, errNotFound("no node " + strconv.Quote(req.Node))
+	}
+	info := infos[0]
+	title := info.Config["title"]
+	if title == "" {
+		title = feed
+	}
+	fields := join(
+		formField("FORM_TYPE", "hidden", nsPubsubMeta),
+		formField("pubsub#title", "text-single", title),
+	)
+	if d := info.Config["description"]; d != "" {
+		fields = append(fields, formField("pubsub#description", "text-single", d)...)
+	}
+	if t := payloadType(s.cfg.format(feed)); t != "" {
+		fields = append(fields, formField("pubsub#type", "text-single", t)...)
+	}
+	fields = join(fields,
+		formField("pubsub#num_subscribers", "text-single", strconv.Itoa(len(s.subs.subscribers(feed)))),
+		formField("x-feedbridge#feed_type", "text-single", string(info.Type)),
+		formField("x-feedbridge#item_count", "text-single", strconv.FormatInt(info.Count, 10)),
+	)
+	return el(query, []string{"node", req.Node}, join(
+		el(local("identity"), []string{"category", "pubsub", "type", "leaf", "name", title}),
+		el(local("feature"), []string{"var", nsDiscoInfo}),
+		el(local("feature"), []string{"var", nsDiscoItems}),
+		el(local("feature"), []string{"var", nsPubsub}),
+		el(ns(nsDataForms, "x"), []string{"type", "result"}, fields),
+	)), nil
+}
+
+// discoItems lists the nodes (no node) or a node's item ids (XEP-0060
+// 5.2, 5.5), paged with RSM.
+func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+	query := ns(nsDiscoItems, "query")
+	var (
+		uids  []string
+		parts [][]xml.Token
+		pg    core.Page
+		want  bool
+	)
+	if req.Node != "" {
+		feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+		if e != nil {
+			return nil, e
+		}
+		if pg, want, e = s.page(ctx, feed, req.RSM, 0); e != nil {
+			return nil, e
+		}
+		for _, it := range pg.Items {
+			uids = append(uids, it.ID)
+			parts = append(parts, el(local("item"), []string{"jid", req.To, "name", it.ID}))
+		}
+	} else {
+		nodes, err := s.visibleNodes(ctx, who)
+		if err != nil {
+			s.log.Warn("xmpp: list feeds", "err", err)
+			return nil, errInternal("the feed store is unavailable; try again")
+		}
+		names := make([]string, len(nodes))
+		for i, n := range nodes {
+			names[i] = s.node(n.Name)
+		}
+		start, end, w, e := pageList(names, req.RSM, core.MaxPageSize)
+		if e != nil {
+			return nil, e
+		}
+		want, pg = w, core.Page{Total: int64(len(names)), Start: int64(start)}
+		for i, n := range nodes[start:end] {
+			uids = append(uids, names[start+i])
+			parts = append(parts, el(local("item"), []string{"jid", req.To, "node", names[start+i], "name", n.Config["title"]}))
+		}
+	}
+	content, set := s.fitPage(parts, uids, pg, want)
+	return el(query, []string{"node", req.Node}, content, set), nil
+}
+
+// visibleNodes returns the feeds shown as nodes to who, sorted by name.
+func (s *service) visibleNodes(ctx context.Context, who caller) ([]core.FeedInfo, error) {
+	all, err := s.hub.Store.Feeds(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := slices.DeleteFunc(all, func(f string) bool {
+		return !s.feeds.Allows(f) || !s.hub.ACL.Allowed(who.actor, f, core.OpRead)
+	})
+	infos, err := s.hub.Store.Describe(ctx, names...)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(infos, func(i core.FeedInfo) bool {
+		return i.Type != core.TypeFeed && i.Type != core.TypeSorted
+	}), nil
+}
+
+// subscriberJID checks a subscribe/unsubscribe jid attribute against the
+// caller and returns it normalized.
+func subscriberJID(req *request, who caller) (string, bool) {
+	j, err := parseJID(req.JID)
+	if err != nil || j.Bare().String() != who.bare {
+		return "", false
+	}
+	return j.String(), true
+}
+
+// subscribe answers XEP-0060 6.1; once the reply is out, the node's last
+// item follows with a delay stamp (6.1.7).
+func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xml.Token, func(), *stanzaError) {
+	if !req.HasNode || req.Node == "" {
+		return nil, nil, errBadRequest("nodeid-required", "name the node")
+	}
+	if req.JID == "" {
+		return nil, nil, errBadRequest("jid-required", "say which JID subscribes")
+	}
+	j, ok := subscriberJID(req, who)
+	if !ok {
+		return nil, nil, errBadRequest("invalid-jid", "the jid must be your own (bare or full) JID")
+	}
+	if req.HasSubOptions {
+		return nil, nil, errUnsupported("subscription-options")
+	}
+	feed, typ, e := s.resolve(ctx, req, who, core.OpRead)
+	if e != nil {
+		return nil, nil, e
+	}
+	sub, err := s.subs.add(ctx, feed, j)
+	if err != nil {
+		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
+		return nil, nil, errInternal("could not store the subscription; try again")
+	}
+	reply := el(ns(nsPubsub, "pubsub"), nil,
+		el(local("subscription"), []string{"node", req.Node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}))
+	return reply, func() { s.sendLast(ctx, feed, typ, j) }, nil
+}
+
+// sendLast queues the node's last item for one new subscriber: the newest
+// item of a plain feed, stamped with its publish time, or the last item
+// of a sorted feed in position order (sorted feeds keep no times).
+func (s *service) sendLast(ctx context.Context, feed string, typ core.FeedType, to string) {
+	pr := core.PageRequest{Limit: 1}
+	if typ == core.TypeSorted {
+		n, err := s.hub.Store.Count(ctx, feed)
+		if err != nil || n == 0 {
+			return
+		}
+		pr.Offset = n - 1
+	}
+	page, err := s.hub.Store.Page(ctx, feed, pr)
+	if err != nil || len(page.Items) == 0 {
+		return
+	}
+	it := page.Items[0]
+	body := s.itemEvent(feed, it.ID, it.Data)
+	if !it.Published.IsZero() {
+		body = append(body, delayStamp(it.Published)...)
+	}
+	s.notify.push(feed, body, []string{to})
+}
+
+// unsubscribe answers XEP-0060 6.2.
+func (s *service) unsubscribe(ctx context.Context, req *request, who caller) *stanzaError {
+	if !req.HasNode || req.Node == "" {
+		return errBadRequest("nodeid-required", "name the node")
+	}
+	if req.JID == "" {
+		return errBadRequest("jid-required", "say which JID unsubscribes")
+	}
+	j, ok := subscriberJID(req, who)
+	if !ok {
+		return errForbidden("you may only unsubscribe your own JIDs")
+	}
+	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+	if e != nil {
+		return e
+	}
+	sub, ok := s.subs.get(feed, j)
+	switch {
+	case !ok:
+		return &stanzaError{Type: "cancel", Condition: "unexpected-request", App: "not-subscribed", Text: j + " is not subscribed"}
+	case req.SubID != "" && req.SubID != sub.SubID:
+		return &stanzaError{Type: "modify", Condition: "not-acceptable", App: "invalid-subid", Text: "no subscription has that subid"}
+	}
+	if err := s.subs.remove(ctx, feed, j); err != nil {
+		s.log.Warn("xmpp: unsubscribe", "feed", feed, "jid", j, "err", err)
+		return errInternal("could not remove the subscription; try again")
+	}
+	return nil
+}
+
+// subscriptions answers XEP-0060 5.6: the caller's own subscriptions (as
+// many as fit in one stanza).
+func (s *service) subscriptions(req *request, who caller) []xml.Token {
+	var parts [][]xml.Token
+	for _, sub := range s.subs.of(who.bare) {
+		node := s.node(sub.Feed)
+		if req.Node != "" && node != req.Node {
+			continue
+		}
+		parts = append(parts, el(local("subscription"),
+			[]string{"node", node, "jid", sub.JID, "subid", sub.SubID, "subscription", "subscribed"}))
+	}
+	content := join(parts[:fit(parts, s.budget())]...)
+	return el(ns(nsPubsub, "pubsub"), nil, el(local("subscriptions"), []string{"node", req.Node}, content))
+}
+
+// delayStamp returns an XEP-0203 delay element.
+func delayStamp(at time.Time) []xml.Token {
+	return el(ns(nsDelay, "delay"), []string{"stamp", at.UTC().Format(time.RFC3339Nano)})
+}

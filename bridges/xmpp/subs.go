@@ -1,0 +1,195 @@
+package xmpp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/core"
+)
+
+// keyPrefix starts every Redis key the adapter owns.
+const keyPrefix = "feedbridge.xmpp."
+
+// subscription is one subscriber of one feed's node.
+type subscription struct {
+	Feed string `json:"-"`
+	// JID is the address notifications go to: the bare JID, or a full
+	// JID of the same account when the subscriber asked for one.
+	JID   string    `json:"-"`
+	SubID string    `json:"subid"`
+	Since time.Time `json:"since"`
+}
+
+// registry holds the subscriptions: in Redis (one hash per component,
+// field "feed NUL jid", value JSON), which is the truth, and in memory for
+// fan-out. Changes go to Redis first; reload rebuilds memory from Redis.
+type registry struct {
+	rdb redis.UniversalClient
+	key string
+
+	// write serializes changes and reloads, so that a reload never
+	// drops a change made while it read Redis.
+	write sync.Mutex
+
+	mu     sync.RWMutex
+	byFeed map[string]map[string]subscription // feed -> jid -> subscription
+}
+
+func newRegistry(rdb redis.UniversalClient, component string) *registry {
+	return &registry{rdb: rdb, key: keyPrefix + "subscriptions:" + component, byFeed: map[string]map[string]subscription{}}
+}
+
+func field(feed, jid string) string { return feed + "\x00" + jid }
+
+// load replaces the in-memory subscriptions with Redis' (HSCAN, so a large
+// hash does not block Redis).
+func (r *registry) load(ctx context.Context) error {
+	r.write.Lock()
+	defer r.write.Unlock()
+	fresh := map[string]map[string]subscription{}
+	iter := r.rdb.HScan(ctx, r.key, 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		f := iter.Val()
+		if !iter.Next(ctx) {
+			break
+		}
+		feed, j, ok := strings.Cut(f, "\x00")
+		var s subscription
+		if !ok || json.Unmarshal([]byte(iter.Val()), &s) != nil {
+			continue // not written by this adapter: left alone
+		}
+		s.Feed, s.JID = feed, j
+		if fresh[feed] == nil {
+			fresh[feed] = map[string]subscription{}
+		}
+		fresh[feed][j] = s
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("load subscriptions: %w", err)
+	}
+	r.mu.Lock()
+	r.byFeed = fresh
+	r.mu.Unlock()
+	return nil
+}
+
+// add subscribes jid to feed, or returns its existing subscription.
+func (r *registry) add(ctx context.Context, feed, jid string) (subscription, error) {
+	r.write.Lock()
+	defer r.write.Unlock()
+	if s, ok := r.get(feed, jid); ok {
+		return s, nil
+	}
+	s := subscription{Feed: feed, JID: jid, SubID: core.NewID(), Since: time.Now().UTC()}
+	v, _ := json.Marshal(s) // cannot fail: plain fields
+	if err := r.rdb.HSet(ctx, r.key, field(feed, jid), v).Err(); err != nil {
+		return subscription{}, fmt.Errorf("store subscription: %w", err)
+	}
+	r.mu.Lock()
+	if r.byFeed[feed] == nil {
+		r.byFeed[feed] = map[string]subscription{}
+	}
+	r.byFeed[feed][jid] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// remove drops the given subscriptions of feed (every one when jids is empty).
+func (r *registry) remove(ctx context.Context, feed string, jids ...string) error {
+	r.write.Lock()
+	defer r.write.Unlock()
+	if len(jids) == 0 {
+		r.mu.RLock()
+		jids = slices.Collect(maps.Keys(r.byFeed[feed]))
+		r.mu.RUnlock()
+	}
+	if len(jids) == 0 {
+		return nil
+	}
+	fields := make([]string, len(jids))
+	for i, j := range jids {
+		fields[i] = field(feed, j)
+	}
+	if err := r.rdb.HDel(ctx, r.key, fields...).Err(); err != nil {
+		return fmt.Errorf("remove subscription: %w", err)
+	}
+	r.mu.Lock()
+	for _, j := range jids {
+		delete(r.byFeed[feed], j)
+	}
+	if len(r.byFeed[feed]) == 0 {
+		delete(r.byFeed, feed)
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *registry) get(feed, jid string) (subscription, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s, ok := r.byFeed[feed][jid]
+	return s, ok
+}
+
+// subscribers returns the JIDs subscribed to feed.
+func (r *registry) subscribers(feed string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Collect(maps.Keys(r.byFeed[feed]))
+}
+
+// count returns the number of subscriptions.
+func (r *registry) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, subs := range r.byFeed {
+		n += len(subs)
+	}
+	return n
+}
+
+// feeds returns the feeds that have subscribers.
+func (r *registry) feeds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Collect(maps.Keys(r.byFeed))
+}
+
+// of returns the subscriptions whose JID belongs to the account bare,
+// sorted by feed then JID.
+func (r *registry) of(bare string) []subscription {
+	r.mu.RLock()
+	var out []subscription
+	for _, subs := range r.byFeed {
+		for j, s := range subs {
+			if bareOf(j) == bare {
+				out = append(out, s)
+			}
+		}
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b subscription) int {
+		if c := strings.Compare(a.Feed, b.Feed); c != 0 {
+			return c
+		}
+		return strings.Compare(a.JID, b.JID)
+	})
+	return out
+}
+
+// bareOf strips the resource of a JID already validated and normalized.
+func bareOf(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		return j[:i]
+	}
+	return j
+}
