@@ -16,9 +16,12 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted" >&2; exit 1; fi
 	$(GO) vet ./...
 
-## bench: the benchmarks recorded in docs/benchmarks.md
+## bench: the benchmarks recorded in docs/benchmarks.md (needs wrk for the REST ones)
 bench: test-deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./core/
+	$(GO) test -run '^$$' -bench 'PublishThroughput|JobCycle' -benchtime 1x -count 5 ./core/
+	$(GO) test -run '^$$' -bench 'PublishAllocs|DeliverEvent' -benchmem ./core/
+	$(GO) test -run '^$$' -bench BenchmarkFeed -benchtime 2s -count 3 ./bridges/atom/
+	$(GO) test -run '^$$' -bench 'BenchmarkREST|BenchmarkXMPP|BenchmarkIRC' -benchtime 1x ./integration/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)
 FUZZTIME ?= 30s
