@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the real servers the tests run against (from Debian packages)
-# when any is missing. Run as root, or install them yourself with:
-#   apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing
+# when any is missing; with --bench also wrk, for the REST benchmarks.
+# Run as root, or install them yourself with:
+#   apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing [wrk]
 set -euo pipefail
 pkgs=(redis-server redis-tools prosody ngircd jing)
+bins="redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools prosody:prosody prosodyctl:prosody ngircd:ngircd jing:jing"
+if [ "${1:-}" = --bench ]; then
+  pkgs+=(wrk)
+  bins="$bins wrk:wrk"
+fi
 need=()
-for bin in redis-server:redis-server redis-cli:redis-tools redis-benchmark:redis-tools prosody:prosody prosodyctl:prosody ngircd:ngircd jing:jing; do
+for bin in $bins; do
   cmd=${bin%%:*}
   if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
     need+=("${bin##*:}")
