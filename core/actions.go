@@ -138,8 +138,11 @@ type ActionRoute struct {
 
 // ActionsOptions configures Actions.
 type ActionsOptions struct {
-	// Queue is the default job feed for actions.
+	// Queue is the default job feed for the standard verbs.
 	Queue string
+	// CustomQueue is the default job feed for custom verbs, left for the
+	// application's own workers; empty means Queue.
+	CustomQueue string
 	// Routes override the queue per feed pattern and verb; first match wins.
 	Routes []ActionRoute
 	// MaxItemBytes bounds an action's payload.
@@ -187,7 +190,9 @@ func CompileRoutes(routes []ActionRoute, sec *Section, key string) error {
 	return errors.Join(errs...)
 }
 
-// Queue returns the job feed an action on feed with verb goes to.
+// Queue returns the job feed an action on feed with verb goes to: the
+// first matching route's, else Queue for the standard verbs and
+// CustomQueue for custom verbs.
 func (a *Actions) Queue(feed, verb string) string {
 	for _, r := range a.opts.Routes {
 		if !anyMatch(r.feeds, feed) {
@@ -198,13 +203,24 @@ func (a *Actions) Queue(feed, verb string) string {
 		}
 		return r.Queue
 	}
+	if a.opts.CustomQueue != "" && !slices.Contains(StandardVerbs, verb) {
+		return a.opts.CustomQueue
+	}
 	return a.opts.Queue
 }
 
 // Queues returns every job feed actions can go to.
 func (a *Actions) Queues() []string {
-	qs := []string{a.opts.Queue}
-	for _, r := range a.opts.Routes {
+	return actionQueues(a.opts.Queue, a.opts.CustomQueue, a.opts.Routes)
+}
+
+// actionQueues lists the default, custom and routed queues, once each.
+func actionQueues(queue, custom string, routes []ActionRoute) []string {
+	qs := []string{queue}
+	if custom != "" && custom != queue {
+		qs = append(qs, custom)
+	}
+	for _, r := range routes {
 		if !slices.Contains(qs, r.Queue) {
 			qs = append(qs, r.Queue)
 		}

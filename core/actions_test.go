@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func newActions(b *backend, l *core.Listener, routes ...core.ActionRoute) *core.
 		panic(err)
 	}
 	return core.NewActions(b.store, l, testACL(), core.ActionsOptions{
-		Queue: "actions", Routes: routes, MaxItemBytes: 1024, ResultTTL: time.Minute,
+		Queue: "actions", CustomQueue: "custom", Routes: routes, MaxItemBytes: 1024, ResultTTL: time.Minute,
 	}, nil)
 }
 
@@ -119,13 +120,14 @@ func TestActionRoutes(t *testing.T) {
 		{"deploys:web", "ship", "deploy.actions"},
 		{"deploys:web", "publish", "actions"},
 		{"team:1", "publish", "team.actions"},
-		{"news", "ship", "actions"},
+		{"news", "ship", "custom"},
+		{"news", "retract", "actions"},
 	} {
 		if got := a.Queue(tc[0], tc[1]); got != tc[2] {
 			t.Errorf("Queue(%s, %s) = %s, want %s", tc[0], tc[1], got, tc[2])
 		}
 	}
-	if qs := a.Queues(); len(qs) != 3 {
+	if qs := a.Queues(); !slices.Equal(qs, []string{"actions", "custom", "deploy.actions", "team.actions"}) {
 		t.Errorf("queues %v", qs)
 	}
 }

@@ -85,8 +85,12 @@ type HTTPConfig struct {
 
 // ActionsConfig routes actions to job feeds.
 type ActionsConfig struct {
-	// Queue is the default job feed for actions.
+	// Queue is the default job feed for the standard verbs (publish, edit,
+	// retract, move), served by the built-in worker.
 	Queue string `yaml:"queue"`
+	// CustomQueue is the default job feed for custom verbs, left for the
+	// application's own workers.
+	CustomQueue string `yaml:"custom_queue"`
 	// Routes send some feeds' (and verbs') actions elsewhere; first match wins.
 	Routes []ActionRoute `yaml:"routes"`
 	// MaxItemBytes bounds an action's payload.
@@ -111,15 +115,16 @@ type JobsConfig struct {
 	Retries int           `yaml:"retries"`
 }
 
+// ActionQueues returns every job feed actions go to: the default queue,
+// the custom-verb queue and the routes' queues.
+func (c *Config) ActionQueues() []string {
+	return actionQueues(c.Actions.Queue, c.Actions.CustomQueue, c.Actions.Routes)
+}
+
 // MaintainedJobs reports whether job maintenance in this process covers feed.
 func (c *Config) MaintainedJobs(feed string) bool {
-	if slices.Contains(c.WorkerQueues(), feed) || feed == c.Actions.Queue {
+	if slices.Contains(c.ActionQueues(), feed) || slices.Contains(c.WorkerQueues(), feed) {
 		return true
-	}
-	for _, r := range c.Actions.Routes {
-		if r.Queue == feed {
-			return true
-		}
 	}
 	for _, g := range c.Jobs.Maintain {
 		if p, err := CompilePattern(g); err == nil && p.Match(feed) {
@@ -157,7 +162,7 @@ func DefaultConfig() Config {
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, Metrics: true,
 		},
 		Feeds:   FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}},
-		Actions: ActionsConfig{Queue: "feedbridge.actions", MaxItemBytes: 256 << 10, ResultTTL: 24 * time.Hour, CreateQueues: true},
+		Actions: ActionsConfig{Queue: "feedbridge.actions", CustomQueue: "feedbridge.custom", MaxItemBytes: 256 << 10, ResultTTL: 24 * time.Hour, CreateQueues: true},
 		Jobs:    JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: DefaultJobTimeout, Retries: DefaultJobRetries},
 		Worker:  WorkerConfig{Enabled: true, Concurrency: 4},
 	}
@@ -278,6 +283,11 @@ func (c *Config) validate() error {
 	if err := ValidateFeedName(c.Actions.Queue); err != nil {
 		bad("actions.queue", "name the default job feed for actions: %v", err)
 	}
+	if c.Actions.CustomQueue != "" {
+		if err := ValidateFeedName(c.Actions.CustomQueue); err != nil {
+			bad("actions.custom_queue", "name the job feed for custom verbs, or leave it empty to use actions.queue: %v", err)
+		}
+	}
 	if err := CompileRoutes(c.Actions.Routes, s, "actions.routes"); err != nil {
 		errs = append(errs, err)
 	}
@@ -338,18 +348,14 @@ func (c *Config) CompiledACL() *ACL {
 	return a
 }
 
-// WorkerQueues returns the job feeds the built-in worker serves.
+// WorkerQueues returns the job feeds the built-in worker serves: the
+// default action queue unless worker.queues says otherwise (routes and the
+// custom-verb queue are for the application's workers).
 func (c *Config) WorkerQueues() []string {
 	if len(c.Worker.Queues) > 0 {
 		return c.Worker.Queues
 	}
-	qs := []string{c.Actions.Queue}
-	for _, r := range c.Actions.Routes {
-		if !slices.Contains(qs, r.Queue) {
-			qs = append(qs, r.Queue)
-		}
-	}
-	return qs
+	return []string{c.Actions.Queue}
 }
 
 // redactURLError removes a URL's password from an error message.

@@ -72,7 +72,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		Store: store, Events: listener, ACL: acl, Feeds: &cfg.Feeds, Metrics: metrics, Log: log,
 		PublicURL: cfg.PublicBase(),
 		Actions: core.NewActions(store, listener, acl, core.ActionsOptions{
-			Queue: cfg.Actions.Queue, Routes: cfg.Actions.Routes,
+			Queue: cfg.Actions.Queue, CustomQueue: cfg.Actions.CustomQueue, Routes: cfg.Actions.Routes,
 			MaxItemBytes: cfg.Actions.MaxItemBytes, ResultTTL: cfg.Actions.ResultTTL,
 		}, metrics),
 	}
@@ -211,10 +211,7 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 func prepareFeeds(ctx context.Context, s *core.Store, cfg *core.Config, log *slog.Logger) error {
 	var want []core.FeedSpec
 	if cfg.Actions.CreateQueues {
-		queues := append([]string{cfg.Actions.Queue}, cfg.WorkerQueues()...)
-		for _, r := range cfg.Actions.Routes {
-			queues = append(queues, r.Queue)
-		}
+		queues := append(cfg.ActionQueues(), cfg.WorkerQueues()...)
 		slices.Sort(queues)
 		for _, q := range slices.Compact(queues) {
 			want = append(want, core.FeedSpec{Name: q, Type: core.TypeJob, Config: map[string]string{
