@@ -330,7 +330,7 @@ func (a *Actions) submit(ctx context.Context, act Action, wait bool) (Ticket, *R
 		w = a.l.Expect(t.Queue, t.JobID)
 	}
 	_, err := a.s.Jobs(t.Queue).Put(ctx, EncodeActionJob(act, a.s.instance, time.Now()),
-		PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL})
+		PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL, Submitter: act.Actor.String()})
 	if err != nil {
 		if w != nil {
 			w.Cancel()
@@ -371,6 +371,10 @@ type JobStatus struct {
 	Failures int `json:"failures"`
 	// Result is the worker's result once finished (when recorded).
 	Result *Result `json:"result,omitempty"`
+	// Submitter is the actor ("protocol:id") who submitted the action, so
+	// that adapters can show a job's status to its submitter only. Not
+	// part of the JSON: it is for the adapter, not the client.
+	Submitter string `json:"-"`
 }
 
 // Status reports a submitted action's job.
@@ -379,7 +383,7 @@ func (a *Actions) Status(ctx context.Context, queue, id string) (JobStatus, erro
 	if err != nil {
 		return JobStatus{}, err
 	}
-	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Cancelled}
+	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Cancelled, Submitter: st.Submitter}
 	if st.HasResult {
 		r := ParseResult(st.Result)
 		js.Result = &r

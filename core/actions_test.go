@@ -272,3 +272,18 @@ func TestSubmitWaitWithWorker(t *testing.T) {
 		}
 	})
 }
+
+func TestStatusNamesTheSubmitter(t *testing.T) {
+	b := miniBackend(t)
+	ctx := ctxT(t)
+	create(t, b, "actions", core.TypeJob, nil)
+	create(t, b, "news", core.TypeFeed, nil)
+	a := newActions(b, nil)
+	tk, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte("x"), Actor: tester})
+	must(t, err)
+	st, err := a.Status(ctx, tk.Queue, tk.JobID)
+	must(t, err)
+	if st.Submitter != "core:tester" {
+		t.Fatalf("submitter %q", st.Submitter)
+	}
+}

@@ -59,9 +59,12 @@ type PutOptions struct {
 	// High puts the job at the head of the line.
 	High bool
 	// RecordTTL, when positive, keeps a status record of the job (and
-	// later its result) for this long so that JobFeed.Status can answer
+	// later its result) for this long so that JobFeed.State can answer
 	// after the job has finished.
 	RecordTTL time.Duration
+	// Submitter is kept in the status record (with RecordTTL), so that
+	// status readers can be limited to who submitted the job.
+	Submitter string
 }
 
 // Put adds a job and returns its id; the job is in Redis when Put returns.
@@ -78,7 +81,7 @@ func (j *JobFeed) Put(ctx context.Context, item []byte, opts PutOptions) (string
 	ttl := max(opts.RecordTTL.Milliseconds(), 0)
 	err := j.s.run(ctx, scripts.jobPut,
 		[]string{j.k.config, j.k.ids, j.k.items, j.k.published, j.k.publishes, jobRecordKey(j.name, id)},
-		id, item, boolArg(opts.High), ttl).Err()
+		id, item, boolArg(opts.High), ttl, opts.Submitter).Err()
 	if err != nil {
 		return "", scriptError(err, j.name, TypeJob, "job put")
 	}
@@ -292,6 +295,8 @@ type JobState struct {
 	Result []byte
 	// HasResult tells a recorded empty result from none.
 	HasResult bool
+	// Submitter is who submitted the job, when its record says.
+	Submitter string
 }
 
 // Job states reported by JobFeed.State.
@@ -325,6 +330,9 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 	}
 	if vals[3] != nil {
 		st.Result, st.HasResult = bytesOf(vals[3]), true
+	}
+	if len(vals) > 4 {
+		st.Submitter = stringOf(vals[4])
 	}
 	return st, nil
 }

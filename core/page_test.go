@@ -102,3 +102,32 @@ func TestCursorDecodeRejectsJunk(t *testing.T) {
 		}
 	}
 }
+
+// A cursor stays where its item was when the cursor was made: an edit
+// moves the item to the front of a plain feed, and a long poll "newer than
+// the cursor" must then see it (and everything published since).
+func TestCursorSurvivesAnEditOfItsItem(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "f", core.TypeFeed, nil)
+		f := s.Feed("f")
+		_, _ = f.Publish(ctx, []byte("old"), "old")
+		time.Sleep(2 * time.Millisecond)
+		_, _ = f.Publish(ctx, []byte("x"), "x")
+		p, _ := f.Page(ctx, core.PageRequest{Limit: 1})
+		cx := p.Items[0].Cursor() // x, newest
+		time.Sleep(2 * time.Millisecond)
+		_, _ = f.Publish(ctx, []byte("y"), "y")
+		time.Sleep(2 * time.Millisecond)
+		_, _ = f.Publish(ctx, []byte("x edited"), "x")
+		newer, err := f.Page(ctx, core.PageRequest{Before: &cx})
+		must(t, err)
+		if got := pageIDs(newer); !slices.Equal(got, []string{"x", "y"}) {
+			t.Fatalf("newer than the cursor: %v, want [x y]", got)
+		}
+		older, _ := f.Page(ctx, core.PageRequest{After: &cx})
+		if got := pageIDs(older); !slices.Equal(got, []string{"old"}) {
+			t.Fatalf("older than the cursor: %v, want [old]", got)
+		}
+	})
+}

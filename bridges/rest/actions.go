@@ -2,6 +2,7 @@ package rest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -159,11 +160,18 @@ func (b *Bridge) jsonBody(c *gin.Context, v any, optional bool) bool {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil || dec.More() {
+	if err := dec.Decode(v); err != nil || !atEOF(dec) {
 		fail(c, "bad-request", "the body is not the JSON object this request takes (see /v1/openapi.json)")
 		return false
 	}
 	return true
+}
+
+// atEOF reports whether nothing but white space follows the decoded value
+// (dec.More misses a stray '}' or ']').
+func atEOF(dec *json.Decoder) bool {
+	_, err := dec.Token()
+	return err == io.EOF
 }
 
 // act checks an action, applies If-Match and Idempotency-Key, stores the
@@ -207,17 +215,61 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 	if wait > 0 {
 		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
 	}
-	submit := func() (core.Ticket, *core.Result, error) { return b.hub.Actions.SubmitWait(ctx, act, wait) }
 	if key := c.GetHeader("Idempotency-Key"); key != "" && c.Request.Method == http.MethodPost {
-		b.idempotent(c, actor, key, wait, submit)
+		b.idempotent(c, act, key, wait)
 		return
 	}
-	t, res, err := submit()
+	t, res, err := b.submitWait(ctx, act, wait, nil)
 	if err != nil {
 		b.failErr(c, err)
 		return
 	}
-	b.answerJob(c, t, res, wait)
+	b.answerJob(c, submitted(t, res), wait)
+}
+
+// submitWait stores the action's job, calls stored (when not nil) once it
+// is in Redis, and waits up to wait for its result. A nil result means the
+// wait ran out, the client left or the bridge is stopping: the job is
+// stored and runs all the same. The wait ends when the bridge stops, so
+// that a graceful shutdown never waits for a worker.
+func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Duration,
+	stored func(core.Ticket)) (core.Ticket, *core.Result, error) {
+	var w *core.ResultWaiter
+	var t core.Ticket
+	var err error
+	if wait > 0 {
+		t, w, err = b.hub.Actions.SubmitWatch(ctx, act)
+	} else {
+		t, err = b.hub.Actions.Submit(ctx, act)
+	}
+	if err != nil {
+		return core.Ticket{}, nil, err
+	}
+	if stored != nil {
+		stored(t)
+	}
+	if w == nil {
+		return t, nil, nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	defer context.AfterFunc(b.stopping, cancel)()
+	raw, err := w.Wait(wctx) // unregisters the waiter
+	if err != nil {
+		return t, nil, nil
+	}
+	r := core.ParseResult(raw)
+	return t, &r, nil
+}
+
+// submitted is the status of a job just stored: finished when its result
+// is known, else queued.
+func submitted(t core.Ticket, res *core.Result) core.JobStatus {
+	st := core.JobStatus{Queue: t.Queue, JobID: t.JobID, State: core.JobQueued, Result: res}
+	if res != nil {
+		st.State = core.JobFinished
+	}
+	return st
 }
 
 // preferWait reads RFC 7240 "Prefer: wait=N", capped at max.
@@ -259,21 +311,20 @@ func pathSegment(name string) string {
 	return url.PathEscape(name)
 }
 
-// answerJob answers 202 with the job's status, or with its result: the
-// result's 2xx code and the finished status, or the worker's failure as a
-// problem with the worker's status code.
-func (b *Bridge) answerJob(c *gin.Context, t core.Ticket, res *core.Result, wait time.Duration) {
+// answerJob answers 202 with the job's status, or, once it has a result,
+// the result's 2xx code and the finished status, or the worker's failure
+// as a problem with the worker's status code.
+func (b *Bridge) answerJob(c *gin.Context, st core.JobStatus, wait time.Duration) {
 	if wait > 0 {
 		c.Header("Preference-Applied", "wait="+strconv.Itoa(int(wait.Seconds())))
 	}
 	c.Header("Cache-Control", "no-store")
-	st := core.JobStatus{Queue: t.Queue, JobID: t.JobID, State: core.JobQueued}
+	t, res := core.Ticket{Queue: st.Queue, JobID: st.JobID}, st.Result
 	switch {
 	case res == nil:
 		c.Header("Location", jobPath(t))
 		writeJSON(c, http.StatusAccepted, st)
 	case res.OK:
-		st.State, st.Result = core.JobFinished, res
 		code := http.StatusOK
 		if res.Code == http.StatusCreated {
 			code = http.StatusCreated
@@ -304,13 +355,14 @@ type idemRecord struct {
 	JobID       string `json:"j,omitempty"`
 }
 
-// idempotent runs submit at most once per (actor, key) within
+// idempotent submits act at most once per (actor, key) within
 // idempotency_ttl. SET NX claims the key before the job is stored, so two
 // concurrent requests with one key create one job: the second gets 409
-// while the first is in progress, and the first job's status afterwards.
-// A key reused for a different request gets 422.
-func (b *Bridge) idempotent(c *gin.Context, actor core.Actor, key string, wait time.Duration,
-	submit func() (core.Ticket, *core.Result, error)) {
+// while the first is being stored, and the first job's status once it is
+// (also while the first still waits for its result). A key reused for a
+// different request gets 422.
+func (b *Bridge) idempotent(c *gin.Context, act core.Action, key string, wait time.Duration) {
+	actor := act.Actor
 	key = strings.Trim(key, `"`) // the draft standard's sf-string form
 	if key == "" || len(key) > maxIdemKeyLen || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
 		fail(c, "bad-request", "Idempotency-Key must be 1 to 255 printable ASCII characters")
@@ -353,20 +405,24 @@ func (b *Bridge) idempotent(c *gin.Context, actor core.Actor, key string, wait t
 			return
 		}
 		c.Header("Idempotent-Replayed", "true")
-		b.answerJob(c, t, st.Result, 0)
+		b.answerJob(c, st, 0)
 		return
 	}
-	t, res, err := submit()
+	// the key's record is written even when the client has left meanwhile:
+	// its retry must find the job
+	bg := context.WithoutCancel(ctx)
+	t, res, err := b.submitWait(ctx, act, wait, func(t core.Ticket) {
+		done, _ := json.Marshal(idemRecord{Fingerprint: fp, Queue: t.Queue, JobID: t.JobID})
+		if err := rdb.Set(bg, rk, done, b.cfg.IdempotencyTTL).Err(); err != nil {
+			b.hub.Log.Warn("rest: remember idempotency key", "err", err)
+		}
+	})
 	if err != nil {
-		_ = rdb.Del(ctx, rk).Err() // nothing was stored: a retry may try again
+		_ = rdb.Del(bg, rk).Err() // nothing was stored: a retry may try again
 		b.failErr(c, err)
 		return
 	}
-	done, _ := json.Marshal(idemRecord{Fingerprint: fp, Queue: t.Queue, JobID: t.JobID})
-	if err := rdb.Set(ctx, rk, done, b.cfg.IdempotencyTTL).Err(); err != nil {
-		b.hub.Log.Warn("rest: remember idempotency key", "err", err)
-	}
-	b.answerJob(c, t, res, wait)
+	b.answerJob(c, submitted(t, res), wait)
 }
 
 // hash returns a hex SHA-256 of NUL-separated parts.

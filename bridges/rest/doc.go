@@ -16,8 +16,8 @@
 //     numbered EPOCH-SEQ. Every event stream and long poll reads the ring
 //     from its own position, so a client that reconnects with Last-Event-ID
 //     gets exactly what it missed, or a reset event when that cannot be
-//     known (new epoch after a restart or lost Redis events, or a gap older
-//     than the ring).
+//     known (new epoch after a restart or lost Redis events, or an event it
+//     wants that the ring no longer keeps).
 //   - Errors are RFC 9457 problems with stable type URIs under
 //     /v1/problems/; the API is described by /v1/openapi.json.
 package rest

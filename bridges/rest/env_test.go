@@ -227,6 +227,17 @@ func (e *env) jobCount() int64 {
 	return n
 }
 
+// appJobs returns the number of jobs ever put on feedbridge.app, the
+// queue of the "stamp" verb, which no worker serves in these tests.
+func (e *env) appJobs() int64 {
+	e.t.Helper()
+	n, err := e.rdb.Get(context.Background(), "feed.publishes:feedbridge.app").Int64()
+	if err != nil && err != redis.Nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
 // create makes a feed.
 func (e *env) create(feed string, typ core.FeedType, cfg map[string]string) {
 	e.t.Helper()

@@ -206,14 +206,20 @@ func (s *stream) send(p []byte) bool {
 	return err == nil && s.rc.Flush() == nil
 }
 
+// probeWait is how long the liveness probe's read may wait. It must be
+// in the future when the read starts: with a deadline already past, the
+// read fails at once without looking at the socket, and a closed
+// connection would never be noticed.
+const probeWait = time.Millisecond
+
 // alive reports whether the client is still there. A hijacked connection
-// is probed with a read that cannot wait: a client that closed its end
-// reads as EOF.
+// is probed with a read that waits at most probeWait: a client that closed
+// its end reads as EOF.
 func (s *stream) alive() bool {
 	if s.conn == nil {
 		return true // the request context tells
 	}
-	_ = s.conn.SetReadDeadline(time.Now())
+	_ = s.conn.SetReadDeadline(time.Now().Add(probeWait))
 	var one [1]byte
 	_, err := s.conn.Read(one[:])
 	var ne net.Error

@@ -245,7 +245,28 @@ func TestShutdownEndsStreams(t *testing.T) {
 		}
 		close(poll)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// an action waiting for a result that no worker will give (the "stamp"
+	// queue has none): shutdown does not wait for it, the client gets 202
+	e.create("routed", core.TypeFeed, nil)
+	acted := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", base+"/v1/feeds/routed/actions/stamp", strings.NewReader(`{}`))
+		req.Header.Set("Authorization", "Bearer "+tokAdmin)
+		req.Header.Set("Prefer", "wait=30")
+		r, err := http.DefaultClient.Do(req)
+		if err == nil {
+			r.Body.Close()
+			acted <- r
+		}
+		close(acted)
+	}()
+	// wait until the long poll holds a stream slot (the stream holds the
+	// other) and the action's job is stored
+	for deadline := time.Now().Add(10 * time.Second); len(e.bridge.streams) < 2 || e.appJobs() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the long poll or the action never started: %d slots, %d jobs", len(e.bridge.streams), e.appJobs())
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -257,6 +278,39 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}
 	if code := <-poll; code != http.StatusNoContent {
 		t.Fatalf("long poll at shutdown: %d", code)
+	}
+	if r := <-acted; r == nil || r.StatusCode != http.StatusAccepted || !strings.HasPrefix(r.Header.Get("Location"), "/v1/jobs/feedbridge.app/") {
+		t.Fatalf("waiting action at shutdown: %+v", r)
+	}
+}
+
+// TestAliveProbe: the heartbeat's probe notices a client that closed its
+// end of a hijacked connection.
+func TestAliveProbe(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	s := &stream{conn: server}
+	if !s.alive() {
+		t.Fatal("an open connection probed as gone")
+	}
+	client.Close()
+	for i := 0; s.alive(); i++ {
+		if i == 500 {
+			t.Fatal("a closed connection still probes as alive")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -323,5 +377,68 @@ func TestRunEndsStreams(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("a stream outlived Run")
 		}
+	}
+}
+
+// TestQuietFeedResumes: the events of other feeds pushing the ring past a
+// stream's position reset neither the stream nor its resume: only the loss
+// of an event the stream wants does.
+func TestQuietFeedResumes(t *testing.T) {
+	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, replay_events: 4}", 1))
+	ctx := context.Background()
+	e.create("public:quiet", core.TypeFeed, nil)
+	e.create("public:busy", core.TypeFeed, nil)
+	noise := func() {
+		t.Helper()
+		want := e.bridge.ring.now().seq + 6
+		for range 6 { // more than the ring keeps
+			if _, err := e.store.Feed("public:busy").Publish(ctx, []byte("noise"), ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for deadline := time.Now().Add(10 * time.Second); e.bridge.ring.now().seq < want; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the events never reached the ring")
+			}
+		}
+	}
+	path := "/v1/feeds/public:quiet/events"
+	res, rd := e.stream(path, "")
+	e.next(rd)
+	noise()
+	if _, err := e.store.Feed("public:quiet").Publish(ctx, []byte("one"), "1"); err != nil {
+		t.Fatal(err)
+	}
+	ev := e.wantEvent(rd, "publish", `"one"`) // no reset on the open stream
+	res.Body.Close()
+	noise()
+	_, rd = e.stream(path, "", "Last-Event-ID", ev.ID)
+	if _, err := e.store.Feed("public:quiet").Publish(ctx, []byte("two"), "2"); err != nil {
+		t.Fatal(err)
+	}
+	e.wantEvent(rd, "publish", `"two"`) // resumed exactly, no reset
+}
+
+// TestRingEvictionBound: the record of evicted events is bounded; beyond
+// it, resume falls back to a reset, never to a gap.
+func TestRingEvictionBound(t *testing.T) {
+	r := newRing(2, 1<<20)
+	start := r.now()
+	for _, f := range []string{"a", "b", "c", "d", "e"} {
+		r.add(entry{feed: f, data: []byte("x")})
+	}
+	only := func(feed string) func(string) bool { return func(f string) bool { return f == feed } }
+	// kept: d, e; evicted: a, b, c (the record holds 2 feeds, so it was
+	// emptied when c went)
+	if _, _, lost := r.read(start, only("a"), 10); !lost {
+		t.Error("a's evicted event was skipped silently")
+	}
+	if _, _, lost := r.read(start, only("zz"), 10); !lost {
+		t.Error("a resume below the record's floor was not reset")
+	}
+	after := position{start.epoch, start.seq + 3} // the client saw a, b and c
+	out, next, lost := r.read(after, only("e"), 10)
+	if lost || len(out) != 1 || out[0].feed != "e" || next != r.now() {
+		t.Errorf("read after c: %v %v %v", out, next, lost)
 	}
 }

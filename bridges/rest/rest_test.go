@@ -356,6 +356,7 @@ func TestActions(t *testing.T) {
 	e.call("POST", "/v1/feeds/tasks/items?id=%0Abad", tokAdmin, "x").wantProblem(t, 400, "bad-request")
 	e.call("POST", "/v1/feeds/tasks/items/x/move", tokAdmin, `{"position":":end"}`).wantProblem(t, 409, "conflict")
 	e.call("POST", "/v1/feeds/public:board/items/x/move", tokAdmin, `{"where":1}`).wantProblem(t, 400, "bad-request")
+	e.call("POST", "/v1/feeds/public:board/items/x/move", tokAdmin, `{"position":":end"}}`).wantProblem(t, 400, "bad-request")
 	e.call("POST", "/v1/feeds/public:board/items/x/move", tokAdmin, `{"position":"sideways"}`).wantProblem(t, 400, "bad-request")
 	e.call("POST", "/v1/feeds/public:board/items/x/move", tokAdmin, "position=:end", "Content-Type", "application/x-www-form-urlencoded").wantProblem(t, 415, "unsupported-media")
 	e.call("POST", "/v1/feeds/nope/items", tokAdmin, "x").wantProblem(t, 404, "not-found")
@@ -492,6 +493,51 @@ func TestIdempotency(t *testing.T) {
 	}
 	if n := e.jobCount() - before; n != 2 {
 		t.Fatalf("%d jobs stored, want 2", n)
+	}
+
+	// a client that leaves while it waits for the result (the "stamp"
+	// queue has no worker) finds its job when it retries
+	e.create("routed", core.TypeFeed, nil)
+	stamp := func(ctx context.Context) *http.Request {
+		return e.req("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{"args":["once"]}`,
+			"Idempotency-Key", "k-left", "Prefer", "wait=30").WithContext(ctx)
+	}
+	ctx, leave := context.WithCancel(context.Background())
+	left := make(chan struct{})
+	go func() {
+		defer close(left)
+		if res, err := http.DefaultClient.Do(stamp(ctx)); err == nil {
+			res.Body.Close()
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); e.appJobs() == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the job was never stored")
+		}
+	}
+	leave()
+	<-left
+	var replay resp
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		// 409 (with Retry-After) only while the first request stores its job
+		if replay = e.do(stamp(context.Background())); replay.StatusCode != 409 || time.Now().After(deadline) {
+			break
+		}
+	}
+	replay.want(t, 202)
+	var js core.JobStatus
+	_ = json.Unmarshal(replay.body, &js)
+	if replay.Header.Get("Idempotent-Replayed") != "true" || js.State != core.JobQueued || e.appJobs() != 1 {
+		t.Fatalf("retry after leaving: %v %s, %d jobs", replay.Header, replay.body, e.appJobs())
+	}
+	// a replay shows the job's current state
+	if _, err := e.store.Jobs("feedbridge.app").Get(context.Background(), time.Second); err != nil {
+		t.Fatal(err)
+	}
+	replay = e.do(stamp(context.Background()))
+	_ = json.Unmarshal(replay.body, &js)
+	if replay.StatusCode != 202 || js.State != core.JobClaimed {
+		t.Fatalf("replay of a claimed job: %d %s", replay.StatusCode, replay.body)
 	}
 }
 

@@ -26,7 +26,9 @@ func (e *entry) size() int { return len(e.data) + len(e.feed) + 64 }
 // adapter (re)started, Redis pubsub reconnected, the subscription
 // overflowed), so an id from another epoch cannot be resumed exactly and
 // its stream gets a reset. Memory is bounded by a count and a byte size;
-// a stream that falls behind the oldest kept event gets a reset too.
+// a stream that falls behind the oldest kept event gets a reset too, unless
+// none of the events no longer kept after its position is one it wants (a
+// stream of a quiet feed on a bridge busy with other feeds).
 type ring struct {
 	maxEvents, maxBytes int
 
@@ -37,6 +39,11 @@ type ring struct {
 	head  int // index of the oldest entry
 	n     int
 	bytes int
+	// evicted holds, per feed, the seq of its newest event no longer kept.
+	// It is bounded by maxEvents feeds: when full it is emptied and floor
+	// set, below which every position counts as behind what is kept.
+	evicted map[string]uint64
+	floor   uint64
 
 	wmu    sync.Mutex
 	byFeed map[string]map[*watch]struct{} // watchers of one feed
@@ -44,7 +51,8 @@ type ring struct {
 }
 
 func newRing(maxEvents, maxBytes int) *ring {
-	r := &ring{maxEvents: maxEvents, maxBytes: maxBytes, byFeed: map[string]map[*watch]struct{}{}, wide: map[*watch]struct{}{}}
+	r := &ring{maxEvents: maxEvents, maxBytes: maxBytes, evicted: map[string]uint64{},
+		byFeed: map[string]map[*watch]struct{}{}, wide: map[*watch]struct{}{}}
 	r.newEpoch()
 	return r
 }
@@ -58,6 +66,8 @@ func (r *ring) newEpoch() {
 	r.epoch = hex.EncodeToString(b[:])
 	r.last, r.head, r.n, r.bytes = 0, 0, 0, 0
 	r.buf = nil
+	clear(r.evicted)
+	r.floor = 0
 	r.mu.Unlock()
 	r.wakeAll()
 }
@@ -70,6 +80,7 @@ func (r *ring) add(e entry) {
 	}
 	for r.n > 0 && (r.n == len(r.buf) || r.bytes+e.size() > r.maxBytes) {
 		r.bytes -= r.buf[r.head].size()
+		r.forget(r.buf[r.head])
 		r.buf[r.head] = entry{}
 		r.head = (r.head + 1) % len(r.buf)
 		r.n--
@@ -91,6 +102,30 @@ func (r *ring) add(e entry) {
 		}
 	}
 	r.wmu.Unlock()
+}
+
+// forget notes an event that is no longer kept; r.mu is held.
+func (r *ring) forget(e entry) {
+	if len(r.evicted) >= r.maxEvents {
+		clear(r.evicted)
+		r.floor = e.seq // every evicted event so far is at most e
+		return
+	}
+	r.evicted[e.feed] = e.seq
+}
+
+// missedNothing reports whether no event after seq that match wants is
+// among those no longer kept; r.mu is held.
+func (r *ring) missedNothing(seq uint64, match func(feed string) bool) bool {
+	if seq < r.floor {
+		return false
+	}
+	for feed, s := range r.evicted {
+		if s > seq && match(feed) {
+			return false
+		}
+	}
+	return true
 }
 
 // position is a place in the event sequence.
@@ -126,11 +161,15 @@ func (r *ring) read(p position, match func(feed string) bool, max int) (out []en
 	defer r.mu.RUnlock()
 	head := position{r.epoch, r.last}
 	oldest := r.last - uint64(r.n) // seq just before the oldest kept event
-	if p.epoch != r.epoch || p.seq > r.last || p.seq < oldest {
+	if p.epoch != r.epoch || p.seq > r.last || p.seq < oldest && !r.missedNothing(p.seq, match) {
 		return nil, head, true
 	}
 	next = p
-	for i := int(p.seq - oldest); i < r.n && len(out) < max; i++ {
+	i := 0 // the first kept event after p
+	if p.seq > oldest {
+		i = int(p.seq - oldest)
+	}
+	for ; i < r.n && len(out) < max; i++ {
 		e := r.buf[(r.head+i)%len(r.buf)]
 		next.seq = e.seq
 		if match(e.feed) {

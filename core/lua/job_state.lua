@@ -1,8 +1,9 @@
 -- Job state and the bridge's status record, in one read.
 -- KEYS: config, items, claimed, stalled, cancelled, record
 -- ARGV: id
--- Replies {state, cancelled, has record (0/1), result or false}; state is
--- 'queued', 'claimed', 'stalled' or 'gone' (not in the job feed).
+-- Replies {state, cancelled, has record (0/1), result or false, submitter
+-- or false}; state is 'queued', 'claimed', 'stalled' or 'gone' (not in the
+-- job feed).
 local e = fbneed(KEYS[1], 'job'); if e then return e end
 local id = ARGV[1]
 local state = 'gone'
@@ -15,4 +16,5 @@ if redis.call('HEXISTS', KEYS[2], id) == 1 then
     state = 'queued'
   end
 end
-return {state, redis.call('HGET', KEYS[5], id) or '0', redis.call('EXISTS', KEYS[6]), redis.call('HGET', KEYS[6], 'result')}
+return {state, redis.call('HGET', KEYS[5], id) or '0', redis.call('EXISTS', KEYS[6]), redis.call('HGET', KEYS[6], 'result'),
+  redis.call('HGET', KEYS[6], 'submitter')}

@@ -18,9 +18,16 @@ local total
 if plain then total = redis.call('ZCARD', KEYS[2]) else total = redis.call('LLEN', KEYS[2]) end
 
 -- rank of the cursor id in display order, or its would-be rank when gone
+-- (or, on plain feeds, edited since: an edit moves the item to the front,
+-- and the cursor must stay where the item was when the cursor was made)
 local function rank()
   local r
-  if plain then r = redis.call('ZREVRANK', KEYS[2], id) else r = redis.call('LPOS', KEYS[2], id) end
+  if plain then
+    r = redis.call('ZREVRANK', KEYS[2], id)
+    if r and hint ~= '' and tonumber(redis.call('ZSCORE', KEYS[2], id)) ~= tonumber(hint) then r = nil end
+  else
+    r = redis.call('LPOS', KEYS[2], id)
+  end
   if r then return r, true end
   if hint == '' then return nil, false end
   if not plain then return tonumber(hint), false end
