@@ -216,6 +216,14 @@ func (s *Section) decode(n *yaml.Node, v reflect.Value, path string) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("%s: must be %s, not a %s", s.where(path), describeType(t), kindName(n.Kind))
 	}
+	if t == durationType { // time.ParseDuration also takes a bare 0
+		d, err := time.ParseDuration(n.Value)
+		if err != nil {
+			return fmt.Errorf("%s: %q is not %s", s.where(path), n.Value, describeType(t))
+		}
+		v.SetInt(int64(d))
+		return nil
+	}
 	if err := n.Decode(v.Addr().Interface()); err != nil {
 		return fmt.Errorf("%s: %q is not %s", s.where(path), n.Value, describeType(t))
 	}
@@ -266,7 +274,7 @@ func structKeys(t reflect.Type) []string {
 
 func describeType(t reflect.Type) string {
 	if t == durationType {
-		return "a duration such as 500ms, 10s or 1h30m"
+		return "a duration such as 0, 500ms, 10s or 1h30m"
 	}
 	switch t.Kind() {
 	case reflect.Bool:

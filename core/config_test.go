@@ -56,7 +56,7 @@ mystery: 1
 	msg := err.Error()
 	for _, want := range []string{
 		`bridge.yaml:6: http.colour: unknown key "colour" (allowed: idle_timeout, listen, metrics, public_url, read_header_timeout, read_timeout, write_timeout)`,
-		`bridge.yaml:5: http.read_timeout: "soon" is not a duration such as 500ms, 10s or 1h30m`,
+		`bridge.yaml:5: http.read_timeout: "soon" is not a duration such as 0, 500ms, 10s or 1h30m`,
 		`bridge.yaml:14: unknown section "mystery" (allowed: acl, actions, create_feeds, feeds, http, instance, irc, jobs, log, redis, rest, shutdown_timeout, worker)`,
 	} {
 		if !strings.Contains(msg, want) {
@@ -117,14 +117,14 @@ func TestSectionDecodeStrict(t *testing.T) {
 		Token   core.Secret      `yaml:"token"`
 		Feeds   *core.FeedFilter `yaml:"feeds"`
 	}
-	root, err := core.ParseYAML("f.yaml", []byte("irc:\n  enabled: yes\n  every: 2s\n  token: abc\n  items:\n    - name: a\n    - nmae: b\n"))
+	root, err := core.ParseYAML("f.yaml", []byte("irc:\n  enabled: yes\n  every: 0\n  token: abc\n  items:\n    - name: a\n    - nmae: b\n"))
 	must(t, err)
-	var s section
+	s := section{Every: time.Hour} // a default the file's bare 0 must replace
 	err = root.Sub("irc").Decode(&s)
 	if err == nil || !strings.Contains(err.Error(), `f.yaml:7: irc.items[1].nmae: unknown key "nmae" (allowed: name)`) {
 		t.Fatalf("got %v", err)
 	}
-	if !s.Enabled || s.Every != 2*time.Second || s.Token.Reveal() != "abc" || s.Items[0].Name != "a" {
+	if !s.Enabled || s.Every != 0 || s.Token.Reveal() != "abc" || s.Items[0].Name != "a" {
 		t.Fatalf("decoded %+v", s)
 	}
 	root, _ = core.ParseYAML("f.yaml", []byte("irc:\n  enabled: maybe\n"))
