@@ -174,7 +174,7 @@ func (c *Config) validate(sec *core.Section) error {
 		bad("max_entry_bytes", "must be at least 256, for example 65536")
 	}
 	if c.TombstoneTTL < 0 {
-		bad("tombstone_ttl", "must not be negative (0 lists no retracted items), for example 168h")
+		bad("tombstone_ttl", "must not be negative (0s lists no retracted items), for example 168h")
 	}
 	if c.CacheBytes < 0 {
 		bad("cache_bytes", "must not be negative (0 turns the cache off), for example 33554432")
@@ -307,12 +307,16 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 }
 
 // record stores what ev tells about times and tombstones, retrying with
-// backoff while Redis fails; it returns an error only when ctx ends.
+// backoff while Redis fails; it returns an error only when ctx ends. While
+// it retries, the events queued behind ev cannot invalidate the cache, so
+// the cache is bypassed until recording works again.
 func (b *Bridge) record(ctx context.Context, hub *core.Hub, ev core.Event) error {
 	for attempt := 0; ; attempt++ {
 		err := recordEvent(ctx, hub.Store.Client(), ev, b.cfg.TombstoneTTL)
 		if err == nil {
 			if attempt > 0 {
+				b.cache.reset()
+				b.following.Store(true)
 				hub.SetState(b.Name(), core.StateUp, nil)
 			}
 			return nil
@@ -320,6 +324,7 @@ func (b *Bridge) record(ctx context.Context, hub *core.Hub, ev core.Event) error
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		b.following.Store(false)
 		d := core.DefaultBackoff.Delay(attempt)
 		hub.SetState(b.Name(), core.StateReconnecting, err)
 		hub.Log.Warn("atom: recording a feed event failed; retrying", "feed", ev.Feed, "event", ev.Type, "err", err, "retry_in", d.Round(time.Millisecond))

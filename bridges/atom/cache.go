@@ -23,9 +23,10 @@ const indexKey = ""
 
 // cache keeps rendered documents per feed until the feed's next change
 // event. Its memory is bounded by max bytes; when full, whole feeds chosen
-// at random are evicted. Concurrent requests for a document being rendered
-// wait for that render instead of starting their own, so a burst of
-// readers after a change costs one render.
+// at random are evicted, then the feed's other documents. Concurrent
+// requests for a document being rendered wait for that render instead of
+// starting their own, so a burst of readers after a change costs one
+// render.
 type cache struct {
 	max int
 
@@ -101,7 +102,7 @@ func (c *cache) load(ctx context.Context, feed, variant string, render func() (*
 		fc.docs[variant] = f.r
 		fc.size += len(f.r.body)
 		c.used += len(f.r.body)
-		c.evict(feed)
+		c.evict(feed, variant)
 	}
 	if len(fc.docs) == 0 && len(fc.pending) == 0 && c.feeds[feed] == fc {
 		delete(c.feeds, feed)
@@ -109,8 +110,10 @@ func (c *cache) load(ctx context.Context, feed, variant string, render func() (*
 	return f.r, f.err
 }
 
-// evict drops other feeds' documents until the cache fits; c.mu is held.
-func (c *cache) evict(keep string) {
+// evict drops other feeds' documents until the cache fits, then the other
+// variants (pages, formats) of feed keep, so that only the document just
+// stored is sure to stay; c.mu is held.
+func (c *cache) evict(keep, variant string) {
 	for name, fc := range c.feeds {
 		if c.used <= c.max {
 			return
@@ -118,6 +121,17 @@ func (c *cache) evict(keep string) {
 		if name != keep {
 			c.used -= fc.size
 			delete(c.feeds, name)
+		}
+	}
+	fc := c.feeds[keep]
+	for v, r := range fc.docs {
+		if c.used <= c.max {
+			return
+		}
+		if v != variant {
+			fc.size -= len(r.body)
+			c.used -= len(r.body)
+			delete(fc.docs, v)
 		}
 	}
 }

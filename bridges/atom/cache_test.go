@@ -2,6 +2,7 @@ package atom
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -91,5 +92,24 @@ func TestCacheStaysWithinItsBound(t *testing.T) {
 	_, _ = c.load(context.Background(), "e", "atom", func() (*rendered, error) { return expired, nil })
 	if r, _ := c.load(context.Background(), "e", "atom", func() (*rendered, error) { return doc("new"), nil }); string(r.body) != "new" {
 		t.Fatal("an expired document was served")
+	}
+}
+
+// One feed's many pages (every cursor is a variant) must not grow the
+// cache past its bound either.
+func TestCacheBoundHoldsForOneFeedsVariants(t *testing.T) {
+	c := newCache(100)
+	for i := range 10 {
+		variant := fmt.Sprintf("atom?after=%d", i)
+		r, err := c.load(context.Background(), "f", variant, func() (*rendered, error) { return doc("0123456789012345678901234567890123456789"), nil })
+		if err != nil || string(r.body) == "" {
+			t.Fatal(r, err)
+		}
+		if c.used > c.max {
+			t.Fatalf("after %d pages of one feed the cache holds %d bytes, bound %d", i+1, c.used, c.max)
+		}
+	}
+	if r, _ := c.load(context.Background(), "f", "atom?after=9", func() (*rendered, error) { return doc("again"), nil }); string(r.body) == "again" {
+		t.Fatal("the newest page was evicted instead of older ones")
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 // document is one page of a feed as every format shows it.
 type document struct {
-	name      string
 	id        string // tag: URI
 	title     string
 	subtitle  string
@@ -101,7 +100,6 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 		return nil, err
 	}
 	d := &document{
-		name:     info.Name,
 		id:       b.tagID(info.Name),
 		title:    line(info.Config["title"]),
 		subtitle: line(info.Config["description"]),
@@ -116,7 +114,7 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 	}
 	d.alternate = d.base + "/atom/#" + d.path
 	if b.cfg.AlternateURL != "" {
-		d.alternate = strings.ReplaceAll(b.cfg.AlternateURL, "{feed}", d.path)
+		d.alternate = strings.ReplaceAll(b.cfg.AlternateURL, "{feed}", templateValue(info.Name))
 	}
 	if n := len(page.Items); n > 0 {
 		if page.HasNext() {
@@ -129,7 +127,6 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 	m := b.cfg.mappingFor(info.Name)
 	for i, it := range page.Items {
 		e := m.apply(it.Data, b.cfg.MaxEntryBytes)
-		e.itemID = it.ID
 		e.id = d.id + "/" + url.PathEscape(it.ID)
 		if e.title == "" {
 			e.title = line(it.ID)
@@ -138,7 +135,7 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 			e.author = b.cfg.Author
 		}
 		if e.link == "" && b.cfg.EntryURL != "" {
-			e.link = strings.NewReplacer("{feed}", d.path, "{id}", url.PathEscape(it.ID)).Replace(b.cfg.EntryURL)
+			e.link = strings.NewReplacer("{feed}", templateValue(info.Name), "{id}", templateValue(it.ID)).Replace(b.cfg.EntryURL)
 		}
 		seen := times.items[i]
 		if e.updated.IsZero() {
@@ -163,6 +160,14 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 	d.updated = d.updated.UTC()
 	return d, nil
 }
+
+// queryDelims are the characters url.PathEscape leaves alone that would
+// split or change a query.
+var queryDelims = strings.NewReplacer("&", "%26", "=", "%3D", "+", "%2B")
+
+// templateValue escapes a feed name or item id for a link template, where
+// it may stand in a path segment or in a query value.
+func templateValue(s string) string { return queryDelims.Replace(url.PathEscape(s)) }
 
 func latest(a, b time.Time) time.Time {
 	if b.After(a) {

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -456,4 +457,158 @@ func TestOnlyReadableFeedsAreServed(t *testing.T) {
 		_, page := h.ok("/atom/")
 		return strings.Contains(string(page), "/atom/later")
 	})
+}
+
+// A reader that revalidates with If-Modified-Since alone must see every
+// change, also one whose entry carries an older time of its own (an
+// imported item) and a retraction that leaves no tombstone.
+func TestLastModifiedMovesOnEveryChange(t *testing.T) {
+	h := newHarness(t, "tombstone_ttl: 0s")
+	ctx := context.Background()
+	h.create("lm", core.TypeFeed, nil)
+	h.publish("lm", "old", `{"title":"Old","updated":"2020-01-01T00:00:00Z"}`)
+	// age makes the feed's last change years old, as if untouched since,
+	// and returns its Last-Modified.
+	age := func() string {
+		t.Helper()
+		const since = "Fri, 01 Jan 2021 00:00:00 GMT"
+		h.settle("/atom/lm")
+		h.eventually("the feed is aged", func() bool { // again if a late event record wrote over it
+			if err := h.rdb.HSet(ctx, prefixTimes+"lm", "c", time.Date(2021, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			h.bridge.cache.reset()
+			resp, _ := h.ok("/atom/lm")
+			return resp.Header.Get("Last-Modified") == since
+		})
+		return since
+	}
+	changes := []struct {
+		what   string
+		change func()
+		shows  func(d *atomDoc) bool
+	}{
+		{"a new item with an older time of its own", func() { h.publish("lm", "imported", `{"title":"Imported","updated":"2020-06-01T00:00:00Z"}`) },
+			func(d *atomDoc) bool { return len(d.Entries) == 2 }},
+		{"a retraction without tombstones", func() {
+			if err := h.store.Feed("lm").Retract(ctx, "imported"); err != nil {
+				t.Fatal(err)
+			}
+		}, func(d *atomDoc) bool { return len(d.Entries) == 1 }},
+	}
+	for _, c := range changes {
+		since := age()
+		c.change()
+		h.eventually(c.what+" shows", func() bool { d, _ := h.atomOf("/atom/lm"); return c.shows(d) })
+		if r, _ := h.get("/atom/lm", "If-Modified-Since", since); r.StatusCode != http.StatusOK {
+			t.Fatalf("after %s, If-Modified-Since %s: %s, want 200 (the reader misses the change)", c.what, since, r.Status)
+		}
+	}
+}
+
+// While recording a feed event keeps failing, the changes of every other
+// feed still show: the cache, which only the event loop keeps current, is
+// bypassed until recording works again.
+func TestFailingRecordBypassesTheCache(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := context.Background()
+	h.create("ok", core.TypeFeed, nil)
+	h.create("broken", core.TypeFeed, nil)
+	h.publish("ok", "1", "first")
+	h.settle("/atom/ok")
+	// A foreign value of the wrong type makes every write of broken's times fail.
+	if err := h.rdb.Set(ctx, prefixTimes+"broken", "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.publish("broken", "x", "stuck")
+	h.publish("ok", "2", "second")
+	h.eventually("ok's new item shows while broken's event cannot be recorded", func() bool {
+		d, _ := h.atomOf("/atom/ok")
+		return len(d.Entries) == 2
+	})
+	if err := h.rdb.Del(ctx, prefixTimes+"broken").Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.settle("/atom/ok") // recording works again: documents are cached again
+}
+
+// Every request an operator's dashboard should see is counted in
+// feedbridge_requests_in_total, like the other adapters' requests.
+func TestRequestsAreCounted(t *testing.T) {
+	h := newHarness(t, "")
+	h.create("counted", core.TypeFeed, nil)
+	h.ok("/atom/counted")
+	h.ok("/json/counted")
+	h.ok("/atom/")
+	h.get("/rss/missing")
+	rec := httptest.NewRecorder()
+	h.bridge.hub.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if want := `feedbridge_requests_in_total{adapter="atom"} 4`; !strings.Contains(rec.Body.String(), want) {
+		t.Fatalf("metrics lack %s:\n%s", want, rec.Body)
+	}
+}
+
+// On a sorted feed an edit arrives as a publish event: it must not become
+// the published time of an item whose publish the bridge never saw.
+func TestSortedEditIsNotTakenForThePublish(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := context.Background()
+	h.create("board", core.TypeSorted, nil)
+	sf := h.store.Sorted("board")
+	id, err := sf.Append(ctx, []byte("one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.settle("/atom/board")
+	// As if the item had been inserted while no bridge ran.
+	if err := h.rdb.HDel(ctx, prefixTimes+"board", "p:"+id, "u:"+id).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.bridge.cache.reset()
+	d1, _ := h.atomOf("/atom/board")
+	if d1.Entries[0].Published != "" {
+		t.Fatalf("published %q for an item whose publish the bridge never saw", d1.Entries[0].Published)
+	}
+	time.Sleep(2 * time.Millisecond) // a later millisecond for the edit
+	if err := sf.Edit(ctx, id, []byte("one, edited")); err != nil {
+		t.Fatal(err)
+	}
+	var d2 *atomDoc
+	h.eventually("the edit shows", func() bool {
+		d2, _ = h.atomOf("/atom/board")
+		return d2.Entries[0].Content.Body == "one, edited" && d2.Entries[0].Updated > d1.Entries[0].Updated
+	})
+	if d2.Entries[0].Published != "" {
+		t.Fatalf("the edit became the published time %q", d2.Entries[0].Published)
+	}
+}
+
+// Feed names and item ids are filled into the link templates as data: an
+// id cannot add or change query parameters of the link a reader follows.
+func TestLinkTemplatesEscapeQueryCharacters(t *testing.T) {
+	h := newHarness(t, `entry_url: "https://app.example.org/item?feed={feed}&id={id}"
+alternate_url: "https://app.example.org/feed?name={feed}"`)
+	const feed, id = "a&b=c", "1&admin=1+2"
+	h.create(feed, core.TypeFeed, nil)
+	h.publish(feed, id, "text")
+	_, body := h.ok("/atom/" + url.PathEscape(feed))
+	f := atomtest.Parse(t, body)
+	link, err := url.Parse(f.Items[0].Link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := link.Query(); len(q) != 2 || q.Get("feed") != feed || q.Get("id") != id {
+		t.Fatalf("entry link %q has the query %v", f.Items[0].Link, q)
+	}
+	var d atomDoc
+	if err := xml.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	alt, err := url.Parse(d.link("alternate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := alt.Query(); len(q) != 1 || q.Get("name") != feed {
+		t.Fatalf("alternate link %q has the query %v", d.link("alternate"), q)
+	}
 }

@@ -51,7 +51,7 @@ func newHarness(tb testing.TB, section string) *harness {
 	l := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: time.Hour})
 	h := &harness{t: tb, rdb: rdb, store: store, bridge: b, mux: http.NewServeMux()}
 	h.srv = httptest.NewUnstartedServer(h.mux)
-	hub := &core.Hub{Store: store, Events: l, ACL: testACL, Log: log, PublicURL: "http://" + h.srv.Listener.Addr().String()}
+	hub := &core.Hub{Store: store, Events: l, ACL: testACL, Metrics: core.NewMetrics(), Log: log, PublicURL: "http://" + h.srv.Listener.Addr().String()}
 	if err := b.MountHTTP(hub, h.mux); err != nil {
 		tb.Fatal(err)
 	}

@@ -39,6 +39,7 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	r.UseEscapedPath = true
 	r.UnescapePathValues = false
 	r.HandleMethodNotAllowed = true
+	r.Use(func(*gin.Context) { hub.Metrics.RequestIn(b.Name()) })
 	read := []string{http.MethodGet, http.MethodHead}
 	r.Match(read, "/atom/", b.serveIndex)
 	for _, format := range []string{formatAtom, formatRSS, formatJSON} {

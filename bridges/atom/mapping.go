@@ -21,7 +21,6 @@ const (
 // entry is one item as every format shows it. Every string in it is
 // clean: valid UTF-8 without characters XML forbids.
 type entry struct {
-	itemID     string
 	id         string // tag: URI
 	title      string
 	summary    string // text

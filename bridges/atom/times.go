@@ -14,9 +14,11 @@ import (
 // The adapter's own Redis keys (not Thoonk's). Both end with the feed's
 // name, so a hash-tagged feed keeps them in its Redis Cluster slot.
 //
-//   - feedbridge.atom.times:[feed] is a hash: "c" is when the feed was
-//     created or configured (or first rendered), "p:[id]" when an item was
-//     first published, "u:[id]" when it was last published, edited or moved.
+//   - feedbridge.atom.times:[feed] is a hash: "c" is when the feed last
+//     changed (created, configured, an item published, edited, moved or
+//     retracted; else when it was first rendered), "p:[id]" when an item was
+//     first published ("0": unknown), "u:[id]" when it was last published,
+//     edited or moved.
 //   - feedbridge.atom.deleted:[feed] is a sorted set of retracted item ids
 //     scored by retraction time (milliseconds), trimmed to tombstone_ttl
 //     and to maxTombstones entries.
@@ -51,11 +53,17 @@ func recordEvent(ctx context.Context, rdb redis.UniversalClient, ev core.Event, 
 			pipe.PExpire(ctx, dk, ttl)
 		}
 	case core.EventCreate, core.EventConfig:
-		pipe.HSet(ctx, tk, "c", at)
+		// only the feed's time, below
 	case core.EventDelete:
 		pipe.Del(ctx, tk, dk)
 	default:
 		return nil
+	}
+	if ev.Type != core.EventDelete {
+		// Every change moves the feed's updated time and Last-Modified on,
+		// also when its entries carry older times of their own or leave
+		// no tombstone.
+		pipe.HSet(ctx, tk, "c", at)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("record %s of %q: %w", ev.Type, ev.Feed, err)
@@ -67,7 +75,9 @@ func recordEvent(ctx context.Context, rdb redis.UniversalClient, ev core.Event, 
 // last-update times, and the tombstones to list. Items without an update
 // time get the current one when ARGV[2] is "1" (sorted feeds keep no
 // times: the first time the bridge shows an item stands in, and is kept so
-// that every render and every process agree).
+// that every render and every process agree); their publish is marked
+// unknown ("0"), so that a later edit, which a sorted feed announces as a
+// publish, is not recorded as the publish.
 var readTimesScript = redis.NewScript(`
 local now = ARGV[1]
 redis.call('HSETNX', KEYS[1], 'c', now)
@@ -77,6 +87,7 @@ for i = 5, #ARGV do
   local u = redis.call('HGET', KEYS[1], 'u:' .. ARGV[i])
   if not u and ARGV[2] == '1' then
     redis.call('HSET', KEYS[1], 'u:' .. ARGV[i], now)
+    redis.call('HSETNX', KEYS[1], 'p:' .. ARGV[i], '0')
     u = now
   end
   times[#times + 1] = p or ''
