@@ -276,6 +276,31 @@ worker:
 		bob.next(xmppNotifyWait)
 	})
 
+	t.Run("XML that Go parses but Prosody refuses goes as text", func(t *testing.T) {
+		// Go's decoder accepts these; embedded as XML they are not
+		// namespace-well-formed, and Prosody would close the component's
+		// stream (losing the notification and every stanza after it)
+		for i, item := range []string{
+			`<a xmlns="urn:a" x="1" x="2"/>`,
+			`<a xmlns="urn:a" xmlns:p="urn:p" xmlns:q="urn:p" p:x="1" q:x="2"/>`,
+			`<a xmlns="http://www.w3.org/2000/xmlns/"/>`,
+			`<xml:a/>`,
+			`<a xmlns="urn:a" xmlns:p="http://www.w3.org/2000/xmlns/" p:x="1"/>`,
+		} {
+			id := fmt.Sprintf("odd%d", i)
+			e.publish(t, "public:news", id, item)
+			for _, c := range []*xmppClient{alice, bob} {
+				ev := c.next(xmppNotifyWait)
+				if it := ev.Event.Items.Items; len(it) != 1 || it[0].ID != id || it[0].Text == nil || it[0].Text.Text != item {
+					t.Fatalf("%s: want %s in the text wrapper, got %s", c.jid, item, ev.Raw)
+				}
+			}
+		}
+		if n := strings.Count(e.bridge.Log(), "xmpp: component connected"); n != 1 {
+			t.Fatalf("the component connected %d times: an item broke its stream", n)
+		}
+	})
+
 	t.Run("items with max_items and RSM across 200 items", func(t *testing.T) {
 		e.create(t, "public:many", core.TypeFeed, nil)
 		for i := range 200 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,8 +47,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	defer events.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer s.wg.Wait()
 	defer cancel()
 
 	// The subscriptions are known before any request is served.
@@ -69,10 +67,10 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	for i := range s.queues {
 		q := make(chan job, workerQueue)
 		s.queues[i] = q
-		wg.Go(func() { s.work(ctx, q) })
+		s.wg.Go(func() { s.work(ctx, q) })
 	}
-	wg.Go(func() { s.dispatch(ctx, events) })
-	wg.Go(func() { s.notify.run(ctx) })
+	s.wg.Go(func() { s.dispatch(ctx, events) })
+	s.wg.Go(func() { s.notify.run(ctx) })
 
 	attempt := 0
 	for connected := false; ; {
@@ -222,15 +220,41 @@ func (s *service) work(ctx context.Context, q <-chan job) {
 		case <-ctx.Done():
 			return
 		case j := <-q:
-			reply, after := s.handle(ctx, j.req, j.who)
-			if err := send(j.sess, reply); err != nil {
-				s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
+			reply, after, later := s.handle(ctx, j.req, j.who)
+			if later != nil {
+				s.await(ctx, j, later)
 				continue
 			}
-			if after != nil {
-				after()
-			}
+			s.reply(j, reply, after)
 		}
+	}
+}
+
+// await sends a reply that waits for its job's result from a goroutine of
+// its own, so that the worker goes on with the requests behind it (the job
+// is stored already, in its sender's order). When workers × 64 replies
+// are waiting already, it waits on the worker instead: that worker's
+// senders slow down rather than the goroutines growing without bound.
+func (s *service) await(ctx context.Context, j job, later pending) {
+	select {
+	case s.waiting <- struct{}{}:
+		s.wg.Go(func() {
+			defer func() { <-s.waiting }()
+			s.reply(j, later(ctx), nil)
+		})
+	default:
+		s.reply(j, later(ctx), nil)
+	}
+}
+
+// reply sends a request's reply, then runs after, if any.
+func (s *service) reply(j job, reply []xml.Token, after func()) {
+	if err := send(j.sess, reply); err != nil {
+		s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
+		return
+	}
+	if after != nil {
+		after()
 	}
 }
 

@@ -5,11 +5,18 @@ import (
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
+	"net"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
 
 	"github.com/feedbridge/feedbridge/core"
 )
@@ -366,5 +373,186 @@ func TestXMPPHandlerAnswersAtOnce(t *testing.T) {
 	}
 	if typ, _ := ask("b@test/r", "pubsub.test", disco); typ != "result" {
 		t.Errorf("another sender was limited: %s", typ)
+	}
+}
+
+// TestXMPPNodeListCutShortSaysSo checks the service's node list when there
+// are more nodes than one reply holds: the client that asked without RSM
+// learns from the <set/> that the list goes on, and where.
+func TestXMPPNodeListCutShortSaysSo(t *testing.T) {
+	e, conn := startEnv(t, "pubsub.test", nil)
+	ctx := context.Background()
+	const nodes = core.MaxPageSize + 1
+	for i := range nodes {
+		must(t, e.store.Create(ctx, fmt.Sprintf("n%04d", i), core.TypeFeed, nil))
+	}
+	list := func(rsm string) (int, *element) {
+		t.Helper()
+		reply := conn.ask(t, `<iq type='get' id='l' from='a@test/r' to='pubsub.test'><query xmlns='http://jabber.org/protocol/disco#items'>`+rsm+`</query></iq>`)
+		query := reply.child(nsDiscoItems, "query")
+		if query == nil {
+			t.Fatalf("no disco#items result: %v", reply)
+		}
+		items := 0
+		for _, c := range query.children() {
+			if c.Name.Local == "item" {
+				items++
+			}
+		}
+		return items, query.child(nsRSM, "set")
+	}
+	n, set := list("")
+	if n != core.MaxPageSize || set == nil {
+		t.Fatalf("got %d nodes and set %v; want %d and a <set/> saying the list goes on", n, set, core.MaxPageSize)
+	}
+	count, last := set.child(nsRSM, "count"), set.child(nsRSM, "last")
+	if count == nil || count.text() != strconv.Itoa(nodes) || last == nil || last.text() != fmt.Sprintf("n%04d", core.MaxPageSize-1) {
+		raw, _ := set.marshal()
+		t.Fatalf("set %s, want count %d and the last node listed", raw, nodes)
+	}
+	if n, _ := list(`<set xmlns='http://jabber.org/protocol/rsm'><after>` + last.text() + `</after></set>`); n != 1 {
+		t.Fatalf("after the last node listed: %d nodes, want 1", n)
+	}
+}
+
+// deadlineConn records the write deadline in force at every write; hook,
+// when set, runs before (applied false) and after (applied true) each
+// write deadline is set.
+type deadlineConn struct {
+	net.Conn
+	hook func(d time.Time, applied bool)
+
+	mu       sync.Mutex
+	deadline time.Time
+	undated  int // writes made without a deadline
+}
+
+func (c *deadlineConn) SetWriteDeadline(d time.Time) error {
+	if c.hook != nil {
+		c.hook(d, false)
+	}
+	c.mu.Lock()
+	c.deadline = d
+	c.mu.Unlock()
+	err := c.Conn.SetWriteDeadline(d)
+	if c.hook != nil {
+		c.hook(d, true)
+	}
+	return err
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.deadline.IsZero() {
+		c.undated++
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// TestXMPPSendKeepsEveryWriteBounded checks that a writer finishing never
+// clears the deadline of the next one: B takes the stream as soon as A
+// lets it go and sets its deadline; A's clearing must not then leave B
+// writing without one (a stalled server would hold B, and every writer
+// behind it, forever).
+func TestXMPPSendKeepsEveryWriteBounded(t *testing.T) {
+	srv := startFakeServer(t, "pubsub.test", "s3cret")
+	raw, err := net.Dial("tcp", srv.ln.Addr().String())
+	must(t, err)
+	dc := &deadlineConn{Conn: raw}
+	t.Cleanup(func() { raw.Close() })
+	sess, err := component.NewSession(context.Background(), jid.MustParse("pubsub.test"), []byte("s3cret"), dc)
+	must(t, err)
+	fc := srv.accept()
+	dc.mu.Lock()
+	dc.undated = 0 // the handshake's writes
+	dc.mu.Unlock()
+
+	msg := func(id string) []xml.Token { return message("pubsub.test", "a@test", "headline", id, nil) }
+	var (
+		bSets    sync.Once
+		bSet     = make(chan struct{})
+		aCleared = make(chan struct{})
+		bDone    = make(chan error, 1)
+		phase    atomic.Int32 // 0: A writes, 1: A clears its deadline, 2: A cleared it
+	)
+	dc.hook = func(d time.Time, applied bool) {
+		switch {
+		case d.IsZero() && phase.CompareAndSwap(0, 1): // A is done writing: B wants the stream
+			go func() { bDone <- send(sess, msg("b")) }()
+			select {
+			case <-bSet: // B got the stream before A cleared the deadline
+			case <-time.After(time.Second): // B waits for A to let go, as it should
+			}
+		case d.IsZero() && applied && phase.CompareAndSwap(1, 2):
+			close(aCleared)
+		case !d.IsZero() && applied && phase.Load() > 0: // B has set its deadline
+			bSets.Do(func() {
+				close(bSet)
+				<-aCleared // B writes once A's clearing is done
+			})
+		}
+	}
+	must(t, send(sess, msg("a")))
+	must(t, <-bDone)
+	for _, want := range []string{"a", "b"} {
+		if id, _ := fc.next(t).attr("id"); id != want {
+			t.Fatalf("message %q arrived, want %q", id, want)
+		}
+	}
+	dc.mu.Lock()
+	defer dc.mu.Unlock()
+	if dc.undated > 0 {
+		t.Fatalf("%d writes went out without a deadline", dc.undated)
+	}
+}
+
+// TestXMPPWaitingPublishHoldsNoWorker checks that a publish whose reply
+// waits for its job's result (here, no worker ever finishes it) does not
+// hold the worker that the next requests need: another sender's query on
+// the same worker is answered at once, and the job is stored.
+func TestXMPPWaitingPublishHoldsNoWorker(t *testing.T) {
+	e, conn := startEnv(t, "pubsub.test", func(c *Config) {
+		c.Workers = 1
+		c.Wait = time.Minute
+	})
+	must(t, e.store.Create(context.Background(), "f", core.TypeFeed, nil))
+	conn.send(t, `<iq type='set' id='p1' from='a@test/r' to='pubsub.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>`+
+		`<publish node='f'><item id='i1'><json xmlns='urn:xmpp:json:0'>{}</json></item></publish></pubsub></iq>`)
+	reply := conn.ask(t, `<iq type='get' id='q1' from='b@test/r' to='pubsub.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
+	if id, _ := reply.attr("id"); id != "q1" {
+		raw, _ := reply.marshal()
+		t.Fatalf("first answer %s, want the disco#info result", raw)
+	}
+	if n, err := e.store.Count(context.Background(), "feedbridge.actions"); err != nil || n != 1 {
+		t.Fatalf("%d jobs stored (%v), want the publish's", n, err)
+	}
+}
+
+// TestXMPPPublishMatchesNodeType checks XEP-0060 7.1.3.6: on a node whose
+// meta-data announces a payload type (format json or text), a payload of
+// another namespace is refused with invalid-payload and stores no job.
+func TestXMPPPublishMatchesNodeType(t *testing.T) {
+	all, err := core.CompilePattern("*")
+	must(t, err)
+	e, conn := startEnv(t, "pubsub.test", func(c *Config) {
+		c.Payloads = []PayloadRule{{Feeds: []string{"*"}, Format: formatJSON, feeds: []core.Pattern{all}}}
+	})
+	ctx := context.Background()
+	must(t, e.store.Create(ctx, "f", core.TypeFeed, nil))
+	publish := func(id, payload string) *element {
+		return conn.ask(t, `<iq type='set' id='`+id+`' from='a@test/r' to='pubsub.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>`+
+			`<publish node='f'><item>`+payload+`</item></publish></pubsub></iq>`)
+	}
+	reply := publish("atom", `<entry xmlns='http://www.w3.org/2005/Atom'><title>t</title></entry>`)
+	if e := reply.child(nsComponent, "error"); e == nil || e.child(nsStanzas, "bad-request") == nil || e.child(nsPubsubError, "invalid-payload") == nil {
+		raw, _ := reply.marshal()
+		t.Fatalf("an Atom entry on a JSON node: %s, want bad-request + invalid-payload", raw)
+	}
+	if typ, _ := publish("json", `<json xmlns='urn:xmpp:json:0'>{"a":1}</json>`).attr("type"); typ != "result" {
+		t.Fatalf("JSON on a JSON node: %s", typ)
+	}
+	if n, err := e.store.Count(ctx, "feedbridge.actions"); err != nil || n != 1 {
+		t.Fatalf("%d jobs stored (%v), want only the JSON publish's", n, err)
 	}
 }

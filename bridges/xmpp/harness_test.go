@@ -6,6 +6,7 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -316,7 +317,78 @@ func tokensElement(t testing.TB, toks []xml.Token) *element {
 	if err != nil {
 		t.Fatalf("the package wrote XML that does not parse: %v\n%s", err, b.Bytes())
 	}
+	if err := namespaceWellFormed(b.Bytes()); err != nil {
+		t.Fatalf("the package wrote XML that an XMPP server refuses: %v\n%s", err, b.Bytes())
+	}
 	return e
+}
+
+// namespaceWellFormed checks what Go's decoder lets through but the
+// namespace-aware parsers of XMPP servers (expat, in Prosody) refuse, so
+// that the server would close the stream: an attribute given twice (by
+// its prefixed or its expanded name), a reserved namespace bound to
+// another prefix or as the default namespace, an undeclared prefix.
+func namespaceWellFormed(data []byte) error {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	scopes := []map[string]string{{"xml": nsXML}}
+	lookup := func(prefix string) (string, bool) {
+		for i := len(scopes) - 1; i >= 0; i-- {
+			if uri, ok := scopes[i][prefix]; ok {
+				return uri, true
+			}
+		}
+		return "", false
+	}
+	for {
+		tok, err := d.RawToken()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			scope := map[string]string{}
+			for _, a := range t.Attr {
+				switch {
+				case a.Name.Space == "" && a.Name.Local == "xmlns":
+					if a.Value == nsXML || a.Value == nsXMLNS {
+						return fmt.Errorf("<%s> declares %s as its default namespace", t.Name.Local, a.Value)
+					}
+				case a.Name.Space == "xmlns":
+					if a.Name.Local == "xmlns" || a.Value == "" || a.Value == nsXMLNS || (a.Value == nsXML) != (a.Name.Local == "xml") {
+						return fmt.Errorf("<%s> binds prefix %s to %q", t.Name.Local, a.Name.Local, a.Value)
+					}
+					scope[a.Name.Local] = a.Value
+				}
+			}
+			scopes = append(scopes, scope)
+			if _, ok := lookup(t.Name.Space); t.Name.Space != "" && !ok {
+				return fmt.Errorf("<%s:%s> has an undeclared prefix", t.Name.Space, t.Name.Local)
+			}
+			seen := map[xml.Name]bool{}
+			for _, a := range t.Attr {
+				if a.Name.Space == "xmlns" || (a.Name.Space == "" && a.Name.Local == "xmlns") {
+					continue
+				}
+				name := a.Name
+				if name.Space != "" {
+					uri, ok := lookup(name.Space)
+					if !ok {
+						return fmt.Errorf("attribute %s:%s has an undeclared prefix", a.Name.Space, a.Name.Local)
+					}
+					name.Space = uri
+				}
+				if seen[name] {
+					return fmt.Errorf("<%s> has attribute %s twice", t.Name.Local, a.Name.Local)
+				}
+				seen[name] = true
+			}
+		case xml.EndElement:
+			scopes = scopes[:len(scopes)-1]
+		}
+	}
 }
 
 // waitFor polls cond.

@@ -187,11 +187,14 @@ func send(sess *xmpp.Session, stanzas ...[]xml.Token) (err error) {
 	conn := sess.Conn()
 	w := sess.TokenWriter()
 	defer func() {
-		if cerr := w.Close(); err == nil {
-			err = cerr
-		}
-		_ = conn.SetWriteDeadline(time.Time{})
 		if err != nil {
+			_ = conn.Close()
+		}
+		// cleared while the lock is held: once it is released, the
+		// deadline may be another writer's
+		_ = conn.SetWriteDeadline(time.Time{})
+		if cerr := w.Close(); err == nil && cerr != nil {
+			err = cerr
 			_ = conn.Close()
 		}
 	}()

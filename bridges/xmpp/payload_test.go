@@ -45,6 +45,14 @@ func TestXMPPRenderItem(t *testing.T) {
 		{"local name that is not a name", `<a xmlns="urn:a" xmlns:p="urn:p"><p:0/></a>`, formatAuto, nsPayload, "text"},
 		{"non-ASCII name", `<café xmlns="urn:a"/>`, formatAuto, nsPayload, "text"},
 		{"stream injection", `</item></items></event></message><message to='victim@example.org'>`, formatAuto, nsPayload, "text"},
+		// accepted by Go's decoder, refused by servers' parsers (Prosody closes the stream)
+		{"attribute twice", `<a xmlns="urn:a" x="1" x="2"/>`, formatAuto, nsPayload, "text"},
+		{"attribute twice by expanded name", `<a xmlns="urn:a" xmlns:p="urn:p" xmlns:q="urn:p" p:x="1" q:x="2"/>`, formatXML, nsPayload, "text"},
+		{"xml:lang twice", `<a xmlns="urn:a"><b xml:lang="en" xml:lang="fr"/></a>`, formatAuto, nsPayload, "text"},
+		{"xmlns namespace on an element", `<a xmlns="http://www.w3.org/2000/xmlns/"/>`, formatAuto, nsPayload, "text"},
+		{"xmlns namespace on a child", `<a xmlns="urn:a"><b xmlns="http://www.w3.org/2000/xmlns/"/></a>`, formatAuto, nsPayload, "text"},
+		{"xml namespace on an element", `<xml:a/>`, formatAuto, nsPayload, "text"},
+		{"xmlns namespace on an attribute", `<a xmlns="urn:a" xmlns:p="http://www.w3.org/2000/xmlns/" p:x="1"/>`, formatAuto, nsPayload, "text"},
 		{"plain text", "hello\r\nworld & co", formatAuto, nsPayload, "text"},
 		{"control characters", "a\x00b\x1b", formatAuto, nsPayload, "base64"},
 		{"invalid utf-8", "\xff\xfe", formatAuto, nsPayload, "base64"},
@@ -141,6 +149,7 @@ func FuzzXMPPRenderItem(f *testing.F) {
 		`<a xmlns="urn:a" xmlns:p="urn:p" p:b="1"><p:c/><d xmlns=""/></a>`, "plain\r\ntext",
 		"\x00\x01", "\xff", `</item><inject/>`, `<!DOCTYPE x><x xmlns="urn:x"/>`, `<?pi x?><x xmlns="urn:x"/>`,
 		`<x xmlns="urn:x"><!-- c --><![CDATA[<y>]]></x>`, strings.Repeat("<a xmlns='urn:a'>", 70) + strings.Repeat("</a>", 70),
+		`<a xmlns="urn:a" x="1" x="2"/>`, `<xml:a/>`, `<a xmlns="urn:a" xmlns:p="http://www.w3.org/2000/xmlns/" p:x="1"/>`,
 	} {
 		f.Add([]byte(s))
 	}

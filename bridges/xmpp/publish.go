@@ -12,31 +12,37 @@ import (
 	"github.com/feedbridge/feedbridge/core"
 )
 
-// publish turns a publish request (XEP-0060 7.1) into an action.
-func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+// publish turns a publish request (XEP-0060 7.1) into an action. It
+// returns the reply's payload or, when the reply waits for the job's
+// result, a function that waits and returns the reply.
+func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.Token, pending, *stanzaError) {
 	if !req.HasNode || req.Node == "" {
-		return nil, errBadRequest("nodeid-required", "name the node")
+		return nil, nil, errBadRequest("nodeid-required", "name the node")
 	}
 	switch {
 	case req.Item.Payloads == 0:
-		return nil, errBadRequest("payload-required", "the item needs a payload element")
+		return nil, nil, errBadRequest("payload-required", "the item needs a payload element")
 	case req.Item.Payloads > 1:
-		return nil, errBadRequest("invalid-payload", "the item must hold exactly one payload element")
+		return nil, nil, errBadRequest("invalid-payload", "the item must hold exactly one payload element")
 	}
 	feed, typ, e := s.resolve(ctx, req, who, core.VerbPublish)
 	if e != nil {
-		return nil, e
+		return nil, nil, e
+	}
+	if t := payloadType(s.cfg.format(feed)); t != "" && req.Item.Payload.Name.Space != t {
+		// XEP-0060 7.1.3.6: the payload must be of the node's pubsub#type
+		return nil, nil, errBadRequest("invalid-payload", "this node's payloads are in namespace "+t)
 	}
 	data, err := decodePayload(req.Item.Payload)
 	if err != nil {
-		return nil, errBadRequest("invalid-payload", errorText(err))
+		return nil, nil, errBadRequest("invalid-payload", errorText(err))
 	}
 	if len(data) > s.cfg.MaxItemBytes {
-		return nil, errPayloadTooBig(len(data), s.cfg.MaxItemBytes)
+		return nil, nil, errPayloadTooBig(len(data), s.cfg.MaxItemBytes)
 	}
 	if req.Options != nil {
 		if e := s.checkOptions(ctx, feed, typ, req.Options); e != nil {
-			return nil, e
+			return nil, nil, e
 		}
 	}
 	act := core.Action{Verb: core.VerbPublish, Feed: feed, ID: req.Item.ID, Item: data, Actor: who.actor}
@@ -46,19 +52,32 @@ func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.
 	case typ == core.TypeFeed && act.ID == "":
 		act.ID = core.NewID() // known now, so the reply can carry it
 	}
-	res, e := s.submit(ctx, act)
+	w, e := s.submit(ctx, act)
 	if e != nil {
-		return nil, e
+		return nil, nil, e
 	}
-	id := act.ID
-	if res != nil && res.ID != "" {
-		id = res.ID
+	// the reply names the item: the id known now, or the worker's
+	published := func(res *core.Result) []xml.Token {
+		id := act.ID
+		if res != nil && res.ID != "" {
+			id = res.ID
+		}
+		var item []xml.Token
+		if id != "" {
+			item = el(local("item"), []string{"id", id})
+		}
+		return el(ns(nsPubsub, "pubsub"), nil, el(local("publish"), []string{"node", req.Node}, item))
 	}
-	var item []xml.Token
-	if id != "" {
-		item = el(local("item"), []string{"id", id})
+	if w == nil {
+		return published(nil), nil, nil
 	}
-	return el(ns(nsPubsub, "pubsub"), nil, el(local("publish"), []string{"node", req.Node}, item)), nil
+	return nil, func(ctx context.Context) []xml.Token {
+		res, e := s.settle(ctx, w)
+		if e != nil {
+			return iqReply(req, nil, e)
+		}
+		return iqReply(req, published(res), nil)
+	}, nil
 }
 
 func errPayloadTooBig(n, limit int) *stanzaError {
@@ -66,35 +85,46 @@ func errPayloadTooBig(n, limit int) *stanzaError {
 		Text: fmt.Sprintf("the item is %d bytes, over the limit of %d", n, limit)}
 }
 
-// retract turns a retract request (XEP-0060 7.2) into an action.
-func (s *service) retract(ctx context.Context, req *request, who caller) *stanzaError {
+// retract turns a retract request (XEP-0060 7.2) into an action; like
+// publish, it may return a function that waits for the job's result.
+func (s *service) retract(ctx context.Context, req *request, who caller) (pending, *stanzaError) {
 	if !req.HasNode || req.Node == "" {
-		return errBadRequest("nodeid-required", "name the node")
+		return nil, errBadRequest("nodeid-required", "name the node")
 	}
 	switch {
 	case len(req.ItemIDs) == 0 || req.ItemIDs[0] == "":
-		return errBadRequest("item-required", "name the item to retract")
+		return nil, errBadRequest("item-required", "name the item to retract")
 	case len(req.ItemIDs) > 1:
-		return errBadRequest("", "retract one item per request")
+		return nil, errBadRequest("", "retract one item per request")
 	}
 	feed, _, e := s.resolve(ctx, req, who, core.VerbRetract)
 	if e != nil {
-		return e
+		return nil, e
 	}
-	_, e = s.submit(ctx, core.Action{Verb: core.VerbRetract, Feed: feed, ID: req.ItemIDs[0], Actor: who.actor})
-	return e
+	w, e := s.submit(ctx, core.Action{Verb: core.VerbRetract, Feed: feed, ID: req.ItemIDs[0], Actor: who.actor})
+	if e != nil || w == nil {
+		return nil, e
+	}
+	return func(ctx context.Context) []xml.Token {
+		_, e := s.settle(ctx, w)
+		return iqReply(req, nil, e)
+	}, nil
 }
 
-// submit stores an action as a job (and, when configured, waits for the
-// worker's result), mapping refusals to XEP-0060 errors. A nil result
-// with no error means the job is stored but its result is not known yet.
-func (s *service) submit(ctx context.Context, act core.Action) (*core.Result, *stanzaError) {
+// pending is a reply that waits for a job's result: it waits, then
+// returns the reply stanza.
+type pending func(ctx context.Context) []xml.Token
+
+// submit stores an action as a job, mapping refusals to XEP-0060 errors.
+// With wait configured, it also returns a waiter for the job's result,
+// registered before the job was stored, for settle.
+func (s *service) submit(ctx context.Context, act core.Action) (*core.ResultWaiter, *stanzaError) {
 	var (
-		res *core.Result
+		w   *core.ResultWaiter
 		err error
 	)
 	if s.cfg.Wait > 0 {
-		_, res, err = s.hub.Actions.SubmitWait(ctx, act, s.cfg.Wait)
+		_, w, err = s.hub.Actions.SubmitWatch(ctx, act)
 	} else {
 		_, err = s.hub.Actions.Submit(ctx, act)
 	}
@@ -112,8 +142,23 @@ func (s *service) submit(ctx context.Context, act core.Action) (*core.Result, *s
 		s.log.Warn("xmpp: submit action", "verb", act.Verb, "feed", act.Feed, "err", err)
 		return nil, errInternal("could not store the request; try again")
 	}
-	if res == nil || res.OK {
-		return res, nil
+	return w, nil
+}
+
+// settle waits up to wait for a submitted job's result and maps a
+// worker's refusal to the XEP-0060 error. A nil result with no error
+// means the wait ran out (or the result cannot be known): the job is
+// stored and will still run.
+func (s *service) settle(ctx context.Context, w *core.ResultWaiter) (*core.Result, *stanzaError) {
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.Wait)
+	defer cancel()
+	raw, err := w.Wait(wctx)
+	if err != nil {
+		return nil, nil
+	}
+	res := core.ParseResult(raw)
+	if res.OK {
+		return &res, nil
 	}
 	txt := errorText(errors.New(res.Error))
 	switch res.Code {

@@ -51,6 +51,10 @@ type service struct {
 
 	// queues feed the workers, one per worker.
 	queues []chan job
+	// waiting bounds the replies waiting for their job's result off the
+	// workers; wg tracks every goroutine Run starts, those included.
+	waiting chan struct{}
+	wg      sync.WaitGroup
 
 	// last remembers, per feed with subscribers, the id of the last
 	// publish seen, so that a resync can deliver what came after it.
@@ -73,6 +77,7 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 		reqLimits:  limits{bytes: cfg.MaxItemBytes + 16<<10, depth: 64, elements: 16 << 10},
 		itemLimits: limits{bytes: cfg.MaxItemBytes, depth: 64, elements: 16 << 10},
 		last:       map[string]string{},
+		waiting:    make(chan struct{}, cfg.Workers*workerQueue),
 	}
 }
 
@@ -83,11 +88,14 @@ type caller struct {
 }
 
 // handle answers one request, returning the reply stanza and, when the
-// request calls for it, work to do once the reply is sent.
-func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.Token, func()) {
+// request calls for it, work to do once the reply is sent; or, for a
+// publish or retract whose reply waits for its job's result (the job
+// being stored already), only the function that waits and replies.
+func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.Token, func(), pending) {
 	var (
 		payload []xml.Token
 		after   func()
+		later   pending
 		err     *stanzaError
 	)
 	switch req.Op {
@@ -104,16 +112,19 @@ func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.T
 	case opSubscriptions:
 		payload = s.subscriptions(req, who)
 	case opPublish:
-		payload, err = s.publish(ctx, req, who)
+		payload, later, err = s.publish(ctx, req, who)
 	case opRetract:
-		err = s.retract(ctx, req, who)
+		later, err = s.retract(ctx, req, who)
 	default:
 		err = req.Err
+	}
+	if later != nil {
+		return nil, nil, later
 	}
 	if err != nil {
 		after = nil
 	}
-	return iqReply(req, payload, err), after
+	return iqReply(req, payload, err), after, nil
 }
 
 func (s *service) node(feed string) string { return s.cfg.NodePrefix + feed }
@@ -237,7 +248,8 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		if e != nil {
 			return nil, e
 		}
-		want, pg = w, core.Page{Total: int64(len(names)), Start: int64(start)}
+		// a list cut short carries a <set/>, as items replies do
+		want, pg = w || end < len(names), core.Page{Total: int64(len(names)), Start: int64(start)}
 		for i, n := range nodes[start:end] {
 			uids = append(uids, names[start+i])
 			parts = append(parts, el(local("item"), []string{"jid", req.To, "node", names[start+i], "name", n.Config["title"]}))

@@ -157,13 +157,6 @@ func (r *registry) count() int {
 	return n
 }
 
-// feeds returns the feeds that have subscribers.
-func (r *registry) feeds() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return slices.Collect(maps.Keys(r.byFeed))
-}
-
 // of returns the subscriptions whose JID belongs to the account bare,
 // sorted by feed then JID.
 func (r *registry) of(bare string) []subscription {

@@ -133,22 +133,30 @@ func parseXMLElement(data []byte, lim limits) (*element, error) {
 	}
 }
 
-// checkNames reports names that could not be written back faithfully:
-// a local name that is not a plain ASCII XML name (the decoder lets
-// through names such as "p:0", whose local part "0" is not a name), or a
-// namespace that is not an absolute URI (which is what an undeclared
-// prefix leaves behind).
+// checkNames reports names that could not be written back faithfully,
+// or that Go's decoder accepts but the namespace-aware parsers of XMPP
+// servers refuse (Prosody closes the stream on them): a local name that is
+// not a plain ASCII XML name (the decoder lets through names such as
+// "p:0", whose local part "0" is not a name), a namespace that is not an
+// absolute URI (which is what an undeclared prefix leaves behind), the
+// reserved xmlns namespace, the xml namespace on an element (it would be
+// declared as a default namespace), or one attribute given twice.
 func (e *element) checkNames() error {
-	if !isLocalName(e.Name.Local) || !isNamespace(e.Name.Space) {
+	if !isLocalName(e.Name.Local) || !isNamespace(e.Name.Space) || e.Name.Space == nsXMLNS || e.Name.Space == nsXML {
 		return fmt.Errorf("element name %q in namespace %q cannot be embedded", e.Name.Local, e.Name.Space)
 	}
+	seen := make(map[xml.Name]bool, len(e.Attr))
 	for _, a := range e.Attr {
 		if isNSDecl(a) {
 			continue
 		}
-		if !isLocalName(a.Name.Local) || !isNamespace(a.Name.Space) {
+		if !isLocalName(a.Name.Local) || !isNamespace(a.Name.Space) || a.Name.Space == nsXMLNS {
 			return fmt.Errorf("attribute %q in namespace %q cannot be embedded", a.Name.Local, a.Name.Space)
 		}
+		if seen[a.Name] {
+			return fmt.Errorf("attribute %q in namespace %q is given twice", a.Name.Local, a.Name.Space)
+		}
+		seen[a.Name] = true
 	}
 	for _, c := range e.Content {
 		if ch, ok := c.(*element); ok {
@@ -159,6 +167,13 @@ func (e *element) checkNames() error {
 	}
 	return nil
 }
+
+// The namespaces reserved by Namespaces in XML: no prefix may be bound to
+// nsXMLNS, and only the xml prefix to nsXML.
+const (
+	nsXMLNS = "http://www.w3.org/2000/xmlns/"
+	nsXML   = "http://www.w3.org/XML/1998/namespace"
+)
 
 func isNamespace(ns string) bool { return ns == "" || strings.Contains(ns, ":") }
 
