@@ -19,6 +19,7 @@ func testACL() *core.ACL {
 	return core.MustACL(
 		core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}},
 		core.ACLRule{Actors: []string{"core:tester"}, Feeds: []string{"*"}, Allow: []string{"*"}},
+		core.ACLRule{Actors: []string{"xmpp:pub@example.org"}, Feeds: []string{"news"}, Allow: []string{"publish"}},
 	)
 }
 
@@ -163,6 +164,14 @@ func TestWorkerApply(t *testing.T) {
 		}
 		if r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("one again"), ID: "n1"})); r.Code != 200 {
 			t.Fatalf("republish %+v", r)
+		}
+		// a publisher without the edit grant cannot overwrite an existing id
+		publisher := core.Actor{Protocol: "xmpp", ID: "pub@example.org"}
+		if r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("hijack"), ID: "n1", Actor: publisher})); r.Code != 409 {
+			t.Fatalf("republish without edit: %+v", r)
+		}
+		if r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("mine"), ID: "fresh", Actor: publisher})); r.Code != 201 {
+			t.Fatalf("publish of a new id without edit: %+v", r)
 		}
 		if r := apply(job(core.Action{Verb: "edit", Feed: "news", ID: "n1", Item: []byte("edited")})); r.Code != 200 {
 			t.Fatalf("edit %+v", r)

@@ -20,6 +20,8 @@ var (
 	ErrRelativeNotFound = fmt.Errorf("relative item %w", ErrNotFound)
 	// ErrFeedExists means a feed of that name already exists.
 	ErrFeedExists = errors.New("feed already exists")
+	// ErrItemExists means an item with that id is already in the feed.
+	ErrItemExists = errors.New("item id already exists")
 	// ErrJobExists means a job with that id is already in the job feed.
 	ErrJobExists = errors.New("job id already exists")
 	// ErrNotClaimed means the job is not in flight, so it cannot be finished, cancelled or stalled.
@@ -73,6 +75,8 @@ func scriptError(err error, feed string, want FeedType, ctx string) error {
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrItemNotFound)
 		case "FBNOREL":
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrRelativeNotFound)
+		case "FBITEMEXISTS":
+			return fmt.Errorf("%s %q: %w", ctx, feed, ErrItemExists)
 		case "FBEXISTS":
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrJobExists)
 		case "FBNOTCLAIMED":

@@ -188,6 +188,18 @@ func (f *Feed) Publish(ctx context.Context, item []byte, id string) (PublishResu
 	return f.publish(ctx, item, id, "")
 }
 
+// Create publishes item under id only when the id is new; an existing id
+// is an error wrapping ErrItemExists and changes nothing.
+func (f *Feed) Create(ctx context.Context, item []byte, id string) (PublishResult, error) {
+	if f.err != nil {
+		return PublishResult{}, f.err
+	}
+	if err := ValidateID(id); err != nil {
+		return PublishResult{}, err
+	}
+	return f.publish(ctx, item, id, "create")
+}
+
 // Edit replaces the payload of an existing item, like a publish of its id,
 // but fails with ErrItemNotFound instead of creating it.
 func (f *Feed) Edit(ctx context.Context, id string, item []byte) error {

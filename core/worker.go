@@ -180,8 +180,14 @@ func (w *Worker) Apply(ctx context.Context, payload []byte) (Result, error) {
 		if a.Position != "" {
 			return fail(422, fmt.Errorf("feed %q is a plain feed: positions need a sorted feed", a.Feed)), nil
 		}
+		// republishing an existing id is an edit (Thoonk semantics), so
+		// it needs the edit grant too; without it the id must be new
 		var r PublishResult
-		r, err = w.s.Feed(a.Feed).Publish(ctx, a.Item, a.ID)
+		if a.ID != "" && !w.opts.ACL.Allowed(a.Actor, a.Feed, VerbEdit) {
+			r, err = w.s.Feed(a.Feed).Create(ctx, a.Item, a.ID)
+		} else {
+			r, err = w.s.Feed(a.Feed).Publish(ctx, a.Item, a.ID)
+		}
 		id = r.ID
 		if r.New {
 			code = 201
@@ -244,6 +250,8 @@ func classify(err error) (Result, error) {
 	switch {
 	case errors.Is(err, ErrRelativeNotFound):
 		return fail(409, err), nil
+	case errors.Is(err, ErrItemExists):
+		return fail(409, fmt.Errorf("%w: republishing an existing id is an edit, which the ACL does not grant", err)), nil
 	case errors.Is(err, ErrNotFound):
 		return fail(404, err), nil
 	case errors.Is(err, ErrWrongType), errors.Is(err, ErrInvalid):

@@ -152,6 +152,10 @@ func TestIRCCommands(t *testing.T) {
 	}
 	alice.say(ircBot, "help")
 	alice.expect("an answer to someone else", 10*time.Second, ircFromBot("NOTICE", "alice", "commands:"))
+	// what the bot sent bob before answering alice has reached bob's client
+	// once the server has answered a PING bob sends now
+	bob.send("PING", "sync")
+	bob.expect("the server's PONG", 10*time.Second, func(m *irc.Message) bool { return m.Command == "PONG" && m.Trailing() == "sync" })
 	warnings, answers := 0, 0
 	for _, l := range bob.botLines("bob") {
 		warnings += strings.Count(l, "slow down")
@@ -243,8 +247,11 @@ func TestIRCFloodPenalties(t *testing.T) {
 			t.Errorf("line %d = %q, want %q", shown, m.Trailing(), want)
 		}
 	}
-	if shown+summarized != 100 || shown != 20 {
-		t.Errorf("%d items shown and %d summarized; want 20 shown (queue_lines) and 80 summarized", shown, summarized)
+	// the queue holds 20 lines; how many more go out while the burst is
+	// queued depends on the machine's speed, but every item is shown or
+	// counted, once
+	if shown+summarized != 100 || shown < 20 {
+		t.Errorf("%d items shown and %d summarized; want at least 20 shown (queue_lines) and the rest summarized", shown, summarized)
 	}
 	// still connected and responsive: a command is answered
 	alice.say("#news", "!help")
@@ -291,4 +298,28 @@ func TestIRCAutoChannels(t *testing.T) {
 	if m := alice.expect("the new feed's item", 10*time.Second, ircFromBot("NOTICE", "#feed-alerts", "disk")); m.Trailing() != "[alerts] disk full" {
 		t.Errorf("alerts announcement %q", m.Trailing())
 	}
+}
+
+// TestIRCNickOverServerLimit: ngIRCd's default nick limit (9 characters,
+// as in RFC 2812 and Debian's packaged config) refuses a longer nick, such
+// as the shipped "feedbridge", with 432; the bot still registers under a
+// fallback nick, joins and announces.
+func TestIRCNickOverServerLimit(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{Extra: "[Limits]\n    MaxNickLength = 9"}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	addr := testenv.FreeAddr(t)
+	cfg := strings.Replace(ircConfig(e.redis.URL, addr, e.ngircd.Addr, `  rate: {interval: 0s}
+  channels:
+    - name: "#news"
+      feeds: [news]
+`), "nick: "+ircBot, "nick: feedbridge", 1)
+	e.bridge = testenv.StartBridge(t, cfg, addr)
+	join := alice.expect("the bot joining under a fallback nick", 30*time.Second, func(m *irc.Message) bool {
+		return m.Command == "JOIN" && m.Prefix != nil && m.Param(0) == "#news" && strings.HasPrefix(m.Prefix.Name, "feedb")
+	})
+	bot := join.Prefix.Name
+	e.publish(t, "news", "short nicks only")
+	alice.expect("the item from "+bot, 10*time.Second, func(m *irc.Message) bool {
+		return m.Prefix != nil && m.Prefix.Name == bot && m.Command == "PRIVMSG" && strings.Contains(m.Trailing(), "short nicks only")
+	})
 }

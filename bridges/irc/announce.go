@@ -122,7 +122,8 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 		return
 	case core.EventCreate, core.EventDelete, core.EventConfig:
 		delete(a.types, ev.Feed)
-		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) {
+		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) &&
+			holdsItems(a.feedType(ctx, ev.Feed)) {
 			if name := autoChannel(b.cfg.AutoChannels.Prefix, ev.Feed, s.channelLen()); name != "" && !b.isJoined(name) {
 				b.join(s, []string{name})
 			}
@@ -227,7 +228,7 @@ func (a *announcer) post(s *session, t target, kind, feed, id string, item []byt
 	if err != nil || len(lines) == 0 {
 		return
 	}
-	if b.q.pushItem(s.casemap().fold(t.name), t.name, t.spec.command, feed, outLines(lines, m, false), m) {
+	if b.q.pushItem(s.casemap().fold(t.name), t.name, t.spec.command, feed, 1, outLines(lines, m, false), m) {
 		b.hub.Metrics.EventOut(b.Name(), 1)
 	}
 }
@@ -281,7 +282,7 @@ func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin
 func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, feed string, onJoin bool) error {
 	b := a.b
 	typ := a.feedType(ctx, feed)
-	if typ != core.TypeFeed && typ != core.TypeSorted {
+	if !holdsItems(typ) {
 		return nil
 	}
 	// the last item queued in this session, else the last written (the
@@ -341,7 +342,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		if len(shown) == 0 {
 			text = fmt.Sprintf("%d new items in feed %s while I was away", more, feed)
 		}
-		b.q.pushItem(key, t.name, t.spec.command, feed, b.summary(s, t.name, t.spec.command, feed, text, &newest), &newest)
+		b.q.pushItem(key, t.name, t.spec.command, feed, more, b.summary(s, t.name, t.spec.command, feed, text, &newest), &newest)
 	case !ok:
 		b.marks.written(newest) // a first baseline for later catch-ups
 	}

@@ -323,7 +323,7 @@ func (b *Bridge) listFeeds(ctx context.Context, r request) {
 	}
 	var parts []string
 	for _, f := range infos {
-		if f.Type == core.TypeFeed || f.Type == core.TypeSorted { // not job feeds and queues
+		if holdsItems(f.Type) { // not job feeds and queues
 			parts = append(parts, fmt.Sprintf("%s (%d)", f.Name, f.Count))
 		}
 	}

@@ -351,6 +351,8 @@ func compile(cfg *Config, sec *core.Section) (*compiled, error) {
 	}
 	if cfg.MaxLines < 1 || cfg.MaxLines > 100 {
 		bad("max_lines", "must be 1 to 100")
+	} else if cfg.QueueLines >= 1 && cfg.QueueLines < cfg.MaxLines {
+		bad("queue_lines", "must be at least max_lines (%d): an item of max_lines lines would never fit a channel's queue", cfg.MaxLines)
 	}
 	if cfg.Formatting != "strip" && cfg.Formatting != "keep" {
 		bad("formatting", "%q is not a choice: use strip or keep", cfg.Formatting)

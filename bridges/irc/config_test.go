@@ -147,3 +147,12 @@ func TestChannelInheritsAnnounce(t *testing.T) {
 		t.Errorf("#b publish template (inherited) = %q", out)
 	}
 }
+
+// TestQueueLinesFitAnItem: a lane smaller than one item's lines would
+// only ever show summaries; the config says so.
+func TestQueueLinesFitAnItem(t *testing.T) {
+	_, err := New(parseSection(t, "  enabled: true\n  server: 127.0.0.1:6667\n  queue_lines: 2\n  max_lines: 4\n"))
+	if err == nil || !strings.Contains(err.Error(), "irc.queue_lines") || !strings.Contains(err.Error(), "max_lines") {
+		t.Errorf("queue_lines below max_lines: %v; want an error naming both", err)
+	}
+}

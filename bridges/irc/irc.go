@@ -267,7 +267,7 @@ func (b *Bridge) join(s *session, names []string) {
 		if len(keys) > 0 {
 			params = append(params, strings.Join(keys, ","))
 		}
-		s.queueCtrl(false, "JOIN", params, "")
+		s.queueCtrl("JOIN", params, "")
 		b.joining(s, chans)
 		chans, keys, size = nil, nil, 0
 	}
@@ -341,7 +341,7 @@ func (b *Bridge) desiredChannels(ctx context.Context, s *session) []string {
 		add(ch.name)
 	}
 	if b.c.auto != nil {
-		feeds, err := b.publicFeeds(ctx)
+		feeds, err := b.autoFeeds(ctx)
 		if err != nil {
 			b.log.Warn("irc: listing feeds for auto channels", "err", err)
 		}
@@ -372,6 +372,29 @@ func (b *Bridge) publicFeeds(ctx context.Context) ([]string, error) {
 	feeds, err := b.exposedFeeds(ctx)
 	return slices.DeleteFunc(feeds, func(f string) bool { return !b.public(f) }), err
 }
+
+// autoFeeds lists the public feeds that hold items, one auto channel
+// each: job feeds and queues have nothing to announce.
+func (b *Bridge) autoFeeds(ctx context.Context) ([]string, error) {
+	feeds, err := b.publicFeeds(ctx)
+	if err != nil || len(feeds) == 0 {
+		return nil, err
+	}
+	infos, err := b.hub.Store.Describe(ctx, feeds...)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range infos {
+		if holdsItems(f.Type) {
+			out = append(out, f.Name)
+		}
+	}
+	return out, nil
+}
+
+// holdsItems reports whether a feed type holds announceable items.
+func holdsItems(t core.FeedType) bool { return t == core.TypeFeed || t == core.TypeSorted }
 
 // target is a joined channel that shows a feed.
 type target struct {

@@ -29,17 +29,21 @@ type lane struct {
 	dropped []*dropped
 }
 
-// queue is the bot's outbound queue. Control lines (joins, identify,
-// command replies) go first; announcements wait in one lane per channel,
-// served round-robin so a busy feed cannot starve other channels.
+// queue is the bot's outbound queue. The bot's own commands (JOIN,
+// IDENTIFY, WHOIS) go first, then command replies; announcements wait in
+// one lane per channel, served round-robin so a busy feed cannot starve
+// other channels.
 //
 // Overflow policy: a lane holds at most laneCap lines; an item that does
 // not fit whole is not queued but counted per feed, and once the lane has
 // drained the count is announced as "…and N more in feed X" (with the
-// feed's link). Control lines beyond ctrlCap are dropped.
+// feed's link). Replies beyond ctrlCap are dropped. The bot's own commands
+// are never dropped: their number is bounded by the channels and the
+// WHOIS lookups in flight.
 // Lines that must never wait (PONG, registration, QUIT) bypass the queue.
 type queue struct {
 	mu      sync.Mutex
+	proto   []outLine
 	ctrl    []outLine
 	lanes   map[string]*lane // by folded channel name
 	order   []string
@@ -62,7 +66,16 @@ func (q *queue) wake() {
 	}
 }
 
-// pushCtrl queues control lines; it reports false when they were dropped.
+// pushProto queues the bot's own commands, ahead of replies; they are
+// never dropped.
+func (q *queue) pushProto(lines ...outLine) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.proto = append(q.proto, lines...)
+	q.wake()
+}
+
+// pushCtrl queues replies; it reports false when they were dropped.
 func (q *queue) pushCtrl(lines ...outLine) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -75,8 +88,9 @@ func (q *queue) pushCtrl(lines ...outLine) bool {
 }
 
 // pushItem queues the lines of one announcement on a channel's lane, whole
-// or not at all (then it is counted for the lane's summary).
-func (q *queue) pushItem(key, target, cmd, feed string, lines []outLine, m *mark) bool {
+// or not at all; then the items it stands for (one, or a catch-up
+// summary's count) are counted for the lane's summary.
+func (q *queue) pushItem(key, target, cmd, feed string, items int, lines []outLine, m *mark) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	l := q.lanes[key]
@@ -88,7 +102,7 @@ func (q *queue) pushItem(key, target, cmd, feed string, lines []outLine, m *mark
 	// once items were dropped, later ones join the count until the
 	// summary is out, so the channel never sees them out of order
 	if len(l.dropped) > 0 || len(l.lines)+len(lines) > q.laneCap {
-		l.drop(feed, m)
+		l.drop(feed, items, m)
 		q.wake()
 		return false
 	}
@@ -97,25 +111,30 @@ func (q *queue) pushItem(key, target, cmd, feed string, lines []outLine, m *mark
 	return true
 }
 
-func (l *lane) drop(feed string, m *mark) {
+func (l *lane) drop(feed string, items int, m *mark) {
 	for _, d := range l.dropped {
 		if d.feed == feed {
-			d.count++
+			d.count += items
 			if m != nil {
 				d.mark = m
 			}
 			return
 		}
 	}
-	l.dropped = append(l.dropped, &dropped{feed: feed, count: 1, mark: m})
+	l.dropped = append(l.dropped, &dropped{feed: feed, count: items, mark: m})
 }
 
-// pop returns the next line to send: control lines first, then one line
-// of the next lane in round-robin order; a drained lane with dropped
-// items yields its summary lines.
+// pop returns the next line to send: the bot's own commands first, then
+// replies, then one line of the next lane in round-robin order; a drained
+// lane with dropped items yields its summary lines.
 func (q *queue) pop() (outLine, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if len(q.proto) > 0 {
+		l := q.proto[0]
+		q.proto = q.proto[1:]
+		return l, true
+	}
 	if len(q.ctrl) > 0 {
 		l := q.ctrl[0]
 		q.ctrl = q.ctrl[1:]
@@ -144,7 +163,7 @@ func (q *queue) pop() (outLine, bool) {
 func (q *queue) pending() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.ctrl) > 0 {
+	if len(q.proto) > 0 || len(q.ctrl) > 0 {
 		return true
 	}
 	for _, l := range q.lanes {
@@ -165,7 +184,7 @@ func (q *queue) reset() {
 			kept = append(kept, l)
 		}
 	}
-	q.ctrl = kept
+	q.proto, q.ctrl = nil, kept
 	q.lanes = map[string]*lane{}
 	q.order, q.next = nil, 0
 }

@@ -27,9 +27,9 @@ func testQueue(laneCap int) *queue {
 
 func TestQueueOrderAndFairness(t *testing.T) {
 	q := testQueue(10)
-	q.pushItem("#a", "#a", "PRIVMSG", "f", []outLine{{text: "a1"}, {text: "a2"}}, nil)
-	q.pushItem("#a", "#a", "PRIVMSG", "f", []outLine{{text: "a3"}}, nil)
-	q.pushItem("#b", "#b", "PRIVMSG", "g", []outLine{{text: "b1"}}, nil)
+	q.pushItem("#a", "#a", "PRIVMSG", "f", 1, []outLine{{text: "a1"}, {text: "a2"}}, nil)
+	q.pushItem("#a", "#a", "PRIVMSG", "f", 1, []outLine{{text: "a3"}}, nil)
+	q.pushItem("#b", "#b", "PRIVMSG", "g", 1, []outLine{{text: "b1"}}, nil)
 	q.pushCtrl(outLine{text: "JOIN #c"})
 	if got := strings.Join(drain(q), " "); got != "JOIN #c a1 b1 a2 a3" {
 		t.Errorf("order = %s; want control first, then channels round-robin", got)
@@ -42,7 +42,7 @@ func TestQueueOrderAndFairness(t *testing.T) {
 func TestQueueOverflow(t *testing.T) {
 	q := testQueue(3)
 	for i := 1; i <= 6; i++ {
-		q.pushItem("#a", "#a", "NOTICE", "news", []outLine{{text: fmt.Sprint("item ", i)}}, &mark{feed: "news", cur: cursorID(i)})
+		q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: fmt.Sprint("item ", i)}}, &mark{feed: "news", cur: cursorID(i)})
 	}
 	var marks []string
 	var got []string
@@ -56,7 +56,7 @@ func TestQueueOverflow(t *testing.T) {
 			marks = append(marks, l.mark.cur.ID)
 		}
 		if len(got) == 2 {
-			q.pushItem("#a", "#a", "NOTICE", "news", []outLine{{text: "item 7"}}, &mark{feed: "news", cur: cursorID(7)})
+			q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: "item 7"}}, &mark{feed: "news", cur: cursorID(7)})
 		}
 	}
 	if want := "item 1|item 2|item 3|NOTICE #a :4 more in news"; strings.Join(got, "|") != want {
@@ -73,7 +73,7 @@ func TestQueueOverflow(t *testing.T) {
 func TestQueueReset(t *testing.T) {
 	q := testQueue(3)
 	q.pushCtrl(outLine{text: "JOIN #a"}, outLine{text: "result", keep: true})
-	q.pushItem("#a", "#a", "PRIVMSG", "f", []outLine{{text: "x"}}, nil)
+	q.pushItem("#a", "#a", "PRIVMSG", "f", 1, []outLine{{text: "x"}}, nil)
 	q.reset()
 	if got := drain(q); len(got) != 1 || got[0] != "result" {
 		t.Errorf("after reset: %q, want only the kept result", got)

@@ -277,14 +277,15 @@ func (s *session) send(cmd string, params []string, text string) {
 	}
 }
 
-// queueCtrl queues a command behind earlier control lines.
-func (s *session) queueCtrl(keep bool, cmd string, params []string, text string) {
+// queueCtrl queues one of the bot's own commands (JOIN, IDENTIFY, WHOIS)
+// ahead of replies and announcements.
+func (s *session) queueCtrl(cmd string, params []string, text string) {
 	lines, err := s.wireNow().buildLines(cmd, params, text, "")
 	if err != nil {
 		s.log.Error("irc: line not sent", "err", err)
 		return
 	}
-	s.b.q.pushCtrl(outLines(lines, nil, keep)...)
+	s.b.q.pushProto(outLines(lines, nil, false)...)
 }
 
 func outLines(lines []string, m *mark, keep bool) []outLine {
@@ -372,7 +373,7 @@ func (s *session) handle(m *irc.Message) {
 		s.fail(fmt.Errorf("SASL PLAIN login refused by the server (%s %s): check irc.sasl.username and irc.sasl.password", m.Command, m.Trailing()))
 	case "432", "433", "436", "437":
 		if !s.registered.Load() {
-			s.nextNick()
+			s.nextNick(m.Command + " " + m.Trailing())
 		}
 	case "001":
 		s.nick = m.Param(0)
@@ -393,7 +394,7 @@ func (s *session) handle(m *irc.Message) {
 		case <-s.ready:
 		default:
 			if p := s.b.cfg.NickServ.Password.Reveal(); p != "" && s.b.cfg.SASL.Username == "" {
-				s.queueCtrl(false, "PRIVMSG", []string{s.b.cfg.NickServ.Nick}, "IDENTIFY "+p)
+				s.queueCtrl("PRIVMSG", []string{s.b.cfg.NickServ.Nick}, "IDENTIFY "+p)
 			}
 			close(s.ready)
 			s.b.sessionReady(s)
@@ -523,8 +524,11 @@ func (s *session) authenticate() {
 	s.send("AUTHENTICATE", []string{cmp.Or(cred, "+")}, "")
 }
 
-// nextNick tries the next alternate nick, then the nick with random digits.
-func (s *session) nextNick() {
+// nextNick tries the next alternate nick, then the nick's first five
+// characters with four random digits: nine characters, the RFC 2812 limit
+// that every server accepts (ngIRCd's default). refused is the server's
+// last refusal, for the error when no nick is left.
+func (s *session) nextNick(refused string) {
 	s.nickTries++
 	alts := s.b.cfg.AltNicks
 	switch {
@@ -532,12 +536,12 @@ func (s *session) nextNick() {
 		s.nick = alts[s.nickTries-1]
 	case s.nickTries <= len(alts)+10:
 		base := s.b.cfg.Nick
-		s.nick = base[:min(len(base), 27)] + strconv.Itoa(1000+rand.IntN(9000))
+		s.nick = base[:min(len(base), 5)] + strconv.Itoa(1000+rand.IntN(9000))
 	default:
-		s.fail(errors.New("every nick tried is in use: add irc.alt_nicks"))
+		s.fail(fmt.Errorf("the server refused every nick tried (last: %s): change irc.nick or add irc.alt_nicks", refused))
 		return
 	}
-	s.log.Info("irc: nick in use, trying another", "nick", s.nick)
+	s.log.Info("irc: nick refused; trying another", "refused", refused, "nick", s.nick)
 	s.setPrefix(s.nick, "", "")
 	s.send("NICK", []string{s.nick}, "")
 }
@@ -570,7 +574,7 @@ func (s *session) lookupAccount(ctx context.Context, mask string) string {
 		return ""
 	}
 	if !asked {
-		s.queueCtrl(false, "WHOIS", []string{nick}, "")
+		s.queueCtrl("WHOIS", []string{nick}, "")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -236,7 +236,7 @@ func TestNickCollision(t *testing.T) {
 	f.send(":srv CAP * LS :", ":srv 433 * feedbot :Nickname is already in use")
 	f.expect("NICK feedbot_")
 	f.send(":srv 433 * feedbot_ :Nickname is already in use")
-	if got := f.expect("NICK "); !regexp.MustCompile(`^NICK feedbot\d{4}$`).MatchString(got) {
+	if got := f.expect("NICK "); !regexp.MustCompile(`^NICK feedb\d{4}$`).MatchString(got) {
 		t.Errorf("third nick = %q", got)
 	}
 }
@@ -432,5 +432,84 @@ func TestOnlyPublicFeedsAreAnnounced(t *testing.T) {
 	)
 	if !b.public("news") || b.public("secret") {
 		t.Fatalf("public(news)=%v public(secret)=%v", b.public("news"), b.public("secret"))
+	}
+}
+
+// testSession is a registered session of b that is not connected: what the
+// announcer and the queue need to build and queue lines.
+func testSession(b *Bridge) *session {
+	s := &session{b: b, log: b.log, isup: irc.NewISupportTracker(), user: "~feedbridge"}
+	s.wire = wire{maxLines: b.cfg.MaxLines}
+	s.setPrefix("feedbot", "", "")
+	b.setSession(s)
+	return s
+}
+
+// TestJoinNeverDropped: replies filling the control queue, and results
+// kept from the previous connection, neither drop a JOIN nor go before
+// it (a reply to a channel the bot has not joined yet is refused by +n
+// channels).
+func TestJoinNeverDropped(t *testing.T) {
+	b := testBridge(t, "  enabled: true\n  server: 127.0.0.1:6667\n  channels: [{name: \"#news\", feeds: [news]}]\n")
+	s := testSession(b)
+	b.q.pushCtrl(outLine{text: "PRIVMSG #news :alice: job 1 done\r\n", keep: true})
+	b.q.reset() // a new connection: the result is kept
+	for b.q.pushCtrl(outLine{text: "NOTICE bob :an answer\r\n"}) {
+	}
+	b.join(s, []string{"#news"})
+	got := drain(b.q)
+	if len(got) < 2 || got[0] != "JOIN #news" || got[1] != "PRIVMSG #news :alice: job 1 done" {
+		t.Errorf("first lines %q; want the JOIN, then the kept result", got[:min(len(got), 2)])
+	}
+}
+
+// TestNickTooLong: a server with RFC 2812's 9-character nick limit
+// (ngIRCd's default) refuses "feedbridge" with 432; the fallback nicks
+// must fit, and when none is accepted the error gives the server's reason.
+func TestNickTooLong(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n")
+	done := runSession(t, b, f)
+	f.expect("NICK feedbridge")
+	f.send(":srv 432 * feedbridge :Nickname too long, max. 9 characters")
+	for range 10 {
+		got := f.expect("NICK ")
+		if !regexp.MustCompile(`^NICK feedb\d{4}$`).MatchString(got) {
+			t.Fatalf("fallback nick = %q, want feedb and 4 digits (9 characters)", got)
+		}
+		f.send(":srv 432 * " + strings.TrimPrefix(got, "NICK ") + " :Erroneous nickname")
+	}
+	err := waitErr(t, done)
+	if err == nil || !strings.Contains(err.Error(), "Erroneous nickname") || !strings.Contains(err.Error(), "irc.nick") {
+		t.Errorf("error %v; want the server's reason and the keys to change", err)
+	}
+}
+
+// TestAutoChannelsOnlyForItemFeeds: job feeds and queues (an action
+// route's queue, say) have nothing to announce and get no channel, at
+// start or when created later.
+func TestAutoChannelsOnlyForItemFeeds(t *testing.T) {
+	b := testBridge(t, "  enabled: true\n  server: 127.0.0.1:6667\n  auto_channels: {enabled: true}\n")
+	b.hub.Feeds = nil // every feed exposed
+	b.hub.ACL = core.MustACL(core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}})
+	ctx := context.Background()
+	for name, typ := range map[string]core.FeedType{"news": core.TypeFeed, "tasks": core.TypeSorted, "deploy.actions": core.TypeJob, "mail": core.TypeQueue} {
+		if err := b.hub.Store.Create(ctx, name, typ, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := testSession(b)
+	if got := strings.Join(b.desiredChannels(ctx, s), " "); got != "#feed-news #feed-tasks" {
+		t.Errorf("auto channels at start: %q, want #feed-news #feed-tasks", got)
+	}
+	a := newAnnouncer(b)
+	for name, typ := range map[string]core.FeedType{"alerts": core.TypeFeed, "more.actions": core.TypeJob} {
+		if err := b.hub.Store.Create(ctx, name, typ, nil); err != nil {
+			t.Fatal(err)
+		}
+		a.handle(ctx, core.Event{Type: core.EventCreate, Feed: name})
+	}
+	if got := strings.Join(drain(b.q), " "); got != "JOIN #feed-alerts" {
+		t.Errorf("joins for created feeds: %q, want JOIN #feed-alerts", got)
 	}
 }

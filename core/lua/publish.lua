@@ -1,10 +1,14 @@
 -- Plain feed publish (new id) or edit (existing id), with max_length trimming.
 -- KEYS: config, ids (zset), items (hash), publishes (counter)
--- ARGV: feed, id, item, mode ('edit' = only when the id exists)
+-- ARGV: feed, id, item, mode ('edit' = only when the id exists,
+--       'create' = only when it does not)
 local e = fbneed(KEYS[1], 'feed'); if e then return e end
 local feed, id, item = ARGV[1], ARGV[2], ARGV[3]
 if ARGV[4] == 'edit' and not redis.call('ZSCORE', KEYS[2], id) then
   return redis.error_reply('FBNOITEM')
+end
+if ARGV[4] == 'create' and redis.call('ZSCORE', KEYS[2], id) then
+  return redis.error_reply('FBITEMEXISTS')
 end
 local max = tonumber(redis.call('HGET', KEYS[1], 'max_length') or '0') or 0
 if max > 0 then
