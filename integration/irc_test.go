@@ -302,7 +302,7 @@ func TestIRCAutoChannels(t *testing.T) {
 
 // TestIRCNickOverServerLimit: ngIRCd's default nick limit (9 characters,
 // as in RFC 2812 and Debian's packaged config) refuses a longer nick, such
-// as the shipped "feedbridge", with 432; the bot still registers under a
+// such as "feedbridge", with 432; the bot still registers under a
 // fallback nick, joins and announces.
 func TestIRCNickOverServerLimit(t *testing.T) {
 	e := startIRC(t, testenv.NgircdOptions{Extra: "[Limits]\n    MaxNickLength = 9"}, "news")

@@ -193,7 +193,7 @@ func defaultConfig() Config {
 	backlog := 0
 	return Config{
 		TLS:            "auto",
-		Nick:           "feedbridge",
+		Nick:           "feedbot", // RFC 2812 nicks have at most 9 characters
 		User:           "feedbridge",
 		Realname:       "feedbridge",
 		NickServ:       NickServConfig{Nick: "NickServ"},

@@ -468,7 +468,7 @@ func TestJoinNeverDropped(t *testing.T) {
 // must fit, and when none is accepted the error gives the server's reason.
 func TestNickTooLong(t *testing.T) {
 	f := newFakeServer(t)
-	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n")
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbridge\n")
 	done := runSession(t, b, f)
 	f.expect("NICK feedbridge")
 	f.send(":srv 432 * feedbridge :Nickname too long, max. 9 characters")
