@@ -228,6 +228,14 @@ func actionQueues(queue, custom string, routes []ActionRoute) []string {
 	return qs
 }
 
+// Limits on an action's arguments (custom verbs), besides MaxItemBytes.
+const (
+	// MaxArgs is the most arguments an action may carry.
+	MaxArgs = 32
+	// maxArgBytes bounds one argument (and an actor's display name).
+	maxArgBytes = 1024
+)
+
 // Ticket identifies a submitted action's job.
 type Ticket struct {
 	Queue string `json:"queue"`
@@ -248,6 +256,11 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 	if act.Actor.Protocol == "" || validateText("actor id", act.Actor.ID, 512) != nil {
 		return fmt.Errorf("action: the actor is not identified: %w", ErrInvalid)
 	}
+	if act.Actor.Display != "" {
+		if err := validateText("actor display name", act.Actor.Display, maxArgBytes); err != nil {
+			return err
+		}
+	}
 	if !a.acl.Allowed(act.Actor, act.Feed, act.Verb) {
 		return fmt.Errorf("%s may not %s on %q: %w", act.Actor, act.Verb, act.Feed, ErrDenied)
 	}
@@ -259,6 +272,19 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 			return err
 		}
 	}
+	if len(act.Args) > MaxArgs {
+		return fmt.Errorf("%d arguments, over the limit of %d: %w", len(act.Args), MaxArgs, ErrTooLarge)
+	}
+	for _, arg := range act.Args {
+		if len(arg) > maxArgBytes {
+			return fmt.Errorf("an argument is %d bytes, over the limit of %d: %w", len(arg), maxArgBytes, ErrTooLarge)
+		}
+		if arg != "" {
+			if err := validateText("argument", arg, maxArgBytes); err != nil {
+				return err
+			}
+		}
+	}
 	standard := slices.Contains(StandardVerbs, act.Verb)
 	switch act.Verb {
 	case VerbEdit, VerbRetract, VerbMove:
@@ -266,7 +292,7 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 			return fmt.Errorf("%s needs an item id: %w", act.Verb, ErrInvalid)
 		}
 	}
-	if act.Verb == VerbMove || (act.Verb == VerbPublish && act.Position != "") {
+	if act.Verb == VerbMove || act.Position != "" {
 		if _, err := ParsePosition(act.Position); err != nil {
 			return err
 		}
@@ -377,8 +403,12 @@ type JobStatus struct {
 	Submitter string `json:"-"`
 }
 
-// Status reports a submitted action's job.
+// Status reports a submitted action's job. Only action queues are asked:
+// any other job feed is reported as not found.
 func (a *Actions) Status(ctx context.Context, queue, id string) (JobStatus, error) {
+	if !slices.Contains(a.Queues(), queue) {
+		return JobStatus{}, fmt.Errorf("job status %q: not an action queue: %w", queue, ErrFeedNotFound)
+	}
 	st, err := a.s.Jobs(queue).State(ctx, id)
 	if err != nil {
 		return JobStatus{}, err

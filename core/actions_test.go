@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -100,6 +101,11 @@ func TestSubmitRefusesBeforeStoring(t *testing.T) {
 			{"move on a plain feed", core.Action{Verb: "move", Feed: "news", ID: "1", Position: ":end", Actor: tester}, core.ErrWrongType},
 			{"move without position", core.Action{Verb: "move", Feed: "list", ID: "1", Actor: tester}, core.ErrInvalid},
 			{"publish into a job feed", core.Action{Verb: "publish", Feed: "actions", Actor: tester}, core.ErrWrongType},
+			{"too many arguments", core.Action{Verb: "ship", Feed: "news", Args: make([]string, core.MaxArgs+1), Actor: tester}, core.ErrTooLarge},
+			{"a huge argument", core.Action{Verb: "ship", Feed: "news", Args: []string{strings.Repeat("x", 2000)}, Actor: tester}, core.ErrTooLarge},
+			{"an argument with CR/LF", core.Action{Verb: "ship", Feed: "news", Args: []string{"a\r\nJOIN #x"}, Actor: tester}, core.ErrInvalid},
+			{"a bad position on a custom verb", core.Action{Verb: "ship", Feed: "news", Position: "\r\nx", Actor: tester}, core.ErrInvalid},
+			{"a display name with controls", core.Action{Verb: "publish", Feed: "news", Actor: core.Actor{Protocol: "core", ID: "tester", Display: "a\x00b"}}, core.ErrInvalid},
 		} {
 			if _, err := a.Submit(ctx, tc.act); !errors.Is(err, tc.want) {
 				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
@@ -294,5 +300,9 @@ func TestStatusNamesTheSubmitter(t *testing.T) {
 	must(t, err)
 	if st.Submitter != "core:tester" {
 		t.Fatalf("submitter %q", st.Submitter)
+	}
+	create(t, b, "app.jobs", core.TypeJob, nil)
+	if _, err := a.Status(ctx, "app.jobs", tk.JobID); !errors.Is(err, core.ErrNotFound) {
+		t.Fatalf("status on a job feed that is no action queue: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ type Config struct {
 
 	root     *Section
 	adapters map[string]*Section
+	maintain []Pattern // Jobs.Maintain, compiled
 }
 
 // FeedSpec declares a feed to create when it is missing.
@@ -126,12 +128,7 @@ func (c *Config) MaintainedJobs(feed string) bool {
 	if slices.Contains(c.ActionQueues(), feed) || slices.Contains(c.WorkerQueues(), feed) {
 		return true
 	}
-	for _, g := range c.Jobs.Maintain {
-		if p, err := CompilePattern(g); err == nil && p.Match(feed) {
-			return true
-		}
-	}
-	return false
+	return anyMatch(c.maintain, feed)
 }
 
 // WorkerConfig configures the built-in worker.
@@ -188,7 +185,7 @@ func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
 	if m := mapping(root.Node); m != nil {
 		shared := *m
 		shared.Content = nil
-		allowed := append(structKeys(reflectTypeOfConfig), adapters...)
+		allowed := append(structKeys(reflect.TypeFor[Config]()), adapters...)
 		slices.Sort(allowed)
 		for i := 0; i+1 < len(m.Content); i += 2 {
 			key := m.Content[i].Value
@@ -205,13 +202,9 @@ func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 {
-		errs = append(errs, cfg.validate())
-	}
+	errs = append(errs, cfg.validate()) // a key that failed to decode keeps its (valid) default
 	return &cfg, errors.Join(errs...)
 }
-
-var reflectTypeOfConfig = reflectType[Config]()
 
 // Adapter returns an adapter's raw section (Node nil when absent).
 func (c *Config) Adapter(name string) *Section {
@@ -248,17 +241,26 @@ func (c *Config) validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q is not a format: use text or json", c.Log.Format)
 	}
+	if !slices.Contains([]string{"", RedisSingle, RedisSentinel, RedisCluster}, c.Redis.Mode) {
+		bad("redis.mode", "%q is not a mode: use single, sentinel or cluster", c.Redis.Mode)
+	}
 	if c.Redis.Embedded() {
 		host, _, err := net.SplitHostPort(c.Redis.EmbeddedAddr)
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			bad("redis.embedded_addr", "%q must be a loopback host:port such as 127.0.0.1:6399 (the embedded Redis has no password)", c.Redis.EmbeddedAddr)
 		}
+		if c.Redis.Mode != "" && c.Redis.Mode != RedisSingle {
+			bad("redis.mode", "the embedded Redis is a single node: use mode: single, or a redis:// url")
+		}
 	} else if c.Redis.URL == "" {
 		bad("redis.url", "set a redis:// URL, or embedded for the in-process Redis")
-	} else if rdb, err := NewRedisClient(c.Redis.URL.Reveal(), c.Redis.Mode); err != nil {
-		bad("redis", "%v", redactURLError(err, c.Redis.URL.Reveal()))
+	} else if rdb, err := NewRedisClient(c.Redis.URL.Reveal(), c.Redis.Mode, 0); err != nil {
+		bad("redis.url", "%v (the URL is not repeated here: it may hold a password)", urlProblem(err))
 	} else {
 		_ = rdb.Close()
+	}
+	if c.Redis.Mode == RedisCluster {
+		errs = append(errs, c.clusterNames()...)
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
@@ -300,7 +302,8 @@ func (c *Config) validate() error {
 	if c.Jobs.MaintenanceInterval < 0 {
 		bad("jobs.maintenance_interval", "must not be negative (0 turns maintenance off here)")
 	}
-	_, perrs := compilePatterns(c.Jobs.Maintain, s, "jobs.maintain")
+	var perrs []error
+	c.maintain, perrs = compilePatterns(c.Jobs.Maintain, s, "jobs.maintain")
 	errs = append(errs, perrs...)
 	if c.Jobs.Timeout < time.Second {
 		bad("jobs.timeout", "must be at least 1s, for example 60s")
@@ -339,6 +342,29 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
+// clusterNames checks that the feeds the bridge itself uses carry a hash
+// tag, as every feed on Redis Cluster must.
+func (c *Config) clusterNames() []error {
+	var errs []error
+	check := func(key, name string) {
+		if name != "" && hashTag(name) == "" {
+			errs = append(errs, c.root.Errorf(key, "%q: on Redis Cluster a feed name needs a hash tag so that its keys share a slot, such as {feedbridge}.actions", name))
+		}
+	}
+	check("actions.queue", c.Actions.Queue)
+	check("actions.custom_queue", c.Actions.CustomQueue)
+	for i, r := range c.Actions.Routes {
+		check(fmt.Sprintf("actions.routes[%d].queue", i), r.Queue)
+	}
+	for i, q := range c.Worker.Queues {
+		check(fmt.Sprintf("worker.queues[%d]", i), q)
+	}
+	for i, f := range c.CreateFeeds {
+		check(fmt.Sprintf("create_feeds[%d].name", i), f.Name)
+	}
+	return errs
+}
+
 // CompiledACL returns the config's ACL (valid once LoadConfig succeeded).
 func (c *Config) CompiledACL() *ACL {
 	a, err := NewACL(c.ACL, c.root, "acl")
@@ -358,16 +384,14 @@ func (c *Config) WorkerQueues() []string {
 	return []string{c.Actions.Queue}
 }
 
-// redactURLError removes a URL's password from an error message.
-func redactURLError(err error, raw string) error {
-	u, perr := url.Parse(raw)
-	msg := err.Error()
-	if perr == nil && u.User != nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "***")
-		}
+// urlProblem describes what is wrong with a URL without repeating it:
+// url.Error quotes the whole URL, password included.
+func urlProblem(err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err
 	}
-	return errors.New(msg)
+	return err
 }
 
 // MarshalEffective renders the shared config as YAML with secrets masked.

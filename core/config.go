@@ -307,11 +307,14 @@ func cleanYAMLError(err error) string {
 	return strings.TrimPrefix(msg, "yaml: ")
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
+var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // ExpandEnv replaces ${NAME} (and ${NAME:-default}) in every scalar of the
 // tree with the environment's value; an unset variable without a default
-// is an error naming the file and line. "$$" is a literal "$".
+// is an error naming the file and line. "$$" is a literal "$" (in the file
+// only: values from the environment are used as they are). A plain scalar
+// that held a reference is typed again after the replacement, so that
+// `enabled: ${FLAG}` reads as a bool.
 func ExpandEnv(file string, n *yaml.Node) error {
 	if n == nil {
 		return nil
@@ -319,6 +322,9 @@ func ExpandEnv(file string, n *yaml.Node) error {
 	var errs []error
 	if n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "$") {
 		n.Value = envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+			if ref == "$$" {
+				return "$"
+			}
 			m := envRef.FindStringSubmatch(ref)
 			if v, ok := os.LookupEnv(m[1]); ok {
 				return v
@@ -330,7 +336,9 @@ func ExpandEnv(file string, n *yaml.Node) error {
 				file, n.Line, m[1], m[1]))
 			return ""
 		})
-		n.Value = strings.ReplaceAll(n.Value, "$$", "$")
+		if n.Style == 0 {
+			n.Tag = "" // resolve the type again from the new value
+		}
 	}
 	for _, c := range n.Content {
 		if err := ExpandEnv(file, c); err != nil {
@@ -357,5 +365,3 @@ func ParseYAML(file string, data []byte) (*Section, error) {
 	}
 	return &Section{File: file, Node: root, lines: map[string]int{}}, nil
 }
-
-func reflectType[T any]() reflect.Type { return reflect.TypeFor[T]() }

@@ -81,8 +81,19 @@ mystery: 1
 }
 
 func TestConfigEnvExpansion(t *testing.T) {
+	t.Setenv("FB_TEST_METRICS", "false")
+	t.Setenv("FB_TEST_WORKERS", "7")
+	t.Setenv("FB_TEST_QUEUE", "q$$x")
+	cfg, err := load(t, "http:\n  metrics: ${FB_TEST_METRICS}\nworker:\n  concurrency: ${FB_TEST_WORKERS}\nactions:\n  queue: ${FB_TEST_QUEUE}\n  custom_queue: \"lit$${NOT_EXPANDED}\"\n")
+	must(t, err)
+	if cfg.HTTP.Metrics || cfg.Worker.Concurrency != 7 {
+		t.Fatalf("typed values from the environment: metrics=%v concurrency=%d", cfg.HTTP.Metrics, cfg.Worker.Concurrency)
+	}
+	if cfg.Actions.Queue != "q$$x" || cfg.Actions.CustomQueue != "lit${NOT_EXPANDED}" {
+		t.Fatalf("$$ handling: queue %q (environment values stay as they are), custom %q (a literal ${...})", cfg.Actions.Queue, cfg.Actions.CustomQueue)
+	}
 	t.Setenv("FB_TEST_LISTEN", "127.0.0.1:7777")
-	cfg, err := load(t, "http:\n  listen: ${FB_TEST_LISTEN}\n  public_url: ${FB_UNSET_URL:-https://feeds.example.org}\n")
+	cfg, err = load(t, "http:\n  listen: ${FB_TEST_LISTEN}\n  public_url: ${FB_UNSET_URL:-https://feeds.example.org}\n")
 	must(t, err)
 	if cfg.HTTP.Listen != "127.0.0.1:7777" || cfg.HTTP.PublicURL != "https://feeds.example.org" {
 		t.Fatalf("expansion: %+v", cfg.HTTP)
@@ -98,8 +109,21 @@ func TestConfigSecretsAreMasked(t *testing.T) {
 	must(t, err)
 	out, err := cfg.MarshalEffective()
 	must(t, err)
-	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "redis://user:***@db.example.org:6379/0") {
+	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "redis://user:xxxxx@db.example.org:6379/0") {
 		t.Fatalf("effective config:\n%s", out)
+	}
+	// a failover URL carries the master's password in the query
+	sentinel := core.SecretURL("redis://:spw@s1:26379?master_name=m&password=hunter2&addr=s2:26379")
+	if s := sentinel.String(); strings.Contains(s, "hunter2") || strings.Contains(s, "spw") {
+		t.Fatalf("sentinel URL printed as %q", s)
+	}
+	// a URL that does not parse is neither printed nor quoted in the error
+	_, err = load(t, "redis:\n  url: \"redis://:s3cr%t@host:6379\"\n")
+	if err == nil || strings.Contains(err.Error(), "s3cr") || !strings.Contains(err.Error(), "bridge.yaml:2: redis.url: ") {
+		t.Fatalf("bad URL: %v", err)
+	}
+	if s := core.SecretURL("redis://:s3cr%t@host:6379").String(); s != "***" {
+		t.Fatalf("unparsable URL printed as %q", s)
 	}
 	if s := core.Secret("hunter2"); s.String() != "***" || s.Reveal() != "hunter2" {
 		t.Fatal("Secret does not mask")
@@ -142,5 +166,26 @@ func TestSectionDecodeStrict(t *testing.T) {
 	}
 	if _, err := core.ParseYAML("f.yaml", []byte("a: [\n")); err == nil || !strings.Contains(err.Error(), "f.yaml") {
 		t.Fatalf("broken YAML: %v", err)
+	}
+}
+
+func TestConfigClusterNamesNeedHashTags(t *testing.T) {
+	_, err := load(t, "redis:\n  url: redis://n1:6379\n  mode: cluster\ncreate_feeds:\n  - {name: news, type: feed}\n")
+	if err == nil {
+		t.Fatal("cluster config without hash tags accepted")
+	}
+	for _, want := range []string{
+		`actions.queue: "feedbridge.actions": on Redis Cluster a feed name needs a hash tag`,
+		`create_feeds[0].name: "news": on Redis Cluster`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	_, err = load(t, "redis:\n  url: redis://n1:6379\n  mode: cluster\nactions:\n  queue: \"{fb}.actions\"\n  custom_queue: \"{fb}.custom\"\n")
+	must(t, err)
+	_, err = load(t, "redis:\n  mode: bogus\n")
+	if err == nil || !strings.Contains(err.Error(), `bridge.yaml:2: redis.mode: "bogus" is not a mode`) {
+		t.Fatalf("bad mode with the embedded Redis: %v", err)
 	}
 }

@@ -59,7 +59,7 @@ func exercise(t *testing.T, s *core.Store) {
 
 func TestRedisCluster(t *testing.T) {
 	c := testenv.StartRedisCluster(t, 3)
-	rdb, err := core.NewRedisClient("redis://"+c.Addrs[0]+"?addr="+c.Addrs[1], core.RedisCluster)
+	rdb, err := core.NewRedisClient("redis://"+c.Addrs[0]+"?addr="+c.Addrs[1], core.RedisCluster, 0)
 	must(t, err)
 	defer rdb.Close()
 	s, err := core.NewStore(rdb, core.StoreOptions{})
@@ -74,13 +74,13 @@ func TestRedisCluster(t *testing.T) {
 func TestRedisSentinel(t *testing.T) {
 	master := testenv.StartRedis(t)
 	sentinel := testenv.StartSentinel(t, master)
-	rdb, err := core.NewRedisClient(sentinel.URL, core.RedisSentinel)
+	rdb, err := core.NewRedisClient(sentinel.URL, core.RedisSentinel, 0)
 	must(t, err)
 	defer rdb.Close()
 	s, err := core.NewStore(rdb, core.StoreOptions{})
 	must(t, err)
 	exercise(t, s)
-	if _, err := core.NewRedisClient("redis://"+sentinel.Addr, core.RedisSentinel); err == nil {
+	if _, err := core.NewRedisClient("redis://"+sentinel.Addr, core.RedisSentinel, 0); err == nil {
 		t.Fatal("a sentinel URL without master_name was accepted")
 	}
 }

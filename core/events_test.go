@@ -250,3 +250,112 @@ func TestListenerSurvivesRedisRestart(t *testing.T) {
 		t.Fatalf("live event after restart: %v %q", ev.Type, ev.ID)
 	}
 }
+
+func TestCloseWakesNext(t *testing.T) {
+	b := miniBackend(t)
+	l := startListener(t, b, core.ListenerOptions{})
+	sub := l.SubscribeFeed("f", 0)
+	done := make(chan error, 1)
+	go func() {
+		_, err := sub.Next(context.Background())
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let Next block (if it returns early, the error check below tells)
+	sub.Close()
+	sub.Close() // twice is fine
+	select {
+	case err := <-done:
+		if !errors.Is(err, core.ErrClosed) {
+			t.Fatalf("Next returned %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Next still blocked after Close")
+	}
+}
+
+// Names written by other programs that could inject protocol commands
+// (CR/LF, controls) never reach a consumer.
+func TestInvalidNamesAreDropped(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		l := startListener(t, b, core.ListenerOptions{})
+		sub := l.Subscribe(0)
+		defer sub.Close()
+		must(t, b.rdb.Publish(ctx, "feed.publish:evil\r\nJOIN #x", "1\x00item").Err())
+		must(t, b.rdb.Publish(ctx, "feed.publish:news", "bad\nid\x00item").Err())
+		must(t, b.rdb.Publish(ctx, "feed.publish:news", "good\x00item").Err())
+		if ev := next(t, sub); ev.ID != "good" {
+			t.Fatalf("first event %q %q", ev.Feed, ev.ID)
+		}
+		if n := l.Stats().Invalid; n != 2 {
+			t.Fatalf("invalid counted %d, want 2", n)
+		}
+	})
+}
+
+// Jobs that another Thoonk library finishes still get their result
+// recorded, for the feeds the listener is told to record.
+func TestListenerRecordsForeignResults(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx := ctxT(t)
+		create(t, b, "actions", core.TypeJob, nil)
+		l := startListener(t, b, core.ListenerOptions{RecordFeeds: func(f string) bool { return f == "actions" }})
+		j := b.store.Jobs("actions")
+		id, _ := j.Put(ctx, []byte("x"), core.PutOptions{RecordTTL: time.Hour})
+		_, _ = j.Get(ctx, time.Second)
+		// what thoonk.py's finish does, step by step, with a result
+		pipe := b.rdb.TxPipeline()
+		pipe.ZRem(ctx, "feed.claimed:actions", id)
+		pipe.HDel(ctx, "feed.cancelled:actions", id)
+		pipe.ZRem(ctx, "feed.published:actions", id)
+		pipe.Incr(ctx, "feed.finishes:actions")
+		pipe.HDel(ctx, "feed.items:actions", id)
+		pipe.Publish(ctx, "job.finish:actions", id+"\x00foreign result")
+		_, err := pipe.Exec(ctx)
+		must(t, err)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := j.State(ctx, id)
+			must(t, err)
+			if st.HasResult {
+				if string(st.Result) != "foreign result" {
+					t.Fatalf("recorded %q", st.Result)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("never recorded: %+v", st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = l
+	})
+}
+
+// A pubsub connection killed by the server (not a restart: Redis keeps its
+// data) is noticed: consumers are told to resync, then events flow again.
+func TestListenerResyncsAfterConnectionKill(t *testing.T) {
+	b := realBackend(t)
+	ctx := ctxT(t)
+	l := startListener(t, b, core.ListenerOptions{PingInterval: 200 * time.Millisecond,
+		Backoff: core.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	sub := l.SubscribeFeed("f", 0)
+	defer sub.Close()
+	must(t, b.rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err())
+	ev, err := sub.Next(ctx)
+	must(t, err)
+	if ev.Type != core.EventResync || ev.Reason != core.ResyncConnected {
+		t.Fatalf("after the kill: %v %v", ev.Type, ev.Reason)
+	}
+	create(t, b, "f", core.TypeFeed, nil)
+	_, _ = b.store.Feed("f").Publish(ctx, []byte("x"), "after")
+	for {
+		ev := next(t, sub)
+		if ev.Type == core.EventPublish {
+			if ev.ID != "after" {
+				t.Fatalf("event %q", ev.ID)
+			}
+			break
+		}
+	}
+}

@@ -2,10 +2,10 @@ package core
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Job feed config fields (in feed.config:[feed]) that feedbridge reads; the
@@ -95,25 +95,20 @@ func (j *JobFeed) Get(ctx context.Context, timeout time.Duration) (Job, error) {
 		return Job{}, j.err
 	}
 	keys := []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.cancelled}
-	deadline := time.Now().Add(timeout)
-	popped := ""
-	for {
+	var job Job
+	err := pollTake(ctx, j.s, j.k.ids, timeout, func(popped string) (bool, error) {
 		vals, err := j.s.run(ctx, scripts.jobClaim, keys, popped).Slice()
 		if err != nil && !isNil(err) {
-			return Job{}, scriptError(err, j.name, TypeJob, "job get")
+			return false, scriptError(err, j.name, TypeJob, "job get")
 		}
-		if job, ok := claimed(vals); ok {
-			return job, nil
-		}
-		// none available, or retracted between pop and claim: wait for one
-		popped, err = blockingPop(ctx, j.s, j.k.ids, time.Until(deadline))
-		if errors.Is(err, ErrTimeout) && time.Until(deadline) >= time.Millisecond {
-			continue // the whole seconds ran out; wait the rest
-		}
-		if err != nil {
-			return Job{}, fmt.Errorf("job get %q: %w", j.name, err)
-		}
+		var ok bool
+		job, ok = claimed(vals) // not ok: none available, or retracted between pop and claim
+		return ok, nil
+	})
+	if err != nil {
+		return Job{}, err
 	}
+	return job, nil
 }
 
 // claimed reads a claim script's reply.
@@ -228,7 +223,7 @@ func (j *JobFeed) Retract(ctx context.Context, id string) error {
 		return err
 	}
 	err := j.s.run(ctx, scripts.jobRetract,
-		[]string{j.k.config, j.k.items, j.k.ids, j.k.published, j.k.claimed, j.k.stalled, j.k.cancelled}, id).Err()
+		[]string{j.k.config, j.k.items, j.k.ids, j.k.published, j.k.claimed, j.k.stalled, j.k.cancelled, jobRecordKey(j.name, id)}, id).Err()
 	return scriptError(err, j.name, TypeJob, "job retract")
 }
 
@@ -244,44 +239,41 @@ func (j *JobFeed) Item(ctx context.Context, id string) ([]byte, error) {
 	if err := j.check(id); err != nil {
 		return nil, err
 	}
-	b, err := j.s.cmd.HGet(ctx, j.k.items, id).Bytes()
-	if isNil(err) {
-		return nil, fmt.Errorf("job item %q in %q: %w", id, j.name, ErrItemNotFound)
-	}
+	b, err := j.read(ctx, "job item", "item", id).Text()
 	if err != nil {
-		return nil, fmt.Errorf("job item %q: %w", j.name, err)
+		return nil, scriptError(err, j.name, TypeJob, "job item")
 	}
-	return b, nil
+	return []byte(b), nil
 }
 
 // Available returns the ids waiting for a worker, next first.
 func (j *JobFeed) Available(ctx context.Context) ([]string, error) {
-	ids, err := j.s.cmd.LRange(ctx, j.k.ids, 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("jobs available %q: %w", j.name, err)
-	}
-	for l, r := 0, len(ids)-1; l < r; l, r = l+1, r-1 {
-		ids[l], ids[r] = ids[r], ids[l]
-	}
-	return ids, nil
+	return j.list(ctx, "available")
 }
 
 // InFlight returns the ids claimed by workers, oldest claim first.
 func (j *JobFeed) InFlight(ctx context.Context) ([]string, error) {
-	ids, err := j.s.cmd.ZRange(ctx, j.k.claimed, 0, -1).Result()
-	if err != nil {
-		return nil, fmt.Errorf("jobs in flight %q: %w", j.name, err)
-	}
-	return ids, nil
+	return j.list(ctx, "inflight")
 }
 
 // StalledIDs returns the ids of stalled jobs.
 func (j *JobFeed) StalledIDs(ctx context.Context) ([]string, error) {
-	ids, err := j.s.cmd.SMembers(ctx, j.k.stalled).Result()
+	return j.list(ctx, "stalled")
+}
+
+func (j *JobFeed) list(ctx context.Context, op string) ([]string, error) {
+	if j.err != nil {
+		return nil, j.err
+	}
+	ids, err := j.read(ctx, "jobs "+op, op).StringSlice()
 	if err != nil {
-		return nil, fmt.Errorf("jobs stalled %q: %w", j.name, err)
+		return nil, scriptError(err, j.name, TypeJob, "jobs "+op)
 	}
 	return ids, nil
+}
+
+func (j *JobFeed) read(ctx context.Context, what string, args ...any) *redis.Cmd {
+	return j.s.run(ctx, scripts.jobRead, []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.stalled}, args...)
 }
 
 // JobState is where a job is, and what the bridge recorded of it.
@@ -337,17 +329,6 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 	return st, nil
 }
 
-// recordResult stores a finished job's result in its status record, when
-// the record exists. Finish does this itself; the Listener calls it for
-// every job.finish it sees, for jobs finished by other Thoonk libraries.
-func (s *Store) recordResult(ctx context.Context, feed, id string, result []byte) error {
-	err := s.run(ctx, scripts.jobRecord, []string{jobRecordKey(feed, id)}, result).Err()
-	if err != nil {
-		return fmt.Errorf("record job result %q: %w", feed, err)
-	}
-	return nil
-}
-
 // JobPolicy is a job feed's timeout and retry limit.
 type JobPolicy struct {
 	// Timeout is how long a job may stay claimed before it is cancelled.
@@ -362,9 +343,9 @@ func (j *JobFeed) Policy(ctx context.Context) (JobPolicy, error) {
 	if j.err != nil {
 		return JobPolicy{}, j.err
 	}
-	vals, err := j.s.cmd.HMGet(ctx, j.k.config, ConfigJobTimeout, ConfigJobRetries).Result()
+	vals, err := j.read(ctx, "job policy", "policy").Slice()
 	if err != nil {
-		return JobPolicy{}, fmt.Errorf("job policy %q: %w", j.name, err)
+		return JobPolicy{}, scriptError(err, j.name, TypeJob, "job policy")
 	}
 	p := JobPolicy{Timeout: DefaultJobTimeout, Retries: DefaultJobRetries}
 	if ms, err := strconv.ParseInt(stringOf(vals[0]), 10, 64); err == nil && ms > 0 {

@@ -38,6 +38,11 @@ type ListenerOptions struct {
 	// status records; when full, a result is not recorded (its job then
 	// reads as finished without a result). Default 4096.
 	RecordQueue int
+	// RecordFeeds selects the job feeds whose results are recorded (the
+	// bridge's action queues); nil records none. Jobs finished by
+	// feedbridge's own JobFeed.Finish are recorded by the finish itself:
+	// this covers jobs other Thoonk libraries finish.
+	RecordFeeds func(feed string) bool
 }
 
 // Listener mirrors Redis pubsub into typed events for any number of
@@ -65,6 +70,7 @@ type Listener struct {
 	reconnects atomic.Uint64
 	overflows  atomic.Uint64
 	dropped    atomic.Uint64
+	invalid    atomic.Uint64
 
 	records chan jobResult
 }
@@ -177,13 +183,16 @@ type ListenerStats struct {
 	Overflows uint64
 	// DroppedRecords counts job results not recorded because the record queue was full.
 	DroppedRecords uint64
+	// Invalid counts messages dropped because their feed name or id is
+	// not valid (written by some other program; adapters never see them).
+	Invalid uint64
 }
 
 // Stats returns the listener's counters.
 func (l *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Received: l.received.Load(), Reconnects: l.reconnects.Load(),
-		Overflows: l.overflows.Load(), DroppedRecords: l.dropped.Load(),
+		Overflows: l.overflows.Load(), DroppedRecords: l.dropped.Load(), Invalid: l.invalid.Load(),
 	}
 }
 
@@ -269,6 +278,10 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (wasUp bool, err
 			if !ok {
 				continue
 			}
+			if ValidateFeedName(ev.Feed) != nil || (ev.ID != "" && ValidateID(ev.ID) != nil) {
+				l.invalid.Add(1) // no adapter may relay a name with CR/LF or controls
+				continue
+			}
 			l.received.Add(1)
 			ev.Seq = l.seq.Add(1)
 			ev.At = time.Now()
@@ -328,24 +341,49 @@ func (l *Listener) dispatch(ev Event) {
 		for w := range l.waiters[jobKey{ev.Feed, ev.ID}] {
 			w.deliver(ev.Item)
 		}
-		select {
-		case l.records <- jobResult{jobKey{ev.Feed, ev.ID}, ev.Item}:
-		default:
-			l.dropped.Add(1)
+		if l.opts.RecordFeeds != nil && l.opts.RecordFeeds(ev.Feed) {
+			select {
+			case l.records <- jobResult{jobKey{ev.Feed, ev.ID}, ev.Item}:
+			default:
+				l.dropped.Add(1)
+			}
 		}
 	}
 }
 
 // writeRecords stores job results in their status records, off the
-// listener's read loop.
+// listener's read loop, pipelining whatever has queued up.
 func (l *Listener) writeRecords(ctx context.Context) {
 	for {
+		var first jobResult
 		select {
 		case <-ctx.Done():
 			return
-		case r := <-l.records:
-			if err := l.s.recordResult(ctx, r.feed, r.id, r.result); err != nil && ctx.Err() == nil {
-				l.log.Warn("record job result", "feed", r.feed, "id", r.id, "err", err)
+		case first = <-l.records:
+		}
+		pipe := l.s.rdb.Pipeline()
+		batch := []jobResult{first}
+		for len(batch) < 256 {
+			select {
+			case r := <-l.records:
+				batch = append(batch, r)
+				continue
+			default:
+			}
+			break
+		}
+		cmds := make([]*redis.Cmd, len(batch))
+		for i, r := range batch {
+			cmds[i] = scripts.jobRecord.EvalSha(ctx, pipe, []string{jobRecordKey(r.feed, r.id)}, r.result)
+		}
+		_, _ = pipe.Exec(ctx) // each command's error is checked below
+		for i, cmd := range cmds {
+			err := cmd.Err()
+			if isNoScript(err) { // not loaded on this server yet: Run loads it
+				err = l.s.run(ctx, scripts.jobRecord, []string{jobRecordKey(batch[i].feed, batch[i].id)}, batch[i].result).Err()
+			}
+			if err != nil && !isNil(err) && ctx.Err() == nil {
+				l.log.Warn("record job result", "feed", batch[i].feed, "id", batch[i].id, "err", err)
 			}
 		}
 	}

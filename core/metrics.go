@@ -122,7 +122,7 @@ type redisCollector struct {
 	l      *Listener
 	queues func() []string
 
-	latency, depth, received, overflows, relisten *prometheus.Desc
+	latency, depth, received, overflows, relisten, dropped, invalid *prometheus.Desc
 }
 
 // NewRedisCollector reports Redis round-trip latency, the listener's
@@ -135,6 +135,8 @@ func NewRedisCollector(s *Store, l *Listener, queues func() []string) prometheus
 		received:  prometheus.NewDesc("feedbridge_events_received_total", "Events received from Redis pubsub.", nil, nil),
 		overflows: prometheus.NewDesc("feedbridge_subscription_overflows_total", "Consumer queues emptied by the overflow policy (consumers resynced).", nil, nil),
 		relisten:  prometheus.NewDesc("feedbridge_pubsub_reconnects_total", "Pubsub re-subscriptions after a lost connection.", nil, nil),
+		dropped:   prometheus.NewDesc("feedbridge_job_results_unrecorded_total", "Job results from other workers not recorded because the record queue was full.", nil, nil),
+		invalid:   prometheus.NewDesc("feedbridge_events_invalid_total", "Pubsub messages dropped because their feed name or id is not valid.", nil, nil),
 	}
 }
 
@@ -144,6 +146,8 @@ func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.received
 	ch <- c.overflows
 	ch <- c.relisten
+	ch <- c.dropped
+	ch <- c.invalid
 }
 
 func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
@@ -156,6 +160,8 @@ func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.received, prometheus.CounterValue, float64(st.Received))
 	ch <- prometheus.MustNewConstMetric(c.overflows, prometheus.CounterValue, float64(st.Overflows))
 	ch <- prometheus.MustNewConstMetric(c.relisten, prometheus.CounterValue, float64(st.Reconnects))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.DroppedRecords))
+	ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.CounterValue, float64(st.Invalid))
 	for _, q := range c.queues() {
 		k := feedKeys(q)
 		pipe := c.s.rdb.Pipeline()

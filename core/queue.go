@@ -47,30 +47,43 @@ func (q *Queue) Get(ctx context.Context, timeout time.Duration) (id string, item
 		return "", nil, q.err
 	}
 	keys := []string{q.k.config, q.k.ids, q.k.items}
-	deadline := time.Now().Add(timeout)
-	for {
-		vals, err := q.s.run(ctx, scripts.queueTake, keys, "").Slice()
-		switch {
-		case err == nil && len(vals) == 2:
-			return stringOf(vals[0]), bytesOf(vals[1]), nil
-		case err == nil:
-			continue // an id without an item: skip it
-		case !isNil(err):
-			return "", nil, scriptError(err, q.name, TypeQueue, "queue get")
+	err = pollTake(ctx, q.s, q.k.ids, timeout, func(popped string) (bool, error) {
+		vals, err := q.s.run(ctx, scripts.queueTake, keys, popped).Slice()
+		if isNil(err) {
+			return false, nil
 		}
-		popped, err := blockingPop(ctx, q.s, q.k.ids, time.Until(deadline))
+		if err != nil {
+			return false, scriptError(err, q.name, TypeQueue, "queue get")
+		}
+		if len(vals) != 2 {
+			return false, nil // an id without an item: skip it
+		}
+		id, item = stringOf(vals[0]), bytesOf(vals[1])
+		return true, nil
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return id, item, nil
+}
+
+// pollTake calls take with "" (take the next available entry at once) and,
+// while that finds nothing, waits up to timeout with BRPOP on list and
+// calls take with the popped id. It returns ErrTimeout when nothing came.
+func pollTake(ctx context.Context, s *Store, list string, timeout time.Duration, take func(popped string) (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	popped := ""
+	for {
+		ok, err := take(popped)
+		if err != nil || ok {
+			return err
+		}
+		popped, err = blockingPop(ctx, s, list, time.Until(deadline))
 		if errors.Is(err, ErrTimeout) && time.Until(deadline) >= time.Millisecond {
 			continue // the whole seconds ran out; wait the rest
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("queue get %q: %w", q.name, err)
-		}
-		vals, err = q.s.run(ctx, scripts.queueTake, keys, popped).Slice()
-		if err != nil {
-			return "", nil, scriptError(err, q.name, TypeQueue, "queue get")
-		}
-		if len(vals) == 2 {
-			return popped, bytesOf(vals[1]), nil
+			return fmt.Errorf("wait on %s: %w", list, err)
 		}
 	}
 }

@@ -20,6 +20,7 @@ type scriptSet struct {
 	queuePut, queueTake                                   *redis.Script
 	jobPut, jobClaim, jobFinish, jobCancel, jobStall      *redis.Script
 	jobRetry, jobRetract, jobRequeue, jobState, jobRecord *redis.Script
+	jobRead                                               *redis.Script
 	read, page                                            *redis.Script
 }
 
@@ -49,6 +50,7 @@ func loadScripts() *scriptSet {
 		jobRequeue:    s("job_requeue"),
 		jobState:      s("job_state"),
 		jobRecord:     s("job_record"),
+		jobRead:       s("job_read"),
 		read:          s("read"),
 		page:          s("page"),
 	}

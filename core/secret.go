@@ -3,7 +3,6 @@ package core
 import (
 	"log/slog"
 	"net/url"
-	"strings"
 )
 
 // Secret is a config string that is never printed: `bridge check`, logs and
@@ -30,19 +29,27 @@ func (s Secret) Reveal() string { return string(s) }
 // SecretURL is a URL config value whose password is never printed.
 type SecretURL string
 
-// String returns the URL with its password replaced by "***".
+// secretQuery lists the query parameters of Redis URLs that hold
+// credentials (go-redis' failover URLs carry the master's there).
+var secretQuery = []string{"password", "sentinel_password", "username", "sentinel_username"}
+
+// String returns the URL with its password (and credential query
+// parameters) replaced by "xxxxx", as url.URL.Redacted does; a URL that
+// does not parse shows only as "***", since where its secret sits cannot be
+// known.
 func (u SecretURL) String() string {
 	p, err := url.Parse(string(u))
-	if err != nil || p.User == nil {
-		if err != nil && strings.Contains(string(u), "@") {
-			return "***"
+	if err != nil {
+		return "***"
+	}
+	q := p.Query()
+	for _, k := range secretQuery {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			p.RawQuery = q.Encode()
 		}
-		return string(u)
 	}
-	if _, ok := p.User.Password(); ok {
-		p.User = url.UserPassword(p.User.Username(), "***")
-	}
-	return strings.Replace(p.String(), "%2A%2A%2A", "***", 1)
+	return p.Redacted()
 }
 
 // LogValue masks the password in slog output.

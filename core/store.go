@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -184,6 +185,9 @@ func (s *Store) Feeds(ctx context.Context) ([]string, error) {
 
 // Exists reports whether the feed is in the registry.
 func (s *Store) Exists(ctx context.Context, feed string) (bool, error) {
+	if err := s.validFeed(feed); err != nil {
+		return false, err
+	}
 	ok, err := s.cmd.SIsMember(ctx, keyFeeds, feed).Result()
 	if err != nil {
 		return false, fmt.Errorf("feed exists %q: %w", feed, err)
@@ -254,6 +258,9 @@ func parseScore(s string) (float64, error) {
 
 // isNil reports a nil reply.
 func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// isNoScript reports that a script is not loaded on the server.
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
 
 // FeedInfo describes a feed for listings.
 type FeedInfo struct {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/feedbridge/feedbridge/core"
 )
 
@@ -609,6 +611,50 @@ func TestFinishAndClaim(t *testing.T) {
 		}
 		if _, _, err := j.FinishAndClaim(ctx, next.ID, nil); !errors.Is(err, core.ErrNotClaimed) {
 			t.Fatalf("finishing twice: %v", err)
+		}
+	})
+}
+
+func TestJobFeedEdgeCases(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b *backend) {
+		ctx, s := ctxT(t), b.store
+		create(t, b, "jobs", core.TypeJob, map[string]string{core.ConfigJobTimeout: "60000"})
+		create(t, b, "plain", core.TypeFeed, nil)
+		j := s.Jobs("jobs")
+		// a retracted job did not finish: its status is unknown
+		id, _ := j.Put(ctx, []byte("x"), core.PutOptions{RecordTTL: time.Hour})
+		must(t, j.Retract(ctx, id))
+		if st, _ := j.State(ctx, id); st.State != core.JobUnknown {
+			t.Fatalf("state after retract %+v", st)
+		}
+		// job reads on other feed types are typed errors
+		for name, err := range map[string]error{
+			"available": func() error { _, err := s.Jobs("plain").Available(ctx); return err }(),
+			"inflight":  func() error { _, err := s.Jobs("plain").InFlight(ctx); return err }(),
+			"item":      func() error { _, err := s.Jobs("plain").Item(ctx, "x"); return err }(),
+			"policy":    func() error { _, err := s.Jobs("missing").Policy(ctx); return err }(),
+		} {
+			if !errors.Is(err, core.ErrWrongType) && !errors.Is(err, core.ErrFeedNotFound) {
+				t.Errorf("%s: %v, want a typed error", name, err)
+			}
+		}
+		// a claim time written in seconds by an older Thoonk writer is not
+		// taken as long expired
+		id, _ = j.Put(ctx, []byte("y"), core.PutOptions{})
+		_, _ = j.Get(ctx, time.Second)
+		must(t, b.rdb.ZAdd(ctx, "feed.claimed:jobs", redis.Z{Score: float64(time.Now().Unix()), Member: id}).Err())
+		rep, err := j.NewMaintenance().Pass(ctx)
+		must(t, err)
+		if rep.Cancelled != 0 {
+			t.Fatalf("a fresh claim in seconds was cancelled: %+v", rep)
+		}
+		// a config change racing a delete does not bring the feed back
+		must(t, s.Delete(ctx, "plain"))
+		if err := s.SetConfig(ctx, "plain", map[string]string{"title": "x"}); !errors.Is(err, core.ErrFeedNotFound) {
+			t.Fatalf("set config of a deleted feed: %v", err)
+		}
+		if n, _ := b.rdb.Exists(ctx, "feed.config:plain").Result(); n != 0 {
+			t.Fatal("a config hash came back for a deleted feed")
 		}
 	})
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"sync"
 )
 
@@ -22,6 +23,8 @@ type Subscription struct {
 	feed   string  // exact feed, or
 	pat    Pattern // pattern, or neither (all feeds)
 	notify chan struct{}
+	done   chan struct{} // closed by Close
+	once   sync.Once
 
 	mu      sync.Mutex
 	buf     []Event
@@ -33,7 +36,7 @@ func newSubscription(l *Listener, size int) *Subscription {
 	if size <= 0 {
 		size = DefaultQueueSize
 	}
-	return &Subscription{l: l, buf: make([]Event, size), notify: make(chan struct{}, 1)}
+	return &Subscription{l: l, buf: make([]Event, size), notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // push queues ev, applying the overflow policy. Called by the listener.
@@ -78,7 +81,10 @@ func (s *Subscription) TryNext() (Event, bool) {
 // use it in a select, then drain with TryNext.
 func (s *Subscription) Ready() <-chan struct{} { return s.notify }
 
-// Next waits for the next event or the end of ctx.
+// ErrClosed is returned by Next once the subscription is closed.
+var ErrClosed = errors.New("subscription closed")
+
+// Next waits for the next event, the end of ctx, or Close.
 func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	for {
 		if ev, ok := s.TryNext(); ok {
@@ -87,6 +93,8 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 		select {
 		case <-ctx.Done():
 			return Event{}, ctx.Err()
+		case <-s.done:
+			return Event{}, ErrClosed
 		case <-s.notify:
 		}
 	}
@@ -99,12 +107,16 @@ func (s *Subscription) Len() int {
 	return s.n
 }
 
-// Close stops the subscription; queued events are discarded.
+// Close stops the subscription; queued events are discarded and a Next
+// waiting returns ErrClosed. Close may be called more than once.
 func (s *Subscription) Close() {
-	s.l.unsubscribe(s)
-	s.mu.Lock()
-	s.closed = true
-	clear(s.buf)
-	s.n = 0
-	s.mu.Unlock()
+	s.once.Do(func() {
+		s.l.unsubscribe(s)
+		s.mu.Lock()
+		s.closed = true
+		clear(s.buf)
+		s.n = 0
+		s.mu.Unlock()
+		close(s.done)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -41,7 +42,11 @@ func CompileSchemas(rules []SchemaRule, sec *Section, key string) ([]CompiledSch
 	c := jsonschema.NewCompiler()
 	for i, r := range rules {
 		at := fmt.Sprintf("%s[%d]", key, i)
-		sch, err := c.Compile(r.File)
+		file := r.File
+		if !filepath.IsAbs(file) {
+			file = filepath.Join(filepath.Dir(sec.File), file) // relative to the config file
+		}
+		sch, err := c.Compile(file)
 		if err != nil {
 			errs = append(errs, sec.Errorf(at+".file", "JSON Schema %q: %v", r.File, err))
 			continue

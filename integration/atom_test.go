@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,6 +30,9 @@ http:
   public_url: https://feeds.example.org/base
 acl:
   - actors: ["*:anonymous"]
+    feeds: ["team:*", "board"]
+    allow: [read]
+  - actors: ["atom:reader"]
     feeds: ["*"]
     allow: [read]
 rest:
@@ -37,11 +41,19 @@ atom:
   enabled: true
   tag_authority: example.org,2025
   tombstone_ttl: 1h
-`, redisURL, addr)
+  tokens:
+    - {name: reader, token: %s}
+`, redisURL, addr, atomReaderToken)
 }
 
-// atomGet fetches a document from a bridge, with optional header pairs.
-func atomGet(t *testing.T, addr, path string, header ...string) (*http.Response, []byte) {
+// atomReaderToken is the token of the reader atom:reader, who may read
+// every feed; the anonymous reader reads team:* and board.
+const atomReaderToken = "integration-reader-token-0123456789"
+
+// atomFetch fetches a document from a bridge, with optional header pairs.
+// A feed document is checked the way outside readers see it (gofeed, and
+// jing against RFC 4287's schema for Atom) and returned parsed.
+func atomFetch(t *testing.T, addr, path string, header ...string) (*http.Response, []byte, *gofeed.Feed) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
 	if err != nil {
@@ -59,19 +71,25 @@ func atomGet(t *testing.T, addr, path string, header ...string) (*http.Response,
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp, body, atomtest.Check(t, resp, body)
+}
+
+// atomGet is atomFetch without the parsed feed.
+func atomGet(t *testing.T, addr, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	resp, body, _ := atomFetch(t, addr, path, header...)
 	return resp, body
 }
 
-// atomFeed fetches a feed document (atom, rss or json), checks it with
-// gofeed (and Atom with jing against RFC 4287's schema) and returns it
-// with its ETag.
+// atomFeed fetches a feed document (atom, rss or json), checked as
+// atomFetch does, and returns it with its ETag.
 func atomFeed(t *testing.T, addr, format, feed string) (*gofeed.Feed, string) {
 	t.Helper()
-	resp, body := atomGet(t, addr, "/"+format+"/"+url.PathEscape(feed))
+	resp, body, f := atomFetch(t, addr, "/"+format+"/"+url.PathEscape(feed))
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("%s of %q: %s\n%s", format, feed, resp.Status, body)
 	}
-	return atomtest.Parse(t, body), resp.Header.Get("ETag")
+	return f, resp.Header.Get("ETag")
 }
 
 // waitFor polls cond until it holds, failing after 15s.
@@ -167,12 +185,13 @@ func TestAtomEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	tombstone := `<deleted-entry xmlns="http://purl.org/atompub/tombstones/1.0" ref="` + want[0] + `"`
-	var atomBody []byte
+	var d *gofeed.Feed
 	waitFor(t, "the tombstone shows", func() bool {
-		_, atomBody = atomGet(t, addr, "/atom/"+esc)
+		var atomBody []byte
+		_, atomBody, d = atomFetch(t, addr, "/atom/"+esc)
 		return strings.Contains(string(atomBody), tombstone)
 	})
-	if d := atomtest.Parse(t, atomBody); !slices.Equal(guids(d), want[1:]) {
+	if !slices.Equal(guids(d), want[1:]) {
 		t.Fatalf("entries after the retraction: %v", guids(d))
 	}
 	for _, format := range []string{"rss", "json"} {
@@ -196,6 +215,44 @@ func TestAtomEndToEnd(t *testing.T) {
 	}
 	if _, page := atomGet(t, addr, "/atom/"); !strings.Contains(string(page), `href="https://feeds.example.org/base/atom/`+esc+`"`) {
 		t.Fatalf("discovery page lacks the feed:\n%s", page)
+	}
+}
+
+// TestAtomTokenReader: a feed the anonymous reader may not read is a 404
+// to it, and served to a reader whose token (here the HTTP Basic password
+// feed readers send) proves an actor the ACL lets read it; a wrong token
+// is a 401.
+func TestAtomTokenReader(t *testing.T) {
+	rs := testenv.StartRedis(t)
+	addr := testenv.FreeAddr(t)
+	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
+	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
+	defer rdb.Close()
+	store, err := core.NewStore(rdb, core.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := store.Create(ctx, "private:plans", core.TypeFeed, map[string]string{"title": "Plans"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Feed("private:plans").Publish(ctx, []byte("the plan"), "p1"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := atomGet(t, addr, "/atom/private:plans"); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("the anonymous reader: %s", r.Status)
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("me:"+atomReaderToken))
+	r, body, f := atomFetch(t, addr, "/atom/private:plans", "Authorization", basic)
+	if r.StatusCode != http.StatusOK || f == nil || f.Title != "Plans" || !slices.Equal(guids(f), []string{"tag:example.org,2025:private:plans/p1"}) {
+		t.Fatalf("the token reader: %s\n%s", r.Status, body)
+	}
+	if !strings.Contains(r.Header.Get("Cache-Control"), "private") {
+		t.Fatalf("a token reader's answer: Cache-Control %q", r.Header.Get("Cache-Control"))
+	}
+	r, _ = atomGet(t, addr, "/atom/private:plans?access_token=not-the-token-0123456789")
+	if r.StatusCode != http.StatusUnauthorized || r.Header.Get("WWW-Authenticate") != `Basic realm="feedbridge"` {
+		t.Fatalf("a wrong token: %s %q", r.Status, r.Header.Get("WWW-Authenticate"))
 	}
 }
 

@@ -49,6 +49,23 @@ type Config struct {
 	// Mappings turn JSON items into entries; the first rule whose feeds
 	// match applies, and items no rule maps are shown as text.
 	Mappings []Mapping `yaml:"mappings"`
+	// Tokens let feed readers prove an identity: a reader presenting a
+	// token reads as the actor atom:NAME, the others as atom:anonymous.
+	Tokens []core.Token `yaml:"tokens"`
+	// RateLimit bounds what one client address may cost.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// TrustedProxies are the proxy addresses or CIDRs whose
+	// X-Forwarded-For is believed when finding the client address.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// RateLimit bounds the requests of one client address that cost work.
+type RateLimit struct {
+	// PerIP limits renders (requests the cache cannot answer) and
+	// requests with a wrong token, per client address.
+	PerIP core.Rate `yaml:"per_ip"`
+	// MaxClients bounds the limiter state kept in memory (token buckets).
+	MaxClients int `yaml:"max_clients"`
 }
 
 // Person is an Atom person: a feed's or an entry's author.
@@ -103,6 +120,7 @@ func defaultConfig() Config {
 		MaxEntryBytes: 64 << 10,
 		TombstoneTTL:  7 * 24 * time.Hour,
 		CacheBytes:    32 << 20,
+		RateLimit:     RateLimit{PerIP: core.Rate{Rate: 10, Burst: 100}, MaxClients: 10000},
 		Mappings: []Mapping{{
 			Feeds: []string{"*"}, Title: "title", Summary: "summary", Content: "content", ContentType: typeText,
 			Author: "author", Link: "link", Updated: "updated", Published: "published", Categories: "categories",
@@ -125,7 +143,8 @@ func New(sec *core.Section) (core.Adapter, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	return &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes)}, nil
+	return &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), tokens: core.NewTokenSet(cfg.Tokens),
+		limits: core.NewRateLimiter(cfg.RateLimit.MaxClients)}, nil
 }
 
 var tagAuthorityRE = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|[^@\s,:]+@[a-z0-9.-]+),(?P<date>\d{4}(-\d{2}(-\d{2})?)?)$`)
@@ -181,6 +200,12 @@ func (c *Config) validate(sec *core.Section) error {
 	}
 	for i := range c.Mappings {
 		errs = append(errs, c.Mappings[i].compile(sec, fmt.Sprintf("mappings[%d]", i)))
+	}
+	errs = append(errs, core.ValidateTokens(c.Tokens, "atom", sec, "tokens"),
+		c.RateLimit.PerIP.Validate(sec, "rate_limit.per_ip"),
+		core.ValidateTrustedProxies(c.TrustedProxies, sec, "trusted_proxies"))
+	if c.RateLimit.MaxClients < 1 {
+		bad("rate_limit.max_clients", "must be at least 1, for example 10000")
 	}
 	return errors.Join(errs...)
 }
@@ -251,9 +276,11 @@ func validTagDate(d string) bool {
 // on the shared HTTP listener and follows feed events to keep its times,
 // tombstones and cache current.
 type Bridge struct {
-	cfg   Config
-	hub   *core.Hub
-	cache *cache
+	cfg    Config
+	hub    *core.Hub
+	cache  *cache
+	tokens *core.TokenSet
+	limits *core.RateLimiter
 	// following is true while Run's event subscription keeps the cache
 	// current; the cache is bypassed otherwise.
 	following atomic.Bool
@@ -265,14 +292,18 @@ var (
 )
 
 // EffectiveConfig returns the section with every default filled in, for
-// `bridge check` (it holds no secrets).
+// `bridge check` (tokens are masked).
 func (b *Bridge) EffectiveConfig() any { return b.cfg }
 
 // Name returns "atom".
 func (b *Bridge) Name() string { return "atom" }
 
+// maxBatch bounds the events recorded in one round trip to Redis.
+const maxBatch = 512
+
 // Run follows feed events until ctx ends: it records edit, position and
-// retract times in Redis and drops cached documents of changed feeds.
+// retract times in Redis and drops cached documents of changed feeds. The
+// events queued at a time are recorded together, in one round trip.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	sub := hub.Events.Subscribe(core.DefaultQueueSize)
 	defer sub.Close()
@@ -283,37 +314,75 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	b.cache.reset()
 	b.following.Store(true)
 	hub.SetState(b.Name(), core.StateUp, nil)
-	exposed := hub.Exposed(b.cfg.Feeds)
-	for {
-		ev, err := sub.Next(ctx)
-		if err != nil {
-			return nil // ctx ended
+	batch := make([]core.Event, 0, maxBatch)
+	for ctx.Err() == nil {
+		batch = batch[:0]
+		for len(batch) < maxBatch {
+			ev, ok := sub.TryNext()
+			if !ok {
+				break
+			}
+			batch = append(batch, ev)
 		}
-		switch {
-		case ev.Type == core.EventResync:
-			b.cache.reset()
-			continue
-		case ev.Type == core.EventJobFinish || !exposed.Allows(ev.Feed):
+		if len(batch) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-sub.Ready():
+			}
 			continue
 		}
-		if err := b.record(ctx, hub, ev); err != nil {
+		if err := b.handle(ctx, hub, batch); err != nil {
 			return nil // ctx ended while Redis was unreachable
 		}
+	}
+	return nil
+}
+
+// handle records a batch of events, then drops the cached documents they
+// change (all of them after a resync); it returns an error only when ctx
+// ends.
+func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []core.Event) error {
+	exposed := hub.Exposed(b.cfg.Feeds)
+	resync := false
+	var changes []core.Event
+	for _, ev := range batch {
+		switch {
+		case ev.Type == core.EventResync:
+			resync = true
+		case ev.Type != core.EventJobFinish && exposed.Allows(ev.Feed):
+			changes = append(changes, ev)
+		}
+	}
+	if err := b.record(ctx, hub, changes); err != nil {
+		return err
+	}
+	if resync {
+		b.cache.reset()
+		return nil
+	}
+	for _, ev := range changes {
 		b.cache.invalidate(ev.Feed)
 		if ev.Type == core.EventCreate || ev.Type == core.EventDelete || ev.Type == core.EventConfig {
 			b.cache.invalidate(indexKey)
 		}
 	}
+	return nil
 }
 
-// record stores what ev tells about times and tombstones, retrying with
-// backoff while Redis fails; it returns an error only when ctx ends. While
-// it retries, the events queued behind ev cannot invalidate the cache, so
-// the cache is bypassed until recording works again.
-func (b *Bridge) record(ctx context.Context, hub *core.Hub, ev core.Event) error {
-	for attempt := 0; ; attempt++ {
-		err := recordEvent(ctx, hub.Store.Client(), ev, b.cfg.TombstoneTTL)
-		if err == nil {
+// record stores what the events tell about times and tombstones. An event
+// Redis refuses for good (an error reply such as WRONGTYPE) is logged and
+// skipped; the others are retried with backoff while Redis cannot be
+// reached, and meanwhile the adapter is reconnecting and the cache is
+// bypassed, because the events queued behind cannot invalidate it. It
+// returns an error only when ctx ends.
+func (b *Bridge) record(ctx context.Context, hub *core.Hub, evs []core.Event) error {
+	for attempt := 0; len(evs) > 0; attempt++ {
+		retry, refused, err := recordEvents(ctx, hub.Store.Client(), evs, b.cfg.TombstoneTTL)
+		for _, r := range refused {
+			hub.Log.Error("atom: Redis refused to record a feed event; skipping it (its times or tombstone are not kept)",
+				"feed", r.ev.Feed, "event", r.ev.Type, "id", r.ev.ID, "err", r.err)
+		}
+		if len(retry) == 0 {
 			if attempt > 0 {
 				b.cache.reset()
 				b.following.Store(true)
@@ -327,9 +396,11 @@ func (b *Bridge) record(ctx context.Context, hub *core.Hub, ev core.Event) error
 		b.following.Store(false)
 		d := core.DefaultBackoff.Delay(attempt)
 		hub.SetState(b.Name(), core.StateReconnecting, err)
-		hub.Log.Warn("atom: recording a feed event failed; retrying", "feed", ev.Feed, "event", ev.Type, "err", err, "retry_in", d.Round(time.Millisecond))
+		hub.Log.Warn("atom: recording feed events failed; retrying", "events", len(retry), "err", err, "retry_in", d.Round(time.Millisecond))
 		if core.Sleep(ctx, d) != nil {
 			return ctx.Err()
 		}
+		evs = retry
 	}
+	return nil
 }

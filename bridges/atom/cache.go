@@ -56,6 +56,26 @@ func newCache(max int) *cache {
 	return &cache{max: max, feeds: map[string]*feedCache{}}
 }
 
+// peek returns the cached document, or nil when there is none (or it
+// expired).
+func (c *cache) peek(feed, variant string) *rendered {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.feeds[feed].fresh(variant)
+}
+
+// fresh returns the kept document of a variant unless it expired; fc may
+// be nil.
+func (fc *feedCache) fresh(variant string) *rendered {
+	if fc == nil {
+		return nil
+	}
+	if r := fc.docs[variant]; r != nil && (r.expires.IsZero() || time.Now().Before(r.expires)) {
+		return r
+	}
+	return nil
+}
+
 // load returns the cached document, or renders it once for all concurrent
 // callers and keeps it unless the feed changed meanwhile.
 func (c *cache) load(ctx context.Context, feed, variant string, render func() (*rendered, error)) (*rendered, error) {
@@ -69,7 +89,7 @@ func (c *cache) load(ctx context.Context, feed, variant string, render func() (*
 		fc = &feedCache{gen: c.seq, docs: map[string]*rendered{}, pending: map[string]*flight{}}
 		c.feeds[feed] = fc
 	}
-	if r := fc.docs[variant]; r != nil && (r.expires.IsZero() || time.Now().Before(r.expires)) {
+	if r := fc.fresh(variant); r != nil {
 		c.mu.Unlock()
 		return r, nil
 	}

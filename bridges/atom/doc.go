@@ -13,12 +13,22 @@
 //     feed events and records in Redis (feedbridge.atom.* keys) when items
 //     are published, edited, moved and retracted, so that every bridge
 //     process and restart shows the same updated and published times and
-//     lists recently retracted items as RFC 6721 tombstones.
+//     lists recently retracted items as RFC 6721 tombstones. The events
+//     queued at a time are recorded in one pipelined round trip; an event
+//     Redis refuses (an error reply) is logged and skipped, the others are
+//     retried while Redis cannot be reached.
 //   - Pages hold the newest entries of plain feeds (position order for
 //     sorted feeds); RFC 5005 next/previous links carry opaque cursors.
 //   - Rendered documents are cached per feed until the feed's next change
 //     event (and dropped on every resync); a strong ETag and Last-Modified
 //     let polling readers get 304 answers without any render.
-//   - Only feeds the anonymous reader may read (ACL operation read) and
-//     the feed selection exposes are served; every other name is a 404.
+//   - Only feeds the reader may read (ACL operation read) and the feed
+//     selection exposes are served; every other name is a 404. A reader
+//     without a token is atom:anonymous; one with a token from the config
+//     (Bearer, HTTP Basic password, or ?access_token=) is atom:NAME, and a
+//     wrong token is a 401 before the feed is looked at. Documents do not
+//     depend on the reader, so one cached copy serves every reader allowed
+//     to see it; answers to token readers are private.
+//   - Requests the cache cannot answer (renders) and wrong tokens are
+//     limited per client address (core.RateLimiter): 429 with Retry-After.
 package atom

@@ -261,7 +261,15 @@ func rssOf(d *document) *rssDoc {
 // specification requires it, even when empty).
 type jsonFeed struct {
 	*feeds.JSONFeed
-	Items []*feeds.JSONItem `json:"items"`
+	Items []*jsonItem `json:"items"`
+}
+
+// jsonItem is gorilla/feeds' JSON Feed item whose content_text is present
+// whenever content_html is not, also when it is empty: JSON Feed requires
+// one of them, and gorilla/feeds omits empty ones.
+type jsonItem struct {
+	*feeds.JSONItem
+	ContentText *string `json:"content_text,omitempty"`
 }
 
 func jsonFeedOf(d *document) *jsonFeed {
@@ -274,23 +282,23 @@ func jsonFeedOf(d *document) *jsonFeed {
 			Description: d.subtitle,
 			Authors:     []*feeds.JSONAuthor{jsonAuthor(d.author)},
 		},
-		Items: []*feeds.JSONItem{},
+		Items: []*jsonItem{},
 	}
 	if d.next != "" {
 		f.NextUrl = d.link(formatJSON, d.next)
 	}
 	for _, e := range d.entries {
-		it := &feeds.JSONItem{
+		it := &jsonItem{JSONItem: &feeds.JSONItem{
 			Id: e.id, Url: e.link, Title: e.title, Summary: e.summary, Tags: e.categories,
 			Authors: []*feeds.JSONAuthor{jsonAuthor(e.author)},
-		}
-		if e.html {
+		}}
+		switch {
+		case e.html:
 			it.ContentHTML = e.content
-		} else {
-			it.ContentText = e.content
-		}
-		if it.ContentHTML == "" && it.ContentText == "" {
-			it.ContentText = e.summary // JSON Feed requires one of them
+		case e.content != "":
+			it.ContentText = &e.content
+		default:
+			it.ContentText = &e.summary // "" for an empty item
 		}
 		if !e.published.IsZero() {
 			it.PublishedDate = &e.published

@@ -1,6 +1,7 @@
 package atom
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mmcdole/gofeed"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
@@ -28,28 +31,60 @@ type harness struct {
 	bridge *Bridge
 	srv    *httptest.Server
 	mux    *http.ServeMux
+	logs   *logBuffer
 }
 
-// testACL lets the anonymous reader read everything but "secret:*".
-var testACL = core.MustACL(core.ACLRule{Actors: []string{"*:anonymous"}, Feeds: []string{"[^s]*", "s[^e]*"}, Allow: []string{core.OpRead}})
+// logBuffer collects the adapter's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// testACL lets the anonymous reader read everything but "secret:*", and
+// the token reader atom:alice everything.
+var testACL = core.MustACL(
+	core.ACLRule{Actors: []string{"*:anonymous"}, Feeds: []string{"[^s]*", "s[^e]*"}, Allow: []string{core.OpRead}},
+	core.ACLRule{Actors: []string{"atom:alice"}, Feeds: []string{"*"}, Allow: []string{core.OpRead}},
+)
 
 // newHarness starts everything with the given atom section (YAML, without
-// the "atom:" line; "enabled: true" is added).
-func newHarness(tb testing.TB, section string) *harness {
+// the "atom:" line; "enabled: true" is added, and the rate limit is off
+// unless the section sets one). hooks are added to the Redis client (the
+// bridge's and the tests') before anything runs on it.
+func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 	tb.Helper()
 	r := testenv.StartRedis(tb)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	tb.Cleanup(func() { rdb.Close() })
+	for _, hook := range hooks {
+		rdb.AddHook(hook)
+	}
 	store, err := core.NewStore(rdb, core.StoreOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
+	if !strings.Contains(section, "rate_limit") {
+		section += "\nrate_limit: {per_ip: {rate: 0}}"
+	}
 	b := newBridge(tb, section)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logs := &logBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	// A long ping interval keeps the listener from sending commands that
 	// would blur the command counts some tests assert.
 	l := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: time.Hour})
-	h := &harness{t: tb, rdb: rdb, store: store, bridge: b, mux: http.NewServeMux()}
+	h := &harness{t: tb, rdb: rdb, store: store, bridge: b, mux: http.NewServeMux(), logs: logs}
 	h.srv = httptest.NewUnstartedServer(h.mux)
 	hub := &core.Hub{Store: store, Events: l, ACL: testACL, Metrics: core.NewMetrics(), Log: log, PublicURL: "http://" + h.srv.Listener.Addr().String()}
 	if err := b.MountHTTP(hub, h.mux); err != nil {
@@ -104,9 +139,11 @@ func (h *harness) eventually(what string, cond func() bool) {
 	}
 }
 
-// get requests path (with optional header pairs) and returns the response
-// with its body read.
-func (h *harness) get(path string, header ...string) (*http.Response, []byte) {
+// fetch requests path (with optional header pairs) and returns the
+// response with its body read. A feed document is checked the way outside
+// readers see it (atomtest.Check: gofeed, and jing for Atom) and returned
+// parsed; nil for any other answer.
+func (h *harness) fetch(path string, header ...string) (*http.Response, []byte, *gofeed.Feed) {
 	h.t.Helper()
 	req, err := http.NewRequest(http.MethodGet, h.srv.URL+path, nil)
 	if err != nil {
@@ -124,16 +161,30 @@ func (h *harness) get(path string, header ...string) (*http.Response, []byte) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	return resp, body, atomtest.Check(h.t, resp, body)
+}
+
+// get is fetch without the parsed feed.
+func (h *harness) get(path string, header ...string) (*http.Response, []byte) {
+	h.t.Helper()
+	resp, body, _ := h.fetch(path, header...)
 	return resp, body
 }
 
-// ok requests path and fails unless the answer is 200.
-func (h *harness) ok(path string) (*http.Response, []byte) {
+// okFeed fetches path and fails unless the answer is 200.
+func (h *harness) okFeed(path string, header ...string) (*http.Response, []byte, *gofeed.Feed) {
 	h.t.Helper()
-	resp, body := h.get(path)
+	resp, body, f := h.fetch(path, header...)
 	if resp.StatusCode != http.StatusOK {
 		h.t.Fatalf("GET %s: %s\n%s", path, resp.Status, body)
 	}
+	return resp, body, f
+}
+
+// ok is okFeed without the parsed feed.
+func (h *harness) ok(path string, header ...string) (*http.Response, []byte) {
+	h.t.Helper()
+	resp, body, _ := h.okFeed(path, header...)
 	return resp, body
 }
 

@@ -39,7 +39,10 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	r.UseEscapedPath = true
 	r.UnescapePathValues = false
 	r.HandleMethodNotAllowed = true
-	r.Use(func(*gin.Context) { hub.Metrics.RequestIn(b.Name()) })
+	if err := r.SetTrustedProxies(b.cfg.TrustedProxies); err != nil {
+		return fmt.Errorf("atom: trusted_proxies: %w", err)
+	}
+	r.Use(func(*gin.Context) { hub.Metrics.RequestIn(b.Name()) }, b.authenticate)
 	read := []string{http.MethodGet, http.MethodHead}
 	r.Match(read, "/atom/", b.serveIndex)
 	for _, format := range []string{formatAtom, formatRSS, formatJSON} {
@@ -53,16 +56,59 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	return nil
 }
 
-// readable reports whether the anonymous reader may see feed.
-func (b *Bridge) readable(feed string) bool {
-	return b.hub.Exposed(b.cfg.Feeds).Allows(feed) &&
-		b.hub.ACL.Allowed(core.Actor{Protocol: "atom", ID: core.Anonymous}, feed, core.OpRead)
+// actorKey holds the request's reader (a core.Actor) in the gin context.
+const actorKey = "feedbridge.actor"
+
+// readerOf returns the reader authenticate proved.
+func readerOf(c *gin.Context) core.Actor { return c.MustGet(actorKey).(core.Actor) }
+
+// authenticate proves the reader: a token (Bearer, the password of HTTP
+// Basic, or ?access_token=) makes it atom:NAME, no token atom:anonymous. A
+// wrong token is a 401 before the path is looked at, so it tells nothing
+// about which feeds exist; it counts against the client address's rate
+// limit, which throttles token guessing.
+func (b *Bridge) authenticate(c *gin.Context) {
+	// what is served depends on the credentials: no shared cache may
+	// give one reader's answer to another
+	c.Header("Vary", "Authorization")
+	reader := core.Actor{Protocol: "atom", ID: core.Anonymous}
+	if token, given := core.RequestToken(c.Request, true); given {
+		name, ok := b.tokens.Lookup(token)
+		if !ok {
+			if b.allow(c) {
+				c.Header("WWW-Authenticate", `Basic realm="feedbridge"`)
+				problem(c, http.StatusUnauthorized, "the token is not valid")
+			}
+			c.Abort()
+			return
+		}
+		reader.ID = name
+	}
+	c.Set(actorKey, reader)
+	c.Next()
+}
+
+// allow takes one request from the client address's bucket, or answers
+// 429 with Retry-After and returns false.
+func (b *Bridge) allow(c *gin.Context) bool {
+	ok, wait := b.limits.Allow("ip:"+c.ClientIP(), b.cfg.RateLimit.PerIP)
+	if !ok {
+		c.Header("Retry-After", core.RetryAfter(wait))
+		problem(c, http.StatusTooManyRequests, "too many requests; retry after "+core.RetryAfter(wait)+"s")
+	}
+	return ok
+}
+
+// readable reports whether reader may see feed: the adapter exposes it
+// and the ACL lets the reader read it.
+func (b *Bridge) readable(reader core.Actor, feed string) bool {
+	return b.hub.Exposed(b.cfg.Feeds).Allows(feed) && b.hub.ACL.Allowed(reader, feed, core.OpRead)
 }
 
 func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		feed, err := url.PathUnescape(c.Param("feed"))
-		if err != nil || core.ValidateFeedName(feed) != nil || !b.readable(feed) {
+		if err != nil || core.ValidateFeedName(feed) != nil || !b.readable(readerOf(c), feed) {
 			problem(c, http.StatusNotFound, "no such feed")
 			return
 		}
@@ -71,23 +117,19 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 			problem(c, http.StatusBadRequest, err.Error())
 			return
 		}
-		r, err := b.cached(c.Request.Context(), feed, format+q.raw, func(ctx context.Context) (*rendered, error) {
+		// The document is the same for every reader who may read the feed
+		// (checked above): one cache entry serves them all.
+		r, ok := b.cached(c, feed, format+q.raw, func(ctx context.Context) (*rendered, error) {
 			return b.renderFeed(ctx, feed, format, q)
 		})
-		switch {
-		case errors.Is(err, errNoFeed):
-			problem(c, http.StatusNotFound, "no such feed")
-		case errors.Is(err, core.ErrItemNotFound):
-			problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
-		case err != nil:
-			b.unavailable(c, err)
-		default:
+		if ok {
 			send(c, r)
 		}
 	}
 }
 
-// renderFeed renders one page of a feed.
+// renderFeed renders one page of a feed. A feed deleted (or replaced by a
+// queue) while it renders is errNoFeed, like one that never existed.
 func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuery) (*rendered, error) {
 	infos, err := b.hub.Store.Describe(ctx, feed)
 	if err != nil {
@@ -97,6 +139,9 @@ func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuer
 		return nil, errNoFeed
 	}
 	d, err := b.load(ctx, infos[0], q)
+	if errors.Is(err, core.ErrFeedNotFound) || errors.Is(err, core.ErrWrongType) {
+		return nil, fmt.Errorf("%w: it changed while rendering: %w", errNoFeed, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -120,25 +165,53 @@ func newRendered(body []byte, ctype string, modified, expires time.Time) *render
 	}
 }
 
-// cached serves a document from the cache while the event subscription
-// keeps it current, and renders it afresh otherwise.
-func (b *Bridge) cached(ctx context.Context, key, variant string, render func(context.Context) (*rendered, error)) (*rendered, error) {
-	if !b.following.Load() || !b.hub.Events.Connected() {
-		return render(ctx)
+// cached returns a document from the cache while the event subscription
+// keeps it current; otherwise (not cached, or the cache is bypassed) it
+// renders it, within the client address's rate limit. When it returns
+// false it has answered the request with a problem.
+func (b *Bridge) cached(c *gin.Context, key, variant string, render func(context.Context) (*rendered, error)) (*rendered, bool) {
+	following := b.following.Load() && b.hub.Events.Connected()
+	if following {
+		if r := b.cache.peek(key, variant); r != nil {
+			return r, true
+		}
 	}
-	return b.cache.load(ctx, key, variant, func() (*rendered, error) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renderTimeout)
-		defer cancel()
-		return render(rctx)
-	})
+	if !b.allow(c) {
+		return nil, false
+	}
+	ctx := c.Request.Context()
+	var r *rendered
+	var err error
+	if following {
+		r, err = b.cache.load(ctx, key, variant, func() (*rendered, error) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), renderTimeout)
+			defer cancel()
+			return render(rctx)
+		})
+	} else {
+		r, err = render(ctx)
+	}
+	switch {
+	case errors.Is(err, errNoFeed):
+		problem(c, http.StatusNotFound, "no such feed")
+	case errors.Is(err, core.ErrItemNotFound):
+		problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
+	case err != nil:
+		b.unavailable(c, err)
+	}
+	return r, err == nil
 }
 
-// send answers with r, or 304 when the request's validators match.
+// send answers with r, or 304 when the request's validators match. A
+// reader with a token gets it as private: no shared cache keeps it.
 func send(c *gin.Context, r *rendered) {
 	h := c.Writer.Header()
 	h.Set("Content-Type", r.ctype)
 	h.Set("ETag", r.etag)
 	h.Set("Cache-Control", "no-cache")
+	if readerOf(c).ID != core.Anonymous {
+		h.Set("Cache-Control", "private, no-cache")
+	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(c.Writer, c.Request, "", r.modified, bytes.NewReader(r.body))
 }
@@ -169,26 +242,26 @@ func (b *Bridge) serveIndex(c *gin.Context) {
 		problem(c, http.StatusBadRequest, "format must be html or opml")
 		return
 	}
-	r, err := b.cached(c.Request.Context(), indexKey, format, func(ctx context.Context) (*rendered, error) {
-		return b.renderIndex(ctx, format)
+	// the list depends on the reader: one cache entry per reader
+	reader := readerOf(c)
+	r, ok := b.cached(c, indexKey, format+" "+reader.ID, func(ctx context.Context) (*rendered, error) {
+		return b.renderIndex(ctx, format, reader)
 	})
-	if err != nil {
-		b.unavailable(c, err)
-		return
+	if ok {
+		send(c, r)
 	}
-	send(c, r)
 }
 
-// renderIndex lists the readable plain and sorted feeds as HTML (with
-// feed autodiscovery links) or OPML.
-func (b *Bridge) renderIndex(ctx context.Context, format string) (*rendered, error) {
+// renderIndex lists the plain and sorted feeds reader may read as HTML
+// (with feed autodiscovery links) or OPML.
+func (b *Bridge) renderIndex(ctx context.Context, format string, reader core.Actor) (*rendered, error) {
 	names, err := b.hub.Store.Feeds(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var readable []string
 	for _, n := range names {
-		if b.readable(n) {
+		if b.readable(reader, n) {
 			readable = append(readable, n)
 		}
 	}

@@ -2,6 +2,7 @@ package atom
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -30,45 +31,93 @@ const (
 // maxTombstones bounds the retracted items kept and listed per feed.
 const maxTombstones = 500
 
-// recordEvent stores what an event tells about item times and tombstones.
-// Every bridge process records the same events; the writes are idempotent
-// up to the few milliseconds between the processes' clocks.
-func recordEvent(ctx context.Context, rdb redis.UniversalClient, ev core.Event, ttl time.Duration) error {
+// refusal is an event Redis refused to record, and why.
+type refusal struct {
+	ev  core.Event
+	err error
+}
+
+// recordEvents stores what a batch of events tells about item times and
+// tombstones, in one pipelined round trip. Every bridge process records
+// the same events; the writes are idempotent up to the few milliseconds
+// between the processes' clocks. It returns the events to record again,
+// with the first error that stopped one of them (a connection failure, or
+// a passing server state such as LOADING), and the events Redis refused
+// for good (an error reply such as WRONGTYPE, which no retry can fix).
+func recordEvents(ctx context.Context, rdb redis.UniversalClient, evs []core.Event, ttl time.Duration) (retry []core.Event, refused []refusal, err error) {
+	pipe := rdb.Pipeline()
+	cmds := make([][]redis.Cmder, len(evs))
+	for i, ev := range evs {
+		cmds[i] = queueRecord(ctx, pipe, ev, ttl)
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	for i, ev := range evs {
+		var cerr error
+		for _, c := range cmds[i] {
+			if cerr = c.Err(); cerr != nil {
+				break
+			}
+		}
+		switch {
+		case cerr == nil:
+		case permanent(cerr):
+			refused = append(refused, refusal{ev: ev, err: cerr})
+		default:
+			retry = append(retry, ev)
+			if err == nil {
+				err = fmt.Errorf("record %s of %q: %w", ev.Type, ev.Feed, cerr)
+			}
+		}
+	}
+	return retry, refused, err
+}
+
+// queueRecord queues the writes that record ev and returns them.
+func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev core.Event, ttl time.Duration) []redis.Cmder {
 	tk, dk := prefixTimes+ev.Feed, prefixDeleted+ev.Feed
 	at := ev.At.UnixMilli()
-	pipe := rdb.Pipeline()
+	var cmds []redis.Cmder
+	add := func(c ...redis.Cmder) { cmds = append(cmds, c...) }
 	switch ev.Type {
 	case core.EventPublish:
-		pipe.HSetNX(ctx, tk, "p:"+ev.ID, at)
-		pipe.HSet(ctx, tk, "u:"+ev.ID, at)
-		pipe.ZRem(ctx, dk, ev.ID)
+		add(pipe.HSetNX(ctx, tk, "p:"+ev.ID, at), pipe.HSet(ctx, tk, "u:"+ev.ID, at), pipe.ZRem(ctx, dk, ev.ID))
 	case core.EventEdit, core.EventPosition:
-		pipe.HSet(ctx, tk, "u:"+ev.ID, at)
+		add(pipe.HSet(ctx, tk, "u:"+ev.ID, at))
 	case core.EventRetract:
-		pipe.HDel(ctx, tk, "p:"+ev.ID, "u:"+ev.ID)
+		add(pipe.HDel(ctx, tk, "p:"+ev.ID, "u:"+ev.ID))
 		if ttl > 0 {
-			pipe.ZAdd(ctx, dk, redis.Z{Score: float64(at), Member: ev.ID})
-			pipe.ZRemRangeByScore(ctx, dk, "-inf", "("+strconv.FormatInt(at-ttl.Milliseconds(), 10))
-			pipe.ZRemRangeByRank(ctx, dk, 0, -maxTombstones-1)
-			pipe.PExpire(ctx, dk, ttl)
+			add(pipe.ZAdd(ctx, dk, redis.Z{Score: float64(at), Member: ev.ID}),
+				pipe.ZRemRangeByScore(ctx, dk, "-inf", "("+strconv.FormatInt(at-ttl.Milliseconds(), 10)),
+				pipe.ZRemRangeByRank(ctx, dk, 0, -maxTombstones-1),
+				pipe.PExpire(ctx, dk, ttl))
 		}
 	case core.EventCreate, core.EventConfig:
 		// only the feed's time, below
 	case core.EventDelete:
-		pipe.Del(ctx, tk, dk)
+		return []redis.Cmder{pipe.Del(ctx, tk, dk)}
 	default:
 		return nil
 	}
-	if ev.Type != core.EventDelete {
-		// Every change moves the feed's updated time and Last-Modified on,
-		// also when its entries carry older times of their own or leave
-		// no tombstone.
-		pipe.HSet(ctx, tk, "c", at)
+	// Every change moves the feed's updated time and Last-Modified on,
+	// also when its entries carry older times of their own or leave no
+	// tombstone.
+	return append(cmds, pipe.HSet(ctx, tk, "c", at))
+}
+
+// permanent reports whether err is Redis refusing a command for good: an
+// error reply such as WRONGTYPE, as opposed to a connection failure or a
+// passing server state (loading, a read-only replica, cluster down, out of
+// memory, too many clients, a moved slot), which a retry can get past.
+func permanent(err error) bool {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) || errors.Is(err, redis.Nil) {
+		return false
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("record %s of %q: %w", ev.Type, ev.Feed, err)
-	}
-	return nil
+	_, moved := redis.IsMovedError(err)
+	_, ask := redis.IsAskError(err)
+	return !moved && !ask && !redis.IsLoadingError(err) && !redis.IsReadOnlyError(err) && !redis.IsClusterDownError(err) &&
+		!redis.IsTryAgainError(err) && !redis.IsMasterDownError(err) && !redis.IsMaxClientsError(err) &&
+		!redis.IsNoReplicasError(err) && !redis.IsOOMError(err) && !redis.IsAuthError(err)
 }
 
 // readTimesScript returns the feed's time, each item's first-publish and

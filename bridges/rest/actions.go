@@ -31,6 +31,11 @@ const bodyKey = "feedbridge.body"
 // maxIdemKeyLen bounds an Idempotency-Key.
 const maxIdemKeyLen = 255
 
+// idemPendingTTL is how long an Idempotency-Key is held for a request
+// whose job is not stored yet (then idempotency_ttl): a bridge that dies
+// meanwhile blocks the key's retries (409) this long at most.
+const idemPendingTTL = 2 * time.Minute
+
 // MoveRequest is the body of POST .../items/{id}/move.
 type MoveRequest struct {
 	// Position is :end, begin:, :ID (before ID) or ID: (after ID).
@@ -356,11 +361,12 @@ type idemRecord struct {
 }
 
 // idempotent submits act at most once per (actor, key) within
-// idempotency_ttl. SET NX claims the key before the job is stored, so two
-// concurrent requests with one key create one job: the second gets 409
-// while the first is being stored, and the first job's status once it is
-// (also while the first still waits for its result). A key reused for a
-// different request gets 422.
+// idempotency_ttl. SET NX claims the key (for idemPendingTTL) before the
+// job is stored, and the job is recorded there (for idempotency_ttl) once
+// it is, so two concurrent requests with one key create one job: the
+// second gets 409 while the first is being stored, and the first job's
+// status once it is (also while the first still waits for its result). A
+// key reused for a different request gets 422.
 func (b *Bridge) idempotent(c *gin.Context, act core.Action, key string, wait time.Duration) {
 	actor := act.Actor
 	key = strings.Trim(key, `"`) // the draft standard's sf-string form
@@ -374,7 +380,7 @@ func (b *Bridge) idempotent(c *gin.Context, act core.Action, key string, wait ti
 	bs, _ := body.([]byte)
 	fp := hash(c.Request.Method, c.Request.URL.RequestURI(), string(bs))
 	pending, _ := json.Marshal(idemRecord{Fingerprint: fp})
-	won, err := rdb.SetNX(ctx, rk, pending, b.cfg.IdempotencyTTL).Result()
+	won, err := rdb.SetNX(ctx, rk, pending, min(idemPendingTTL, b.cfg.IdempotencyTTL)).Result()
 	if err != nil {
 		b.failErr(c, err)
 		return
@@ -435,6 +441,8 @@ func hash(parts ...string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// jobStatus shows a job to the actor who submitted it; anyone else, and
+// unknown or expired jobs, get the same 404.
 func (b *Bridge) jobStatus(c *gin.Context) {
 	queue, id := param(c, "queue"), param(c, "id")
 	if !slices.Contains(b.hub.Actions.Queues(), queue) {
@@ -444,6 +452,10 @@ func (b *Bridge) jobStatus(c *gin.Context) {
 	st, err := b.hub.Actions.Status(c.Request.Context(), queue, id)
 	if err != nil {
 		b.failErr(c, err)
+		return
+	}
+	if st.State == core.JobUnknown || st.Submitter != actorOf(c).String() {
+		fail(c, "not-found", "") // another actor's job looks like no job
 		return
 	}
 	c.Header("Cache-Control", "no-store")

@@ -3,8 +3,6 @@ package rest
 import (
 	"errors"
 	"fmt"
-	"net/netip"
-	"regexp"
 	"strings"
 	"time"
 
@@ -17,8 +15,9 @@ type Config struct {
 	Enabled bool `yaml:"enabled"`
 	// Feeds replaces the global feed selection for this adapter.
 	Feeds *core.FeedFilter `yaml:"feeds"`
-	// Tokens are the bearer tokens clients authenticate with.
-	Tokens []Token `yaml:"tokens"`
+	// Tokens are the bearer tokens clients authenticate with; a token's
+	// name becomes the actor id rest:NAME.
+	Tokens []core.Token `yaml:"tokens"`
 	// Anonymous lets requests without a token in, as actor rest:anonymous.
 	Anonymous bool `yaml:"anonymous"`
 	// MaxBodyBytes bounds a request body.
@@ -38,29 +37,13 @@ type Config struct {
 	Events EventsConfig `yaml:"events"`
 }
 
-// Token is one bearer token; its name becomes the actor id rest:NAME.
-type Token struct {
-	// Name is the actor id the token proves.
-	Name string `yaml:"name"`
-	// Token is the secret a client sends as "Authorization: Bearer TOKEN".
-	Token core.Secret `yaml:"token"`
-}
-
-// Rate is a token bucket: Rate requests per second, bursts up to Burst.
-type Rate struct {
-	// Rate is the sustained rate in requests per second; 0 turns the limit off.
-	Rate float64 `yaml:"rate"`
-	// Burst is how many requests may come at once.
-	Burst int `yaml:"burst"`
-}
-
 // RateLimits bounds requests: authenticated ones per token, the others per
 // client address.
 type RateLimits struct {
 	// PerToken limits each token.
-	PerToken Rate `yaml:"per_token"`
+	PerToken core.Rate `yaml:"per_token"`
 	// PerIP limits anonymous and failed requests by client address.
-	PerIP Rate `yaml:"per_ip"`
+	PerIP core.Rate `yaml:"per_ip"`
 	// MaxClients bounds the limiter state kept in memory (token buckets).
 	MaxClients int `yaml:"max_clients"`
 }
@@ -97,8 +80,8 @@ func defaultConfig() Config {
 		MaxWait:        30 * time.Second,
 		IdempotencyTTL: 24 * time.Hour,
 		RateLimit: RateLimits{
-			PerToken:   Rate{Rate: 100, Burst: 200},
-			PerIP:      Rate{Rate: 20, Burst: 40},
+			PerToken:   core.Rate{Rate: 100, Burst: 200},
+			PerIP:      core.Rate{Rate: 20, Burst: 40},
 			MaxClients: 10000,
 		},
 		CORS: CORSConfig{MaxAge: 10 * time.Minute},
@@ -111,11 +94,6 @@ func defaultConfig() Config {
 
 // Factory registers the adapter under the "rest" section.
 var Factory = core.Factory{Name: "rest", New: New}
-
-var tokenNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-
-// minTokenLen is the shortest token accepted.
-const minTokenLen = 16
 
 // New decodes and validates the section; it returns nil when disabled.
 func New(sec *core.Section) (core.Adapter, error) {
@@ -141,27 +119,8 @@ func (c *Config) validate(sec *core.Section) error {
 			errs = append(errs, err)
 		}
 	}
-	names, secrets := map[string]bool{}, map[core.Secret]bool{}
-	for i, t := range c.Tokens {
-		at := fmt.Sprintf("tokens[%d]", i)
-		switch {
-		case !tokenNameRE.MatchString(t.Name):
-			add(at+".name", "%q: use 1-64 of A-Z a-z 0-9 . _ - (it becomes the actor rest:NAME)", t.Name)
-		case t.Name == core.Anonymous:
-			add(at+".name", "%q is the anonymous actor's id: choose another name", t.Name)
-		case names[t.Name]:
-			add(at+".name", "%q is used twice: give each token its own name", t.Name)
-		}
-		names[t.Name] = true
-		switch tok := t.Token.Reveal(); {
-		case len(tok) < minTokenLen:
-			add(at+".token", "is %d characters: use at least %d (for example `openssl rand -hex 24`), or ${ENV_VAR}", len(tok), minTokenLen)
-		case strings.ContainsFunc(tok, func(r rune) bool { return r <= ' ' || r == 0x7f }):
-			add(at+".token", "contains spaces or control characters: a bearer token must be printable")
-		case secrets[t.Token]:
-			add(at+".token", "is the same as another token's: each token must be unique")
-		}
-		secrets[t.Token] = true
+	if err := core.ValidateTokens(c.Tokens, "rest", sec, "tokens"); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxBodyBytes < 1 {
 		add("max_body_bytes", "must be at least 1 (default %d)", defaultConfig().MaxBodyBytes)
@@ -172,12 +131,9 @@ func (c *Config) validate(sec *core.Section) error {
 	if c.IdempotencyTTL < time.Second {
 		add("idempotency_ttl", "must be at least 1s (default 24h)")
 	}
-	for key, r := range map[string]Rate{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_ip": c.RateLimit.PerIP} {
-		if r.Rate < 0 {
-			add(key+".rate", "must be 0 (no limit) or more requests per second")
-		}
-		if r.Rate > 0 && r.Burst < 1 {
-			add(key+".burst", "must be at least 1 when rate is set")
+	for key, r := range map[string]core.Rate{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_ip": c.RateLimit.PerIP} {
+		if err := r.Validate(sec, key); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if c.RateLimit.MaxClients < 1 {
@@ -191,12 +147,8 @@ func (c *Config) validate(sec *core.Section) error {
 	if c.CORS.MaxAge < 0 {
 		add("cors.max_age", "must be 0 or a positive duration")
 	}
-	for i, p := range c.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
-			if _, err := netip.ParseAddr(p); err != nil {
-				add(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an IP address or CIDR such as 10.0.0.0/8", p)
-			}
-		}
+	if err := core.ValidateTrustedProxies(c.TrustedProxies, sec, "trusted_proxies"); err != nil {
+		errs = append(errs, err)
 	}
 	e := c.Events
 	if e.Heartbeat < time.Second {

@@ -5,13 +5,14 @@
 // The model in a few lines:
 //
 //   - Reads go straight to the store: feeds, pages of items in display
-//     order with opaque cursors, single items with strong ETags. A feed the
-//     adapter does not expose, or the client may not read, is a 404 exactly
-//     like an unknown one.
+//     order with opaque cursors, single items with strong ETags; every GET
+//     route answers HEAD too. A feed the adapter does not expose, or the
+//     client may not read, is a 404 exactly like an unknown one.
 //   - Writes never touch a feed: POST, PUT, DELETE, move and custom verbs
 //     become core actions stamped with the token's actor (rest:NAME, or
 //     rest:anonymous), stored as jobs before the 202 answer; Prefer: wait
 //     waits for the worker's result, Idempotency-Key makes retries safe.
+//     A job's status is shown to the actor who submitted it only.
 //   - One core subscription feeds a bounded replay ring of rendered events
 //     numbered EPOCH-SEQ. Every event stream and long poll reads the ring
 //     from its own position, so a client that reconnects with Last-Event-ID

@@ -65,10 +65,15 @@ func newEnv(t *testing.T, config string) *env {
 	return newEnvOn(t, r, config)
 }
 
-func newEnvOn(t *testing.T, r *testenv.Redis, config string) *env {
+// newEnvOn starts the env on a running Redis; hooks are added to the
+// client the bridge uses before anything runs on it.
+func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook) *env {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
+	for _, h := range hooks {
+		rdb.AddHook(h)
+	}
 	store, err := core.NewStore(rdb, core.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -44,10 +44,16 @@ func (b *Bridge) acquireStream(c *gin.Context) (release func(), ok bool) {
 	}
 }
 
-// feedEvents streams one feed's events.
+// feedEvents streams one feed's events. A feed that does not exist is
+// the same 404 as a hidden or unreadable one (the pattern route follows
+// feeds that do not exist yet).
 func (b *Bridge) feedEvents(c *gin.Context) {
 	feed, ok := b.feedParam(c)
 	if !ok {
+		return
+	}
+	if _, err := b.hub.Store.Type(c.Request.Context(), feed); err != nil {
+		b.failErr(c, err)
 		return
 	}
 	b.stream(c, feed, nil, func(f string) bool { return f == feed })
@@ -92,6 +98,12 @@ func (b *Bridge) events(c *gin.Context) {
 // connection (Connection: close), which every SSE client accepts. Where
 // hijacking is impossible (HTTP/2) the stream runs in the handler.
 func (b *Bridge) stream(c *gin.Context, feed string, pats []core.Pattern, match func(string) bool) {
+	h := c.Writer.Header()
+	if c.Request.Method == http.MethodHead { // the stream's headers; no stream opens
+		streamHeaders(h)
+		c.Status(http.StatusOK)
+		return
+	}
 	release, ok := b.acquireStream(c)
 	if !ok {
 		return
@@ -105,10 +117,7 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []core.Pattern, match 
 	if last != "" {
 		pos, _ = parsePosition(last) // a malformed id resets like an unknown one
 	}
-	h := c.Writer.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
+	streamHeaders(h)
 	hello := "retry: " + strconv.Itoa(reconnectMillis) + "\n"
 	if last == "" {
 		hello += "id: " + pos.String() + "\n" // sets the resume point without an event
@@ -143,6 +152,13 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []core.Pattern, match 
 	if s.send([]byte(hello)) {
 		s.run(c.Request.Context().Done())
 	}
+}
+
+// streamHeaders sets the headers of an event stream.
+func streamHeaders(h http.Header) {
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
 }
 
 // goStream runs a hijacked stream in its own goroutine, which Run waits

@@ -442,3 +442,40 @@ func TestRingEvictionBound(t *testing.T) {
 		t.Errorf("read after c: %v %v %v", out, next, lost)
 	}
 }
+
+// TestFeedEventsOfUnknownFeed: one feed's event stream answers a feed that
+// does not exist with the same 404 as a hidden or unreadable feed, while
+// the pattern route still follows feeds created later.
+func TestFeedEventsOfUnknownFeed(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	ctx := context.Background()
+	e.create("secret:y", core.TypeFeed, nil)
+	var bodies []string
+	for _, c := range []struct{ path, token string }{
+		{"/v1/feeds/public:nope/events", ""}, {"/v1/feeds/nope/events", tokReader}, {"/v1/feeds/secret:y/events", ""},
+		{"/v1/feeds/feedbridge.actions/events", tokAdmin}, {"/v1/feeds/public:nope", ""},
+	} {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a stream would never end
+		r := e.do(e.req("GET", c.path, c.token, "").WithContext(rctx))
+		cancel()
+		r.wantProblem(t, 404, "not-found")
+		var p Problem
+		_ = json.Unmarshal(r.body, &p)
+		p.Instance = ""
+		b, _ := json.Marshal(p)
+		bodies = append(bodies, string(b))
+		e.call("HEAD", c.path, c.token, "").want(t, 404)
+	}
+	for _, b := range bodies[1:] {
+		if b != bodies[0] {
+			t.Errorf("404s differ: %s vs %s", b, bodies[0])
+		}
+	}
+	_, rd := e.stream("/v1/events?feeds=public:later*", "")
+	e.next(rd)
+	e.create("public:later", core.TypeFeed, nil)
+	if _, err := e.store.Feed("public:later").Publish(ctx, []byte("first"), "1"); err != nil {
+		t.Fatal(err)
+	}
+	e.wantEvent(rd, "publish", `"feed":"public:later"`)
+}

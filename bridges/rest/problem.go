@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -114,9 +113,4 @@ func serveProblemType(c *gin.Context) {
 	}
 	c.Header("Cache-Control", "public, max-age=86400")
 	c.JSON(http.StatusOK, gin.H{"type": problemPath + param(c, "kind"), "title": k.title, "status": k.status, "description": k.about})
-}
-
-// retryAfter formats whole seconds for Retry-After, at least 1.
-func retryAfter(seconds float64) string {
-	return strconv.Itoa(max(1, int(seconds+0.999)))
 }

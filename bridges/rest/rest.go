@@ -22,8 +22,8 @@ var openAPI []byte
 // Bridge is the REST adapter.
 type Bridge struct {
 	cfg    Config
-	tokens *tokenSet
-	limits *limiters
+	tokens *core.TokenSet
+	limits *core.RateLimiter
 	ring   *ring
 	// streams counts open event streams and long polls.
 	streams chan struct{}
@@ -48,8 +48,8 @@ var (
 func newBridge(cfg Config) (*Bridge, error) {
 	b := &Bridge{
 		cfg:     cfg,
-		tokens:  newTokenSet(cfg.Tokens),
-		limits:  newLimiters(cfg.RateLimit.MaxClients),
+		tokens:  core.NewTokenSet(cfg.Tokens),
+		limits:  core.NewRateLimiter(cfg.RateLimit.MaxClients),
 		ring:    newRing(cfg.Events.ReplayEvents, cfg.Events.ReplayBytes),
 		streams: make(chan struct{}, cfg.Events.MaxStreams),
 	}
@@ -72,23 +72,26 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	e.NoMethod(func(c *gin.Context) { fail(c, "method-not-allowed", "") })
 
 	v1 := e.Group("/v1")
-	v1.GET("/openapi.json", func(c *gin.Context) {
+	// every GET route answers HEAD too: the same status and headers, and
+	// no body (net/http drops what the handler writes)
+	read := func(path string, h gin.HandlerFunc) { v1.Match([]string{http.MethodGet, http.MethodHead}, path, h) }
+	read("/openapi.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
 		c.Data(http.StatusOK, "application/json", openAPI)
 	})
-	v1.GET("/problems/:kind", serveProblemType)
-	v1.GET("/feeds", b.listFeeds)
-	v1.GET("/feeds/:feed", b.getFeed)
-	v1.GET("/feeds/:feed/items", b.listItems)
-	v1.GET("/feeds/:feed/items/:id", b.getItem)
-	v1.GET("/feeds/:feed/events", b.feedEvents)
-	v1.GET("/events", b.events)
+	read("/problems/:kind", serveProblemType)
+	read("/feeds", b.listFeeds)
+	read("/feeds/:feed", b.getFeed)
+	read("/feeds/:feed/items", b.listItems)
+	read("/feeds/:feed/items/:id", b.getItem)
+	read("/feeds/:feed/events", b.feedEvents)
+	read("/events", b.events)
+	read("/jobs/:queue/:id", b.jobStatus)
 	v1.POST("/feeds/:feed/items", b.publish)
 	v1.PUT("/feeds/:feed/items/:id", b.edit)
 	v1.DELETE("/feeds/:feed/items/:id", b.retract)
 	v1.POST("/feeds/:feed/items/:id/move", b.move)
 	v1.POST("/feeds/:feed/actions/:verb", b.custom)
-	v1.GET("/jobs/:queue/:id", b.jobStatus)
 	b.engine = e
 	mux.Handle("/v1/", e)
 	return nil

@@ -4,16 +4,22 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // waitJob polls a job's status until it is finished and returns it.
@@ -58,7 +64,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if name, ok := a.(*Bridge).tokens.lookup("from-the-environment-123"); !ok || name != "ci" {
+	if name, ok := a.(*Bridge).tokens.Lookup("from-the-environment-123"); !ok || name != "ci" {
 		t.Fatalf("env token: %q %v", name, ok)
 	}
 	_, err = parse(`rest:
@@ -394,13 +400,9 @@ func TestActions(t *testing.T) {
 	// retract through DELETE
 	e.call("DELETE", "/v1/feeds/tasks/items/t1", tokAdmin, "", "Prefer", "wait=10").want(t, 200)
 	e.call("GET", "/v1/feeds/tasks/items/t1", tokAdmin, "").wantProblem(t, 404, "not-found")
-	// job status: unknown queue 404, unknown job "unknown"
+	// job status: unknown queue and unknown job 404
 	e.call("GET", "/v1/jobs/other/1", tokAdmin, "").wantProblem(t, 404, "not-found")
-	r = e.call("GET", "/v1/jobs/feedbridge.actions/nope", tokAdmin, "")
-	r.want(t, 200)
-	if !strings.Contains(string(r.body), `"state":"unknown"`) {
-		t.Fatalf("unknown job: %s", r.body)
-	}
+	e.call("GET", "/v1/jobs/feedbridge.actions/nope", tokAdmin, "").wantProblem(t, 404, "not-found")
 }
 
 // publishWait publishes as admin and returns the new item's id.
@@ -634,5 +636,177 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 	}
 	if check.Event(resttest.Event{Type: "publish", Data: `{"id":"x"}`}) == nil {
 		t.Error("event data without feed accepted")
+	}
+	head := httptest.NewRequest("HEAD", "/v1/feeds/a%2Fb", nil)
+	if err := check.Check(head, 200, h, nil); err != nil {
+		t.Fatalf("valid HEAD answer rejected: %v", err)
+	}
+	if check.Check(head, 200, h, []byte(good)) == nil {
+		t.Error("a HEAD answer with a body was accepted")
+	}
+	if check.Check(head, 418, h, nil) == nil {
+		t.Error("a HEAD answer with an undocumented status was accepted")
+	}
+}
+
+// TestHeadOnEveryGetRoute: HEAD answers every GET route with GET's status
+// and headers, and no body; on an event stream it opens no stream.
+func TestHeadOnEveryGetRoute(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	e.create("public:h", core.TypeFeed, nil)
+	e.create("secret:h", core.TypeFeed, nil)
+	e.create("routed", core.TypeFeed, nil)
+	if _, err := e.store.Feed("public:h").Publish(context.Background(), []byte(`{"n":1}`), "1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // distinct publish times keep the order
+	if _, err := e.store.Feed("public:h").Publish(context.Background(), []byte("two"), "2"); err != nil {
+		t.Fatal(err)
+	}
+	job := e.call("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{}`) // no worker: it stays queued
+	job.want(t, 202)
+	etag := e.call("GET", "/v1/feeds/public:h/items/1", "", "").Header.Get("ETag")
+	for _, c := range []struct {
+		path, token string
+		hdr         []string
+		status      int
+	}{
+		{"/v1/openapi.json", "", nil, 200},
+		{"/v1/problems/not-found", "", nil, 200},
+		{"/v1/feeds", tokReader, nil, 200},
+		{"/v1/feeds?limit=0", "", nil, 400},
+		{"/v1/feeds", "wrong-token-0123456789", nil, 401},
+		{"/v1/feeds/public:h", "", nil, 200},
+		{"/v1/feeds/secret:h", "", nil, 404},
+		{"/v1/feeds/public:h/items?limit=1", "", nil, 200},
+		{"/v1/feeds/public:h/items/1", "", nil, 200},
+		{"/v1/feeds/public:h/items/1", "", []string{"If-None-Match", etag}, 304},
+		{job.Header.Get("Location"), tokAdmin, nil, 200},
+	} {
+		get := e.call("GET", c.path, c.token, "", c.hdr...)
+		head := e.call("HEAD", c.path, c.token, "", c.hdr...)
+		if get.StatusCode != c.status || head.StatusCode != c.status || len(head.body) != 0 {
+			t.Errorf("%s: GET %d, HEAD %d with %d bytes; want %d and no body", c.path, get.StatusCode, head.StatusCode, len(head.body), c.status)
+			continue
+		}
+		if g, h := withoutDate(get.Header), withoutDate(head.Header); !maps.EqualFunc(g, h, slices.Equal) {
+			t.Errorf("%s: HEAD headers differ from GET's:\nGET  %v\nHEAD %v", c.path, g, h)
+		}
+	}
+	for _, path := range []string{"/v1/feeds/public:h/events", "/v1/events?feeds=public:*"} {
+		res, _ := e.stream(path, "")
+		head := e.call("HEAD", path, "", "")
+		head.want(t, 200)
+		for _, k := range []string{"Content-Type", "Cache-Control", "X-Accel-Buffering", "X-Content-Type-Options"} {
+			if head.Header.Get(k) != res.Header.Get(k) {
+				t.Errorf("%s: HEAD %s %q, the stream's %q", path, k, head.Header.Get(k), res.Header.Get(k))
+			}
+		}
+	}
+}
+
+func withoutDate(h http.Header) http.Header {
+	h = h.Clone()
+	h.Del("Date")
+	return h
+}
+
+// TestJobStatusOnlyForItsSubmitter: a job's status is shown to the actor
+// who submitted it; another actor's job looks exactly like an unknown one.
+func TestJobStatusOnlyForItsSubmitter(t *testing.T) {
+	e := newEnv(t, baseConfig)
+	e.create("routed", core.TypeFeed, nil)
+	r := e.call("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{}`) // no worker: it stays queued
+	r.want(t, 202)
+	loc := r.Header.Get("Location")
+	if st := e.call("GET", loc, tokAdmin, ""); st.StatusCode != 200 || !strings.Contains(string(st.body), `"state":"queued"`) {
+		t.Fatalf("the submitter's view: %d %s", st.StatusCode, st.body)
+	}
+	var bodies []string
+	for _, c := range []struct{ path, token string }{
+		{loc, tokReader}, {loc, ""}, {"/v1/jobs/feedbridge.app/nope", tokAdmin}, {"/v1/jobs/other/1", tokAdmin},
+	} {
+		r := e.call("GET", c.path, c.token, "")
+		r.wantProblem(t, 404, "not-found")
+		var p Problem
+		_ = json.Unmarshal(r.body, &p)
+		p.Instance = ""
+		b, _ := json.Marshal(p)
+		bodies = append(bodies, string(b))
+	}
+	for _, b := range bodies[1:] {
+		if b != bodies[0] {
+			t.Errorf("404s differ, telling jobs apart: %s vs %s", b, bodies[0])
+		}
+	}
+}
+
+// blockPut holds the first job put on queue once armed, until released.
+type blockPut struct {
+	queue            string
+	armed            atomic.Bool
+	reached, release chan struct{}
+}
+
+func (h *blockPut) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *blockPut) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+func (h *blockPut) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if slices.Contains(cmd.Args(), any("feed.publishes:"+h.queue)) && h.armed.CompareAndSwap(true, false) {
+			close(h.reached)
+			<-h.release
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// TestIdempotencyKeyPendingTTL: until its job is stored, a request's
+// Idempotency-Key is held for idemPendingTTL only, so that a bridge dying
+// meanwhile does not block the key's retries (409) for idempotency_ttl;
+// once the job is stored, the key is remembered for idempotency_ttl.
+func TestIdempotencyKeyPendingTTL(t *testing.T) {
+	hook := &blockPut{queue: "feedbridge.actions", reached: make(chan struct{}), release: make(chan struct{})}
+	e := newEnvOn(t, testenv.StartRedis(t), baseConfig, hook)
+	e.create("orders", core.TypeFeed, nil)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hook.release)
+		}
+	}
+	t.Cleanup(release)
+	hook.armed.Store(true)
+	req := e.req("POST", "/v1/feeds/orders/items", tokAdmin, "order", "Idempotency-Key", "k-slow")
+	status := make(chan int, 1)
+	go func() {
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			status <- 0
+			return
+		}
+		res.Body.Close()
+		status <- res.StatusCode
+	}()
+	select {
+	case <-hook.reached:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job was never stored")
+	}
+	ctx := context.Background()
+	key := idemPrefix + hash("rest:admin", "k-slow")
+	if ttl := e.rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > idemPendingTTL {
+		t.Fatalf("while its job is being stored the key is held for %v: a bridge dying now would block its retries that long (want at most %v)", ttl, idemPendingTTL)
+	}
+	release()
+	if code := <-status; code != http.StatusAccepted {
+		t.Fatalf("the request answered %d", code)
+	}
+	if ttl := e.rdb.PTTL(ctx, key).Val(); ttl < 23*time.Hour {
+		t.Fatalf("once the job is stored the key is remembered for %v, want idempotency_ttl (24h)", ttl)
 	}
 }

@@ -63,6 +63,8 @@ func cli(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// after the first signal, a second one kills at once (the default)
+	context.AfterFunc(ctx, stop)
 	if err := run(ctx, *path, stderr); err != nil {
 		fmt.Fprintf(stderr, "bridge: %v\n", err)
 		return 1

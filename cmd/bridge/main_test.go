@@ -142,3 +142,77 @@ func TestRunServesHealthReadinessMetricsAndStops(t *testing.T) {
 		t.Fatal("run did not stop")
 	}
 }
+
+// The shipped bridge.yaml runs as is (only its two listen addresses are
+// moved to free ports): the README's quick start works end to end.
+func TestShippedConfigRuns(t *testing.T) {
+	shipped, err := os.ReadFile("../../bridge.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpAddr, redisAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
+	cfg := strings.ReplaceAll(string(shipped), "127.0.0.1:8080", httpAddr)
+	cfg = strings.ReplaceAll(cfg, "127.0.0.1:6399", redisAddr)
+	if cfg == string(shipped) || strings.Count(cfg, httpAddr) == 0 || strings.Count(cfg, redisAddr) == 0 {
+		t.Fatal("the shipped config no longer names 127.0.0.1:8080 and 127.0.0.1:6399: update this test")
+	}
+	p := writeConfig(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, p, io.Discard) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	base := "http://" + httpAddr
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shipped config never became ready: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// the README's quick start: publish with the local token, read it back
+	req, _ := http.NewRequest("POST", base+"/v1/feeds/news/items", strings.NewReader(`{"title":"Hello","content":"first item"}`))
+	req.Header.Set("Authorization", "Bearer feedbridge-local-dev-token")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "wait=10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	for _, path := range []string{"/v1/feeds/news/items", "/atom/news"} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), "Hello") {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+	// anonymous readers may not publish (the shipped ACL)
+	resp, err = http.Post(base+"/v1/feeds/news/items", "application/json", strings.NewReader(`{"title":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Fatalf("anonymous publish: %d", resp.StatusCode)
+	}
+}

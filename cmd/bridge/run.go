@@ -60,7 +60,9 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	undo = append(undo, func() { cancelRun(); bg.Wait() })
 
 	metrics := core.NewMetrics()
-	listener := core.NewListener(store, core.ListenerOptions{Logger: log.With("component", "events")})
+	actionQueues := cfg.ActionQueues()
+	listener := core.NewListener(store, core.ListenerOptions{Logger: log.With("component", "events"),
+		RecordFeeds: func(feed string) bool { return slices.Contains(actionQueues, feed) }})
 	bg.Go(func() { _ = listener.Run(runCtx) })
 	// Adapters start with events flowing when Redis allows it (a failure
 	// here is not fatal: the listener keeps retrying, readiness says so).
@@ -193,7 +195,12 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 			"addr", m.Addr(), "connect", "redis-cli -h "+m.Host()+" -p "+m.Port())
 		url, mode = "redis://"+m.Addr(), core.RedisSingle
 	}
-	rdb, err := core.NewRedisClient(url, mode)
+	// one connection per worker goroutine waiting in BRPOP, and room for the rest
+	pool := 0
+	if cfg.Worker.Enabled {
+		pool = len(cfg.WorkerQueues())*cfg.Worker.Concurrency + 20
+	}
+	rdb, err := core.NewRedisClient(url, mode, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +255,8 @@ func keepFeeds(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.C
 		if err != nil {
 			return
 		}
-		lost := (ev.Type == core.EventResync && ev.Reason == core.ResyncConnected) ||
+		// a resync (reconnect, or this consumer's overflow) may hide a delete
+		lost := ev.Type == core.EventResync ||
 			(ev.Type == core.EventDelete && (cfg.MaintainedJobs(ev.Feed) ||
 				slices.ContainsFunc(cfg.CreateFeeds, func(f core.FeedSpec) bool { return f.Name == ev.Feed })))
 		if !lost {

@@ -8,7 +8,10 @@ local e = fbneed(KEYS[1], 'job'); if e then return e end
 local id = ARGV[1]
 local score = redis.call('ZSCORE', KEYS[2], id)
 if not score then return redis.error_reply('FBNOTCLAIMED') end
-if ARGV[3] ~= '' and tonumber(score) > tonumber(ARGV[3]) then return redis.error_reply('FBNOTCLAIMED') end
+-- claim times below 1e11 were written in seconds by older Thoonk writers
+local at = tonumber(score)
+if at < 1e11 then at = at * 1000 end
+if ARGV[3] ~= '' and at > tonumber(ARGV[3]) then return redis.error_reply('FBNOTCLAIMED') end
 redis.call('ZREM', KEYS[2], id)
 local n = redis.call('HINCRBY', KEYS[3], id, 1)
 local max = tonumber(ARGV[2])

@@ -43,12 +43,18 @@ local function fbrecord(record, result)
 end
 
 -- fbclaim claims job id (or pops the next available one when id is '').
--- Replies {id, item, cancelled}, {id} when the job vanished (retracted),
--- or nil when none is available.
+-- Replies {id, item, cancelled}, {id} when the job vanished (retracted) or
+-- is already claimed, or nil when none is available. An id popped by a
+-- worker's BRPOP may meanwhile have been put back by maintenance (the
+-- worker was slow to claim it): it is taken out of the list again, so the
+-- job never runs twice.
 local function fbclaim(ids, items, claimed, cancelled, id)
   if id == '' then
     id = redis.call('RPOP', ids)
     if not id then return nil end
+  else
+    if redis.call('ZSCORE', claimed, id) then return {id} end
+    redis.call('LREM', ids, 0, id)
   end
   local item = redis.call('HGET', items, id)
   if not item then return {id} end

@@ -7,6 +7,8 @@ package atomtest
 import (
 	"bytes"
 	"fmt"
+	"mime"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -95,4 +97,21 @@ func validate(tb testing.TB) {
 			tb.Errorf("%s:\n%s", filepath.Base(f), data)
 		}
 	}
+}
+
+// Check checks a fetched answer the way outside readers see it when it is
+// a feed document (a 200 answer to a GET, of an Atom, RSS or JSON Feed
+// media type): it is parsed as Parse does (and an Atom document validated
+// with jing), and returned. Any other answer (a 304, a problem, a HEAD,
+// the discovery page) gives nil.
+func Check(tb testing.TB, resp *http.Response, body []byte) *gofeed.Feed {
+	tb.Helper()
+	if resp.Request == nil || resp.Request.Method != http.MethodGet || resp.StatusCode != http.StatusOK {
+		return nil
+	}
+	switch mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt {
+	case "application/atom+xml", "application/rss+xml", "application/feed+json":
+		return Parse(tb, body)
+	}
+	return nil
 }

@@ -79,25 +79,40 @@ func (c *Checker) route(r *http.Request) (*routers.Route, map[string]string, err
 // Check validates one response to r: its status must be documented for
 // the operation, and its headers and body must match. Responses to paths
 // or methods the document does not have must be problems. An event
-// stream's body is not read here (check its events with Event).
+// stream's body is not read here (check its events with Event). A HEAD
+// answer must have no body; its status and headers are held to the
+// document's head operation.
 func (c *Checker) Check(r *http.Request, status int, header http.Header, body []byte) error {
+	head := r.Method == http.MethodHead
+	if head && len(body) > 0 {
+		return fmt.Errorf("HEAD %s answered %d with a body of %d bytes", r.URL.EscapedPath(), status, len(body))
+	}
 	route, params, err := c.route(r)
 	if err != nil {
 		if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
 			return fmt.Errorf("%s %s: not in the document, answered %d", r.Method, r.URL.EscapedPath(), status)
 		}
+		if head {
+			return nil
+		}
 		return c.Schema("Problem", body)
 	}
 	opts := &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true,
-		ExcludeResponseBody: strings.HasPrefix(header.Get("Content-Type"), "text/event-stream"),
+		ExcludeResponseBody: head || strings.HasPrefix(header.Get("Content-Type"), "text/event-stream"),
 		AuthenticationFunc:  openapi3filter.NoopAuthenticationFunc}
+	if head {
+		// kin-openapi accepts any answer to a HEAD request: validate it
+		// as a GET of the head operation, without a body
+		r = r.Clone(r.Context())
+		r.Method = http.MethodGet
+	}
 	in := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route, Options: opts},
 		Status:                 status, Header: header, Options: opts,
 	}
 	in.SetBodyBytes(body)
 	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		return fmt.Errorf("%s %s answered %d against %s: %w\nbody: %s", r.Method, r.URL.EscapedPath(), status, route.Path, err, body)
+		return fmt.Errorf("%s %s answered %d against %s: %w\nbody: %s", route.Method, r.URL.EscapedPath(), status, route.Path, err, body)
 	}
 	return nil
 }
