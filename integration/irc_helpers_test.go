@@ -104,7 +104,15 @@ func (e *ircEnv) publish(t *testing.T, feed, item string) string {
 // publishOrdered publishes and then waits until Redis' clock has moved
 // on, so that items published one after another get distinct times (a
 // plain feed orders items published in the same millisecond by id).
-func (e *ircEnv) publishOrdered(t *testing.T, feed, item string) {
+func (e *ircEnv) publishOrdered(t *testing.T, feed, item string) string {
+	t.Helper()
+	id := e.publish(t, feed, item)
+	e.tick(t)
+	return id
+}
+
+// tick waits until Redis' clock has moved on by a millisecond.
+func (e *ircEnv) tick(t *testing.T) {
 	t.Helper()
 	ms := func() int64 {
 		tm, err := e.rdb.Time(context.Background()).Result()
@@ -113,8 +121,25 @@ func (e *ircEnv) publishOrdered(t *testing.T, feed, item string) {
 		}
 		return tm.UnixMilli()
 	}
-	e.publish(t, feed, item)
 	for after := ms(); ms() <= after; {
+	}
+}
+
+// waitMark waits until the bot has stored, as delivered in channel, the
+// item id of feed as its catch-up mark.
+func (e *ircEnv) waitMark(t *testing.T, channel, feed, id string) {
+	t.Helper()
+	key := "feedbridge.irc.last:" + e.ngircd.Addr + ":" + channel
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, _ := e.rdb.HGet(context.Background(), key, feed).Result()
+		if c, err := core.DecodeCursor(v); err == nil && c.ID == id {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bot never stored %s as the mark of %s in %s (%s = %q)", id, feed, channel, key, v)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -323,3 +323,84 @@ func TestIRCNickOverServerLimit(t *testing.T) {
 		return m.Prefix != nil && m.Prefix.Name == bot && m.Command == "PRIVMSG" && strings.Contains(m.Trailing(), "short nicks only")
 	})
 }
+
+// TestIRCCatchUpAfterRetractAndEdit: the last announced item is retracted
+// and an older one edited while the bot is away; on real Redis the
+// catch-up places the retracted mark where it was and posts exactly
+// what changed after it: the edited item and the new one.
+func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	e.startBridge(t, `  rate: {interval: 0s}
+  reconnect: {min: 2s, max: 2s}
+  catch_up: 5
+  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+	first := e.publishOrdered(t, "news", "first")
+	alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] first"))
+	second := e.publishOrdered(t, "news", "second")
+	alice.expect("the second item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] second"))
+	e.waitMark(t, "#news", "news", second)
+
+	e.ngircd.Stop()
+	e.waitState(t, "reconnecting")
+	ctx := context.Background()
+	if err := e.store.Feed("news").Retract(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Feed("news").Edit(ctx, first, []byte("first, corrected")); err != nil {
+		t.Fatal(err)
+	}
+	e.tick(t)
+	e.publishOrdered(t, "news", "third")
+	e.ngircd.Start()
+	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	alice.botJoined("#news")
+	for _, want := range []string{"[news] first, corrected", "[news] third"} {
+		if m := alice.expect("a caught-up item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), want) {
+			t.Errorf("catch-up line %q, want %q", m.Trailing(), want)
+		}
+	}
+	e.publish(t, "news", "after")
+	if m := alice.expect("the next live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), "[news] after") {
+		t.Errorf("after the catch-up the bot said %q", m.Trailing())
+	}
+}
+
+// TestIRCRefusedSendCaughtUp: the channel is moderated (+m) while an item
+// is announced: ngIRCd refuses the bot's line (404), the bot does not
+// count it as delivered, and once it may speak again it posts it.
+func TestIRCRefusedSendCaughtUp(t *testing.T) {
+	e := startIRC(t, testenv.NgircdOptions{}, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news") // first in: channel operator
+	e.startBridge(t, `  rate: {interval: 0s}
+  join_retry: 1s
+  catch_up: 5
+  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+	e.publishOrdered(t, "news", "first")
+	alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] first"))
+	mode := func(change string) {
+		alice.send("MODE", "#news", change)
+		alice.expect("MODE "+change, 10*time.Second, func(m *irc.Message) bool { return m.Command == "MODE" && m.Param(1) == change })
+	}
+	mode("+m")
+	e.publishOrdered(t, "news", "muted")
+	e.bridge.WaitLog("refused the channel", 10*time.Second)
+	mode("-m")
+	if m := alice.expect("the refused item, posted again", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), "[news] muted") {
+		t.Errorf("once unmuted the bot said %q, want the refused item", m.Trailing())
+	}
+	e.publish(t, "news", "after")
+	if m := alice.expect("the next live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), "[news] after") {
+		t.Errorf("then the bot said %q, want the next item", m.Trailing())
+	}
+}

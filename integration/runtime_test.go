@@ -184,23 +184,36 @@ func TestRuntimeAppliesActionsEndToEnd(t *testing.T) {
 	}
 }
 
-// An action the ACL denies never reaches a job feed.
+// An action the ACL denies, sent to the running bridge through REST,
+// never reaches a job feed.
 func TestRuntimeDeniedActionCreatesNoJob(t *testing.T) {
 	srv := testenv.StartRedis(t)
 	httpAddr := testenv.FreeAddr(t)
-	testenv.StartBridge(t, runtimeConfig(srv.URL, httpAddr), httpAddr)
+	cfg := strings.Replace(runtimeConfig(srv.URL, httpAddr), "rest:\n  enabled: false\n",
+		"rest:\n  enabled: true\n  tokens:\n    - {name: reader, token: reader-token-0123456789}\n", 1)
+	testenv.StartBridge(t, cfg, httpAddr)
 	c := newClient(t, srv)
 	ctx := context.Background()
 	if err := c.store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
-	bridgeACL := core.MustACL(core.ACLRule{Actors: []string{"core:tester"}, Feeds: []string{"news"}, Allow: []string{"*"}})
-	a := core.NewActions(c.store, c.events, bridgeACL, core.ActionsOptions{Queue: "feedbridge.actions", MaxItemBytes: 1024, ResultTTL: time.Hour}, nil)
-	_, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte("x"), Actor: core.Actor{Protocol: "core", ID: "stranger"}})
-	if !errors.Is(err, core.ErrDenied) {
-		t.Fatalf("got %v", err)
+	waitReady(t, httpAddr)
+	req, _ := http.NewRequest("POST", "http://"+httpAddr+"/v1/feeds/news/items", strings.NewReader(`{"title":"x"}`))
+	req.Header.Set("Authorization", "Bearer reader-token-0123456789")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if n, _ := c.rdb.Get(ctx, "feed.publishes:feedbridge.actions").Int(); n != 0 {
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("denied publish answered %d", resp.StatusCode)
+	}
+	n, err := c.rdb.Get(ctx, "feed.publishes:feedbridge.actions").Int()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		t.Fatal(err)
+	}
+	if n != 0 {
 		t.Fatalf("%d jobs were put", n)
 	}
 }

@@ -35,10 +35,11 @@ type xmppBench struct {
 	arrived  map[string]time.Time // first arrival, for latency
 }
 
-// xmppTarget is one pubsub service under test.
+// xmppTarget is one pubsub service under test. publish may run on any
+// goroutine: it reports failures instead of failing the benchmark.
 type xmppTarget struct {
 	name, service string
-	publish       func(id string)
+	publish       func(id string) error
 }
 
 func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
@@ -75,14 +76,18 @@ func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
 	}
 	payload := `<json xmlns='urn:xmpp:json:0'>{"bench":true}</json>`
 	return x, []xmppTarget{
-		{name: "feedbridge", service: xmppService, publish: func(id string) {
-			if _, err := x.store.Feed("bench").Publish(ctx, []byte(`{"bench":true}`), id); err != nil {
-				b.Error(err)
-			}
+		{name: "feedbridge", service: xmppService, publish: func(id string) error {
+			_, err := x.store.Feed("bench").Publish(ctx, []byte(`{"bench":true}`), id)
+			return err
 		}},
-		{name: "prosody-mod_pubsub", service: xmppNativeService, publish: func(id string) {
-			x.pub.mustIQ("set", xmppNativeService, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='bench'>`+
+		{name: "prosody-mod_pubsub", service: xmppNativeService, publish: func(id string) error {
+			r, err := x.pub.tryIQ("set", xmppNativeService, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='bench'>`+
 				`<item id='`+id+`'>`+payload+`</item></publish></pubsub>`)
+			if err == nil && r.Type != "result" {
+				cond, app := r.condition()
+				err = fmt.Errorf("publish %s: error %s/%s", id, cond, app)
+			}
+			return err
 		}},
 	}
 }
@@ -122,9 +127,13 @@ func (x *xmppBench) received(raw []byte) {
 	}
 }
 
-func (x *xmppBench) wait(b *testing.B, ch chan struct{}, what string) {
+// wait waits, on the benchmark's goroutine, until every subscriber got
+// the item of ch, or a publish reports an error on errs.
+func (x *xmppBench) wait(b *testing.B, ch chan struct{}, errs <-chan error, what string) {
 	select {
 	case <-ch:
+	case err := <-errs:
+		b.Fatalf("%s: %v", what, err)
 	case <-time.After(60 * time.Second):
 		b.Fatalf("%s: not every subscriber received it within 60s", what)
 	}
@@ -142,17 +151,22 @@ func BenchmarkXMPPLatency(b *testing.B) {
 				const items, rate = 300, 100
 				sent := make([]time.Time, items)
 				done := make([]chan struct{}, items)
+				errs := make(chan error, items) // the publishes' failures, reported by this goroutine
 				tick := time.NewTicker(time.Second / rate)
 				for i := range items {
 					<-tick.C
 					id := fmt.Sprintf("lat-%d-%d", run, i)
 					done[i] = x.expect(tg.service, id)
 					sent[i] = time.Now()
-					go tg.publish(id)
+					go func() {
+						if err := tg.publish(id); err != nil {
+							errs <- err
+						}
+					}()
 				}
 				tick.Stop()
 				for i := range items {
-					x.wait(b, done[i], tg.name)
+					x.wait(b, done[i], errs, tg.name)
 					x.mu.Lock()
 					lat = append(lat, x.arrived[tg.service+" "+fmt.Sprintf("lat-%d-%d", run, i)].Sub(sent[i]))
 					x.mu.Unlock()
@@ -179,8 +193,10 @@ func BenchmarkXMPPFanout1000(b *testing.B) {
 				id := fmt.Sprintf("fan-%d-%d", i, time.Now().UnixNano())
 				ch := x.expect(tg.service, id)
 				start := time.Now()
-				tg.publish(id)
-				x.wait(b, ch, tg.name)
+				if err := tg.publish(id); err != nil {
+					b.Fatal(err)
+				}
+				x.wait(b, ch, nil, tg.name)
 				total += time.Since(start)
 			}
 			b.ReportMetric(float64(total)/float64(b.N)/float64(time.Millisecond), "ms-to-all")

@@ -180,12 +180,23 @@ func (r xmppAnswer) condition() (string, string) {
 }
 
 // iq sends an IQ of type typ to the service with the given payload (raw
-// XML) and returns the answer.
+// XML) and returns the answer; it fails the test (so it must be called from
+// the test's goroutine) when no answer comes.
 func (c *xmppClient) iq(typ, to, payload string) xmppAnswer {
 	c.t.Helper()
+	r, err := c.tryIQ(typ, to, payload)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return r
+}
+
+// tryIQ is iq returning what goes wrong instead of failing the test, for
+// goroutines other than the test's.
+func (c *xmppClient) tryIQ(typ, to, payload string) (xmppAnswer, error) {
 	toks, err := xmlstream.ReadAll(xml.NewDecoder(strings.NewReader(payload)))
 	if err != nil && !errors.Is(err, io.EOF) {
-		c.t.Fatalf("bad test payload %q: %v", payload, err)
+		return xmppAnswer{}, fmt.Errorf("bad test payload %q: %w", payload, err)
 	}
 	iq := stanza.IQ{Type: stanza.IQType(typ), To: jid.MustParse(to)}
 	type answer struct {
@@ -209,16 +220,16 @@ func (c *xmppClient) iq(typ, to, payload string) xmppAnswer {
 	select {
 	case a = <-got:
 	case <-time.After(30 * time.Second):
-		c.t.Fatalf("%s: no answer to IQ %s %s within 30s", c.jid, typ, payload)
+		return xmppAnswer{}, fmt.Errorf("%s: no answer to IQ %s %s within 30s", c.jid, typ, payload)
 	}
 	if a.err != nil {
-		c.t.Fatalf("%s: IQ %s to %s: %v", c.jid, typ, to, a.err)
+		return xmppAnswer{}, fmt.Errorf("%s: IQ %s to %s: %w", c.jid, typ, to, a.err)
 	}
 	var r xmppAnswer
 	if err := xml.Unmarshal(a.raw, &r); err != nil {
-		c.t.Fatalf("%s: parse IQ answer %s: %v", c.jid, a.raw, err)
+		return xmppAnswer{}, fmt.Errorf("%s: parse IQ answer %s: %w", c.jid, a.raw, err)
 	}
-	return r
+	return r, nil
 }
 
 // mustIQ is iq that fails the test on an error answer.
@@ -300,7 +311,7 @@ func (c *xmppClient) none(wait time.Duration) {
 // xmppStore connects a core.Store to the test Redis.
 func xmppStore(t testing.TB, url string) *core.Store {
 	t.Helper()
-	rdb, err := core.NewRedisClient(url, core.RedisSingle)
+	rdb, err := core.NewRedisClient(url, core.RedisSingle, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,5 +25,7 @@
 //
 // On Debian the servers are installed with
 //
-//	apt-get install -y redis-server prosody ngircd
+//	apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing
+//
+// (scripts/test-deps.sh, run by `make test`, installs them when missing.)
 package testenv
