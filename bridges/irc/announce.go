@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -25,7 +24,11 @@ const sortedWait = 50 * time.Millisecond
 // so that live events racing with it are not announced twice.
 const recentMargin = 32
 
-// mark is an announced item of a channel: where catch-up resumes.
+// mark is an announced item of a channel: where catch-up resumes. Its
+// cursor is the item's as Redis placed it (the publish score on a plain
+// feed, the index on a sorted one), never the bridge's clock, so that the
+// catch-up counts what came after it even once it was edited (moved to
+// the front), retracted or trimmed.
 type mark struct {
 	channel string // folded
 	feed    string
@@ -39,8 +42,9 @@ type mark struct {
 type announcer struct {
 	b     *Bridge
 	types map[string]core.FeedType
-	// queued is the last item queued per channel and feed (the resync
-	// catch-up point); the written one is in the mark store.
+	// queued is the last item queued per channel and feed in the
+	// channel's current stay (the resync catch-up point); the delivered
+	// one is in the mark store.
 	queued map[string]map[string]core.Cursor
 	// recent holds ids a catch-up covered, per channel and feed.
 	recent  map[string]map[string]map[string]bool
@@ -84,11 +88,14 @@ func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
 func (a *announcer) housekeeping(ctx context.Context) {
 	b := a.b
 	b.mu.Lock()
-	s, ready, fresh := b.sess, b.readyFor, b.fresh
-	b.readyFor, b.fresh = nil, nil
+	s, ready, fresh, resumed, forget := b.sess, b.readyFor, b.fresh, b.resumed, b.forget
+	b.readyFor, b.fresh, b.resumed, b.forget = nil, nil, nil, nil
 	b.mu.Unlock()
 	if s == nil {
 		return
+	}
+	for _, key := range forget {
+		delete(a.queued, key) // its lane was dropped: resume from the delivered mark
 	}
 	if ready == s {
 		clear(a.queued) // the queue was dropped with the old connection
@@ -96,6 +103,9 @@ func (a *announcer) housekeeping(ctx context.Context) {
 	}
 	for _, name := range fresh {
 		a.catchUp(ctx, s, name, true)
+	}
+	for _, name := range resumed {
+		a.catchUp(ctx, s, name, false)
 	}
 }
 
@@ -135,7 +145,7 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 	if p := a.pending; p != nil {
 		a.pending = nil
 		if ev.Type == core.EventPosition && ev.Feed == p.Feed && ev.ID == p.ID {
-			a.announce(kindPublish, p.Feed, p.ID, p.Item, "", core.Cursor{ID: p.ID})
+			a.announce(kindPublish, p.Feed, p.ID, p.Item, "", a.cursorOf(ctx, p.Feed, p.ID))
 			return
 		}
 		a.announce(kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
@@ -149,8 +159,7 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 		case core.TypeSorted:
 			a.pending = &ev
 		case core.TypeFeed:
-			a.announce(kindPublish, ev.Feed, ev.ID, ev.Item, "",
-				core.Cursor{ID: ev.ID, Hint: strconv.FormatInt(ev.At.UnixMilli(), 10)})
+			a.announce(kindPublish, ev.Feed, ev.ID, ev.Item, "", a.cursorOf(ctx, ev.Feed, ev.ID))
 		}
 	case core.EventEdit:
 		a.announce(kindEdit, ev.Feed, ev.ID, ev.Item, "", core.Cursor{})
@@ -188,8 +197,23 @@ func (a *announcer) feedType(ctx context.Context, feed string) core.FeedType {
 	return t
 }
 
+// cursorOf returns an item's cursor as Redis places it, for its
+// announcement's mark; an item already gone (or unreadable) gives none,
+// and the channel's previous mark stays.
+func (a *announcer) cursorOf(ctx context.Context, feed, id string) core.Cursor {
+	it, err := a.b.hub.Store.Item(ctx, feed, id)
+	if err != nil {
+		if !errors.Is(err, core.ErrNotFound) {
+			a.b.log.Warn("irc: reading an announced item's position", "feed", feed, "id", id, "err", err)
+		}
+		return core.Cursor{}
+	}
+	return it.Cursor()
+}
+
 // announce queues an event on every joined channel that shows it. A
-// publish carries the item's cursor, recorded once its line is written.
+// publish carries the item's cursor (when it has one), recorded once the
+// server confirms its line.
 func (a *announcer) announce(kind, feed, id string, item []byte, position string, cur core.Cursor) {
 	b := a.b
 	s := b.current()
@@ -208,8 +232,10 @@ func (a *announcer) announce(kind, feed, id string, item []byte, position string
 				delete(r, id) // already covered by the catch-up
 				continue
 			}
-			m = &mark{channel: key, feed: feed, cur: cur}
-			setNested(a.queued, key, feed, cur)
+			if cur.ID != "" {
+				m = &mark{channel: key, feed: feed, cur: cur}
+				setNested(a.queued, key, feed, cur)
+			}
 		}
 		a.post(s, t, kind, feed, id, item, position, m)
 	}
@@ -266,8 +292,8 @@ func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin
 		b.log.Warn("irc: catch-up: listing feeds", "channel", name, "err", err)
 		return
 	}
-	if spec == nil || !spec.events[kindPublish] {
-		return
+	if spec == nil || !spec.events[kindPublish] || !b.isJoined(name) {
+		return // nothing to post, or the bot left the channel meanwhile
 	}
 	key := s.casemap().fold(name)
 	a.recent[key] = map[string]map[string]bool{}
@@ -285,8 +311,8 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	if !holdsItems(typ) {
 		return nil
 	}
-	// the last item queued in this session, else the last written (the
-	// queue does not outlive a connection)
+	// the last item queued in this stay in the channel, else the last
+	// delivered (the queue does not outlive a connection or a stay)
 	cur, ok := a.queued[key][feed]
 	if !ok {
 		var err error
@@ -344,7 +370,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 		b.q.pushItem(key, t.name, t.spec.command, feed, more, b.summary(s, t.name, t.spec.command, feed, text, &newest), &newest)
 	case !ok:
-		b.marks.written(newest) // a first baseline for later catch-ups
+		b.marks.delivered(newest) // a first baseline for later catch-ups
 	}
 	return nil
 }
@@ -382,7 +408,7 @@ func setNested(m map[string]map[string]core.Cursor, k1, k2 string, v core.Cursor
 	m[k1][k2] = v
 }
 
-// markStore keeps the last written announcement per channel and feed, in
+// markStore keeps the last delivered announcement per channel and feed, in
 // memory and in Redis (hash feedbridge.irc.last:SERVER:CHANNEL, field =
 // feed, value = an encoded core.Cursor), so catch-up survives restarts.
 // Writes are coalesced and never block the IRC writer.
@@ -407,7 +433,7 @@ func newMarkStore(rdb redis.UniversalClient, server string, log *slog.Logger) *m
 		dirty: map[string]map[string]core.Cursor{}, notify: make(chan struct{}, 1)}
 }
 
-// get returns the written mark of a channel's feed, loading the channel's
+// get returns the delivered mark of a channel's feed, loading the channel's
 // marks from Redis once.
 func (m *markStore) get(ctx context.Context, channel, feed string) (core.Cursor, bool, error) {
 	m.mu.Lock()
@@ -436,8 +462,8 @@ func (m *markStore) get(ctx context.Context, channel, feed string) (core.Cursor,
 	return c, ok, nil
 }
 
-// written records a mark whose line went out.
-func (m *markStore) written(mk mark) {
+// delivered records a mark whose line the server took.
+func (m *markStore) delivered(mk mark) {
 	m.mu.Lock()
 	setNested(m.known, mk.channel, mk.feed, mk.cur)
 	setNested(m.dirty, mk.channel, mk.feed, mk.cur)

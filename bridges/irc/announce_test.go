@@ -3,6 +3,7 @@ package irc
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.marks.written(mark{channel: "#news", feed: "news", cur: core.Cursor{ID: seen.ID}})
+	b.marks.delivered(mark{channel: "#news", feed: "news", cur: core.Cursor{ID: seen.ID}})
 	time.Sleep(2 * time.Millisecond) // the missed items come strictly later (items of one millisecond tie)
 	for i := range 30 {
 		if _, err := st.Feed("news").Publish(ctx, []byte(fmt.Sprint("missed ", i)), ""); err != nil {
@@ -33,6 +34,7 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	b.hub.Feeds = nil // every feed exposed
 	b.hub.ACL = core.MustACL(core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}})
 	s := testSession(b)
+	b.joined(s, "#news")
 	a := newAnnouncer(b)
 	tg := target{"#news", b.c.channels[0].spec}
 	for i := range 6 { // 4 fit the lane, 2 are counted
@@ -43,4 +45,167 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	if want := "PRIVMSG #news :…and 32 more in feed news"; len(got) == 0 || got[len(got)-1] != want {
 		t.Errorf("lines %q; want the last to be %q (2 dropped live items + 30 missed)", got, want)
 	}
+}
+
+// TestCatchUpByPosition: the last announced item's mark holds the item's
+// place in Redis' order, so that when that item is edited (a plain feed
+// moves it to the front), retracted or trimmed while the bot is away,
+// the catch-up still posts exactly what changed after it. Redis' clock
+// here is a day behind the bridge's (it runs on another host): places
+// must come from Redis, never from the bridge's clock.
+func TestCatchUpByPosition(t *testing.T) {
+	for name, tc := range map[string]struct {
+		config map[string]string
+		away   func(t *testing.T, f *core.Feed, tick func(), two string)
+		want   []string
+	}{
+		"edited": {
+			away: func(t *testing.T, f *core.Feed, tick func(), two string) {
+				tick()
+				if err := f.Edit(context.Background(), two, []byte("two, corrected")); err != nil {
+					t.Fatal(err)
+				}
+				publishAt(t, f, tick, "three")
+			},
+			want: []string{"PRIVMSG #news :[news] two, corrected", "PRIVMSG #news :[news] three"},
+		},
+		"retracted": {
+			away: func(t *testing.T, f *core.Feed, tick func(), two string) {
+				tick()
+				if err := f.Retract(context.Background(), two); err != nil {
+					t.Fatal(err)
+				}
+				publishAt(t, f, tick, "three")
+			},
+			want: []string{"PRIVMSG #news :[news] three"},
+		},
+		"trimmed": {
+			config: map[string]string{"max_length": "2"},
+			away: func(t *testing.T, f *core.Feed, tick func(), _ string) {
+				publishAt(t, f, tick, "three") // trims one
+				publishAt(t, f, tick, "four")  // trims two, the mark
+			},
+			want: []string{"PRIVMSG #news :[news] three", "PRIVMSG #news :[news] four"},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeServer(t)
+			f.autoPong = true
+			b, mr := testBridgeRedis(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 0s}
+  reconnect: {min: 1s, max: 1s}
+  catch_up: 5
+  channels: [{name: "#news", feeds: [news]}]
+`)
+			makePublic(b)
+			clock := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
+			tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
+			tick()
+			if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, tc.config); err != nil {
+				t.Fatal(err)
+			}
+			feed := b.hub.Store.Feed("news")
+			runBridge(t, b, f)
+			register(f, "#news")
+			publishAt(t, feed, tick, "one")
+			f.expect("PRIVMSG #news :[news] one")
+			two := publishAt(t, feed, tick, "two")
+			f.expect("PRIVMSG #news :[news] two")
+			f.until("saved the mark of \"two\"", func() bool { return savedMark(t, b, "#news", "news").ID == two })
+			f.conn.Close()
+
+			f.accept() // the bot is back, not registered yet: what changes now is missed
+			tc.away(t, feed, tick, two)
+			register(f, "#news")
+			for _, want := range tc.want {
+				if got := f.expect("PRIVMSG"); got != want {
+					t.Errorf("catch-up line %q, want %q", got, want)
+				}
+			}
+			publishAt(t, feed, tick, "live") // (on a feed of 2, it trims "three")
+			for got := f.expect("PRIVMSG"); got != "PRIVMSG #news :[news] live"; got = f.expect("PRIVMSG") {
+				if !strings.Contains(got, "] retracted ") {
+					t.Errorf("after the catch-up the bot sent %q, want the live item", got)
+				}
+			}
+		})
+	}
+}
+
+// TestRefusedSendIsPostedAgain: an announcement the server refuses (404,
+// cannot send to channel) is not counted as delivered: after join_retry
+// the bot catches the channel up from the last delivered item.
+func TestRefusedSendIsPostedAgain(t *testing.T) {
+	f := newFakeServer(t)
+	f.autoPong = true
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 0s}
+  join_retry: 1s
+  catch_up: 5
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	makePublic(b)
+	if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	feed := b.hub.Store.Feed("news")
+	runBridge(t, b, f)
+	register(f, "#news")
+	publish(t, feed, "one")
+	f.expect("PRIVMSG #news :[news] one")
+	publish(t, feed, "two")
+	f.expect("PRIVMSG #news :[news] two")
+	f.send(":srv 404 feedbot #news :Cannot send to channel")
+	if got := f.expect("PRIVMSG"); got != "PRIVMSG #news :[news] two" {
+		t.Errorf("after the refusal the bot sent %q, want the refused item again", got)
+	}
+	publish(t, feed, "three")
+	if got := f.expect("PRIVMSG"); got != "PRIVMSG #news :[news] three" {
+		t.Errorf("then the bot sent %q, want the next item", got)
+	}
+}
+
+// savedMark returns the catch-up mark stored in Redis for a channel's
+// feed (zero when none).
+func savedMark(t *testing.T, b *Bridge, channel, feed string) core.Cursor {
+	t.Helper()
+	v, err := b.hub.Store.Client().HGet(context.Background(), "feedbridge.irc.last:"+b.cfg.Server+":"+channel, feed).Result()
+	if err != nil {
+		return core.Cursor{}
+	}
+	c, err := core.DecodeCursor(v)
+	if err != nil {
+		t.Fatalf("stored mark %q: %v", v, err)
+	}
+	return c
+}
+
+// register plays the server's side of registration and confirms the
+// bot's JOIN of channel.
+func register(f *fakeServer, channel string) {
+	f.t.Helper()
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome feedbot!~feedbridge@h", ":srv 376 feedbot :End of MOTD")
+	f.expect("JOIN " + channel)
+	f.send(":feedbot!~feedbridge@h JOIN " + channel)
+}
+
+func publish(t *testing.T, f *core.Feed, item string) string {
+	t.Helper()
+	r, err := f.Publish(context.Background(), []byte(item), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.ID
+}
+
+// publishAt publishes one second later on Redis' clock.
+func publishAt(t *testing.T, f *core.Feed, tick func(), item string) string {
+	t.Helper()
+	tick()
+	return publish(t, f, item)
 }

@@ -25,6 +25,9 @@ type request struct {
 	actor core.Actor
 	// account is true when the actor is a services account (account-tag).
 	account bool
+	// tagged is true when the server sends account tags (account-tag
+	// negotiated): a message without one is from someone not logged in.
+	tagged bool
 	// channel is where it was said; "" for a private message.
 	channel string
 	text    string
@@ -130,12 +133,16 @@ func (b *Bridge) onMessage(s *session, m *irc.Message) {
 	if !ok {
 		return
 	}
-	r := request{s: s, nick: nick, channel: channel, text: body,
+	r := request{s: s, nick: nick, channel: channel, text: body, tagged: s.caps["account-tag"],
 		actor: core.Actor{Protocol: "irc", ID: nick + "!" + m.Prefix.User + "@" + m.Prefix.Host, Display: nick}}
-	if acct, ok := m.Tags["account"]; ok && s.caps["account-tag"] && acct != "" && acct != "*" {
+	// the rate limit follows the person, not the nick: a new nick keeps
+	// the user@host (or the account) and so the bucket
+	who := "host:" + m.Prefix.User + "@" + m.Prefix.Host
+	if acct, ok := m.Tags["account"]; ok && r.tagged && acct != "" && acct != "*" {
 		r.actor.ID, r.account = acct, true
+		who = "account:" + acct
 	}
-	allowed, warn := b.users.allow(r.actor.ID)
+	allowed, warn := b.users.allow(who)
 	if !allowed {
 		if warn {
 			b.notice(r, "slow down: too many commands; try again in a few seconds", false)
@@ -147,6 +154,9 @@ func (b *Bridge) onMessage(s *session, m *irc.Message) {
 	case b.cmds <- r:
 	default:
 		b.log.Warn("irc: too many commands waiting; one dropped", "from", nick)
+		if b.busy.Allow() {
+			b.notice(r, "busy: too many commands waiting; try again in a minute", false)
+		}
 	}
 }
 
@@ -168,11 +178,6 @@ func (b *Bridge) execute(ctx context.Context, r request) {
 		b.notice(r, err.Error(), false)
 		return
 	}
-	if !r.account && c.name != "help" && b.cfg.Commands.Whois {
-		if acct := r.s.lookupAccount(ctx, r.actor.ID); acct != "" {
-			r.actor.ID, r.account = acct, true
-		}
-	}
 	var verbs map[string]string
 	if r.channel != "" {
 		if ch := b.staticChannel(r.s.casemap(), r.channel); ch != nil {
@@ -183,10 +188,13 @@ func (b *Bridge) execute(ctx context.Context, r request) {
 	case "help":
 		b.notice(r, helpText(b.cfg.Commands.Prefix, verbs), false)
 	case "feeds":
+		b.prove(ctx, &r)
 		b.listFeeds(ctx, r)
 	case "items":
+		b.prove(ctx, &r)
 		b.listItems(ctx, r, c.feed, c.n)
 	case core.VerbPublish, core.VerbEdit, core.VerbRetract:
+		b.prove(ctx, &r)
 		b.act(ctx, r, core.Action{Verb: c.name, Feed: c.feed, ID: c.id, Item: itemBytes(c)})
 	default:
 		feed, ok := verbs[c.name]
@@ -196,7 +204,22 @@ func (b *Bridge) execute(ctx context.Context, r request) {
 			}
 			return
 		}
+		b.prove(ctx, &r)
 		b.act(ctx, r, core.Action{Verb: c.name, Feed: feed, Args: c.args})
+	}
+}
+
+// prove learns the services account of the sender of a command that
+// needs an identity, by WHOIS, only when nothing told it yet: not when the
+// message carried an account tag, nor when the server sends account tags
+// at all (a message without one is from someone not logged in), nor with
+// commands.whois off.
+func (b *Bridge) prove(ctx context.Context, r *request) {
+	if r.account || r.tagged || !b.cfg.Commands.Whois {
+		return
+	}
+	if acct := r.s.lookupAccount(ctx, r.actor.ID); acct != "" {
+		r.actor.ID, r.account = acct, true
 	}
 }
 
@@ -394,7 +417,8 @@ func (b *Bridge) reply(r request, text string, keep bool) {
 }
 
 // say queues a reply on the current connection (a result may come after
-// a reconnect); keep makes it survive one more.
+// a reconnect); keep makes it survive one more, and a kept reply to a
+// channel waits until the bot is in the channel (after its JOIN).
 func (b *Bridge) say(r request, cmd, target, text string, keep bool) {
 	s := b.current()
 	if s == nil {
@@ -404,9 +428,20 @@ func (b *Bridge) say(r request, cmd, target, text string, keep bool) {
 	if err != nil {
 		return
 	}
-	if !b.q.pushCtrl(outLines(lines, nil, keep)...) {
-		b.log.Warn("irc: reply queue full; reply dropped", "to", target)
+	out := outLines(lines, nil, keep)
+	if !keep || target != r.channel {
+		if !b.q.pushCtrl(out...) {
+			b.log.Warn("irc: reply queue full; reply dropped", "to", target)
+		}
+		return
 	}
+	for i := range out {
+		out[i].channel = target
+	}
+	if !b.q.pushHeld(out...) {
+		b.log.Warn("irc: too many results waiting for their channels; one dropped", "to", target)
+	}
+	b.releaseHeld(s) // at once when the bot is in the channel
 }
 
 // userLimits rate-limits each person's commands. It holds at most

@@ -1,6 +1,7 @@
 package irc
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -106,4 +107,92 @@ func TestUserLimits(t *testing.T) {
 	if len(u.users) > maxUsers {
 		t.Errorf("%d people tracked, over the bound of %d", len(u.users), maxUsers)
 	}
+}
+
+// TestWhoisOnlyWhenNeeded: the bot asks WHOIS only to prove the identity
+// a command needs: not when the server sends account tags (a message
+// without one is from someone not logged in), and not for a command
+// that is not the bot's (another bot's, in a channel).
+func TestWhoisOnlyWhenNeeded(t *testing.T) {
+	t.Run("account-tag", func(t *testing.T) {
+		f := newFakeServer(t)
+		b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n")
+		runSession(t, b, f)
+		startWorkers(t, b)
+		f.expect("USER")
+		f.send(":srv CAP * LS :account-tag")
+		f.expect("CAP REQ :account-tag")
+		f.send(":srv CAP * ACK :account-tag")
+		f.expect("CAP END")
+		f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+		f.send(":al!~a@host PRIVMSG feedbot :feeds")
+		if got := f.next(); got != "NOTICE al :no feeds you may read" {
+			t.Errorf("the bot sent %q, want the answer without a WHOIS", got)
+		}
+	})
+	t.Run("not the bot's command", func(t *testing.T) {
+		f := newFakeServer(t)
+		b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n  channels: [{name: \"#news\", feeds: [news]}]\n")
+		runSession(t, b, f)
+		startWorkers(t, b)
+		f.expect("USER")
+		f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+		f.expect("JOIN #news")
+		f.send(":al!~a@host PRIVMSG #news :!deploy now", ":bob!~b@host PRIVMSG feedbot :feeds")
+		for {
+			switch got := f.next(); {
+			case got == "WHOIS bob": // needed: feeds depends on who asks
+				f.send(":srv 318 feedbot bob :End of WHOIS list")
+			case strings.HasPrefix(got, "NOTICE bob"):
+				return
+			default:
+				t.Fatalf("the bot sent %q; want only WHOIS bob, then the answer", got)
+			}
+		}
+	})
+}
+
+// TestRateLimitFollowsPerson: the per-person command limit is kept by
+// user@host, so a new nick does not start a new allowance.
+func TestRateLimitFollowsPerson(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n  commands: {rate: {interval: 1h, burst: 2}}\n")
+	runSession(t, b, f)
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+	f.send(":al!~a@home PRIVMSG feedbot :help", ":al!~a@home PRIVMSG feedbot :help", ":al!~a@home PRIVMSG feedbot :help")
+	if got := f.expect("NOTICE"); got != "NOTICE al :slow down: too many commands; try again in a few seconds" {
+		t.Errorf("third command answered %q, want a slow down", got)
+	}
+	f.send(":al!~a@home NICK :al2", ":al2!~a@home PRIVMSG feedbot :help", ":bob!~b@work PRIVMSG feedbot :help")
+	// lines are handled in order: the third command taken is bob's only
+	// if al2's was refused
+	for i, want := range []string{"al", "al", "bob"} {
+		select {
+		case r := <-b.cmds:
+			if r.nick != want {
+				t.Errorf("command %d taken from %s, want %s", i+1, r.nick, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("command %d not taken", i+1)
+		}
+	}
+}
+
+// TestBusyAnswer: a command dropped because the command queue is full
+// gets a short answer, and such answers are rate limited.
+func TestBusyAnswer(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n")
+	runSession(t, b, f) // no workers: the queue fills
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+	for i := range commandQueue {
+		f.send(fmt.Sprintf(":p%d!~p@host%d PRIVMSG feedbot :help", i, i))
+	}
+	f.send(":late1!~l@one PRIVMSG feedbot :help", ":late2!~l@two PRIVMSG feedbot :help")
+	if got := f.next(); got != "NOTICE late1 :busy: too many commands waiting; try again in a minute" {
+		t.Errorf("the bot sent %q, want a busy answer to late1", got)
+	}
+	f.quiet("NOTICE late2")
 }

@@ -31,6 +31,10 @@ type Config struct {
 	// Nick is the bot's nick; AltNicks are tried in order when it is taken.
 	Nick     string   `yaml:"nick"`
 	AltNicks []string `yaml:"alt_nicks"`
+	// NickRetry is how often the bot, registered under another nick, asks
+	// for Nick again; it also asks as soon as it sees Nick's holder change
+	// nick or quit. 0 asks only then.
+	NickRetry time.Duration `yaml:"nick_retry"`
 	// User and Realname fill the USER command.
 	User     string `yaml:"user"`
 	Realname string `yaml:"realname"`
@@ -194,6 +198,7 @@ func defaultConfig() Config {
 	return Config{
 		TLS:            "auto",
 		Nick:           "feedbot", // RFC 2812 nicks have at most 9 characters
+		NickRetry:      5 * time.Minute,
 		User:           "feedbridge",
 		Realname:       "feedbridge",
 		NickServ:       NickServConfig{Nick: "NickServ"},
@@ -337,6 +342,9 @@ func compile(cfg *Config, sec *core.Section) (*compiled, error) {
 		if d < time.Second {
 			bad(key, "must be at least 1s")
 		}
+	}
+	if cfg.NickRetry != 0 && cfg.NickRetry < time.Second {
+		bad("nick_retry", "must be 0 (only when the nick's holder is seen leaving it) or at least 1s")
 	}
 	if cfg.Reconnect.Max < cfg.Reconnect.Min {
 		bad("reconnect.max", "must be at least reconnect.min (%s)", cfg.Reconnect.Min)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/feedbridge/feedbridge/core"
 )
 
@@ -90,7 +92,8 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-// TestSecretsMasked: passwords never show in the effective config.
+// TestSecretsMasked: passwords never show in the effective config, as
+// values nor in the YAML that `bridge check` prints.
 func TestSecretsMasked(t *testing.T) {
 	a, err := New(parseSection(t, `  enabled: true
   server: irc.example.org:6697
@@ -107,10 +110,20 @@ func TestSecretsMasked(t *testing.T) {
 	for _, s := range []any{cfg.Password, cfg.SASL.Password, cfg.NickServ.Password, cfg.Channels[0].Key} {
 		out += " " + s.(interface{ String() string }).String()
 	}
+	printed, err := yaml.Marshal(map[string]any{"irc": a.(*Bridge).EffectiveConfig()}) // as bridge check prints it
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, secret := range []string{"serverpw", "saslpw", "nspw", "chankey"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("secret %q shown: %s", secret, out)
 		}
+		if strings.Contains(string(printed), secret) {
+			t.Errorf("secret %q printed by bridge check:\n%s", secret, printed)
+		}
+	}
+	if n := strings.Count(string(printed), "***"); n != 4 {
+		t.Errorf("%d masked values printed, want 4 (password, sasl, nickserv, key):\n%s", n, printed)
 	}
 }
 

@@ -13,16 +13,23 @@
 //     boundaries so that the relayed line fits in 512 bytes, and caps the
 //     lines per item. Lines leave through one rate-limited queue: control
 //     lines first, announcements round-robin per channel, bounded, with
-//     the overflow summarized as "…and N more in feed X"; PONG and
+//     the overflow summarized as "…and N more in feed X"; PONG, PING and
 //     registration never wait.
-//   - The last announced item of each channel and feed is kept in Redis
-//     (feedbridge.irc.last:*), so after a reconnect, a restart or an
-//     EventResync the bot posts what was missed (up to catch_up items,
-//     then a summary).
+//   - The last delivered item of each channel and feed is kept in Redis
+//     (feedbridge.irc.last:*) as its place in Redis' order (score or
+//     index, via core cursors), so after a reconnect, a restart, a refusal
+//     or an EventResync the bot posts what was missed (up to catch_up
+//     items, then a summary), even when that item was edited, retracted
+//     or trimmed meanwhile. An announcement counts as delivered once the
+//     server answers a PING written after it: a refusal (404) comes first.
+//   - Refused channels (kick, ban and the other join refusals, 404 cannot
+//     send) are retried later; kept job results wait for their channel's
+//     JOIN; the configured nick is taken back when it becomes free.
 //   - Commands in mapped channels or in private become core actions,
 //     stamped with the identity the server proved: the services account
-//     (account-tag, or WHOIS 330) or nick!user@host. The ACL decides; the bot answers
-//     with the job id and later with the job's result.
+//     (account-tag, or else WHOIS 330 when the command needs an identity)
+//     or nick!user@host. The ACL decides; the bot answers with the job id
+//     and later with the job's result.
 //
 // gopkg.in/irc.v4 provides the message parser and the ISUPPORT tracker; the
 // connection itself is driven here, because its Client ends CAP

@@ -3,11 +3,14 @@ package irc
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/feedbridge/feedbridge/core"
 )
@@ -35,9 +38,16 @@ type Bridge struct {
 	// the current session (folded name -> name): announcements queued for
 	// a channel being joined go out right after its JOIN.
 	joinedCh map[string]string
+	// member holds the channels the server confirmed the bot in (its JOIN
+	// echo), not left since (folded names).
+	member   map[string]bool
 	fresh    []string      // joined, waiting for catch-up and backlog
+	resumed  []string      // sendable again without a JOIN, waiting for catch-up
+	forget   []string      // left (folded): their queued cursors are void
 	readyFor *session      // registered, waiting for its join list
 	wake     chan struct{} // wakes the announcer
+	// busy paces the "busy" answers to commands dropped on a full queue.
+	busy *rate.Limiter
 }
 
 var (
@@ -59,6 +69,9 @@ const (
 	// maxWaits bounds the jobs whose results are awaited at once; beyond
 	// it a job is acknowledged without a result report.
 	maxWaits = 256
+	// busyEvery paces the answers to commands dropped because the command
+	// queue is full: at most one per busyEvery, the others get none.
+	busyEvery = 2 * time.Second
 )
 
 func newBridge(cfg Config, c *compiled) *Bridge {
@@ -113,6 +126,7 @@ func (b *Bridge) setup(hub *core.Hub) {
 	b.users = newUserLimits(b.cfg.Commands.Rate)
 	b.waitSlots = make(chan struct{}, maxWaits)
 	b.wake = make(chan struct{}, 1)
+	b.busy = rate.NewLimiter(rate.Every(busyEvery), 1)
 }
 
 // connectLoop runs sessions one after another until ctx ends.
@@ -151,7 +165,8 @@ func (b *Bridge) setSession(s *session) {
 	defer b.mu.Unlock()
 	b.sess = s
 	b.joinedCh = map[string]string{}
-	b.fresh, b.readyFor = nil, nil
+	b.member = map[string]bool{}
+	b.fresh, b.resumed, b.forget, b.readyFor = nil, nil, nil, nil
 }
 
 func (b *Bridge) current() *session {
@@ -189,25 +204,72 @@ func (b *Bridge) joining(s *session, names []string) {
 	}
 }
 
-// joined records the bot's JOIN echo; the announcer then catches up.
+// joined records the bot's JOIN echo: results held for the channel go
+// out, and the announcer catches up.
 func (b *Bridge) joined(s *session, name string) {
+	key := s.casemap().fold(name)
 	b.mu.Lock()
-	if b.sess == s {
-		b.joinedCh[s.casemap().fold(name)] = name
-		b.fresh = append(b.fresh, name)
+	if b.sess != s {
+		b.mu.Unlock()
+		return
 	}
+	b.joinedCh[key] = name
+	b.member[key] = true
+	b.fresh = append(b.fresh, name)
 	b.mu.Unlock()
+	b.releaseHeld(s)
 	b.poke()
 }
 
-// parted records that the bot left, was kicked from, or could not join a
-// channel.
-func (b *Bridge) parted(s *session, name string) {
+// left records that the bot cannot send to a channel any more: it left
+// it or was kicked (out), or the server refused a join or a message. What
+// waits for the channel is dropped; catch-up recovers it after rejoin.
+func (b *Bridge) left(s *session, name string, out bool) {
+	key := s.casemap().fold(name)
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sess == s {
-		delete(b.joinedCh, s.casemap().fold(name))
+	if b.sess != s {
+		b.mu.Unlock()
+		return
 	}
+	delete(b.joinedCh, key)
+	if out {
+		delete(b.member, key)
+	}
+	b.forget = append(b.forget, key)
+	b.mu.Unlock()
+	b.q.dropLane(key)
+	b.poke()
+}
+
+// rejoin retries a channel the bot left or was refused: a JOIN when the
+// bot is out of it, else (it is in, but a message was refused) a catch-up
+// from the last delivered announcement.
+func (b *Bridge) rejoin(s *session, name string) {
+	key := s.casemap().fold(name)
+	b.mu.Lock()
+	if b.sess != s {
+		b.mu.Unlock()
+		return
+	}
+	if !b.member[key] {
+		b.mu.Unlock()
+		b.join(s, []string{name})
+		return
+	}
+	b.joinedCh[key] = name
+	b.resumed = append(b.resumed, name)
+	b.mu.Unlock()
+	b.releaseHeld(s)
+	b.poke()
+}
+
+// releaseHeld queues the results held for channels the bot is in.
+func (b *Bridge) releaseHeld(s *session) {
+	cm := s.casemap()
+	b.mu.Lock()
+	in := maps.Clone(b.member)
+	b.mu.Unlock()
+	b.q.release(func(ch string) bool { return in[cm.fold(ch)] })
 }
 
 // isJoined reports whether the bot is in the channel now.

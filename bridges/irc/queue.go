@@ -12,6 +12,9 @@ type outLine struct {
 	// keep survives a reconnect (job results); other lines are dropped
 	// with the connection, and catch-up recovers the announcements.
 	keep bool
+	// channel is the channel a kept line is addressed to ("" for a
+	// person): such a line waits until the bot is in that channel.
+	channel string
 }
 
 // dropped counts the items of one feed left out of a full channel lane.
@@ -39,12 +42,15 @@ type lane struct {
 // drained the count is announced as "…and N more in feed X" (with the
 // feed's link). Replies beyond ctrlCap are dropped. The bot's own commands
 // are never dropped: their number is bounded by the channels and the
-// WHOIS lookups in flight.
-// Lines that must never wait (PONG, registration, QUIT) bypass the queue.
+// WHOIS lookups in flight. Kept replies (job results) for a channel the bot
+// is not in yet wait in held, at most ctrlCap lines (beyond, dropped), and
+// join the replies once the bot is in that channel (after its JOIN).
+// Lines that must never wait (PONG, PING, registration, QUIT) bypass the queue.
 type queue struct {
 	mu      sync.Mutex
 	proto   []outLine
 	ctrl    []outLine
+	held    []outLine
 	lanes   map[string]*lane // by folded channel name
 	order   []string
 	next    int
@@ -85,6 +91,47 @@ func (q *queue) pushCtrl(lines ...outLine) bool {
 	q.ctrl = append(q.ctrl, lines...)
 	q.wake()
 	return true
+}
+
+// pushHeld keeps replies for a channel the bot is not in until release;
+// it reports false when they were dropped.
+func (q *queue) pushHeld(lines ...outLine) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.held)+len(lines) > q.ctrlCap {
+		return false
+	}
+	q.held = append(q.held, lines...)
+	return true
+}
+
+// release moves the held replies of the channels that in selects to the
+// replies, in the order they were held.
+func (q *queue) release(in func(channel string) bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	kept := q.held[:0]
+	for _, l := range q.held {
+		if in(l.channel) {
+			q.ctrl = append(q.ctrl, l)
+		} else {
+			kept = append(kept, l)
+		}
+	}
+	clear(q.held[len(kept):])
+	q.held = kept
+	q.wake()
+}
+
+// dropLane forgets a channel's waiting announcements and their dropped
+// counts (the bot left the channel, or cannot send there): catch-up
+// posts them after the bot is back.
+func (q *queue) dropLane(key string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if l := q.lanes[key]; l != nil {
+		l.lines, l.dropped = nil, nil
+	}
 }
 
 // pushItem queues the lines of one announcement on a channel's lane, whole
@@ -174,13 +221,18 @@ func (q *queue) pending() bool {
 	return false
 }
 
-// reset drops everything but lines marked keep, for a new connection.
+// reset drops everything but lines marked keep, for a new connection;
+// kept lines for channels are held until the bot is in them again.
 func (q *queue) reset() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	var kept []outLine
 	for _, l := range q.ctrl {
-		if l.keep {
+		switch {
+		case !l.keep:
+		case l.channel != "" && len(q.held) < q.ctrlCap:
+			q.held = append(q.held, l)
+		case l.channel == "":
 			kept = append(kept, l)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,29 @@ var wantCaps = []string{"message-tags", "server-time", "account-tag", "echo-mess
 
 // maxInbound bounds one received line: 8191 bytes of tags plus 512.
 const maxInbound = 8191 + 512 + 2
+
+// Delivery confirmation. An announcement line written to the socket may
+// still be refused by the server (404 cannot send to channel) or lost with
+// the connection, so its catch-up mark is kept in flight until the server
+// answers a PING written after it: the server handles a client's lines in
+// order, so any refusal of the line has arrived by then.
+const (
+	// pingToken starts the token of the bot's PINGs ("feedbridge:N").
+	pingToken = "feedbridge:"
+	// confirmBatch is how many announcement lines may be written before a
+	// PING confirms them (one is also sent whenever the queue runs empty).
+	confirmBatch = 32
+	// maxInflight bounds the marks awaiting confirmation; beyond it the
+	// oldest is forgotten (its item may be posted again by a catch-up).
+	maxInflight = 4096
+)
+
+// sentMark is an announcement's mark written to the server, waiting for
+// the answer to PING number ping.
+type sentMark struct {
+	ping uint64
+	mark mark
+}
 
 // session is one connection to the server: a new one per (re)connect.
 type session struct {
@@ -63,8 +87,18 @@ type session struct {
 	wire    wire
 	user    string
 	host    string
-	timers  []*time.Timer
+	timers  map[string]*time.Timer // pending, by purpose
 	failErr error
+	// current is the nick the server knows the bot by (nick is the read
+	// goroutine's copy).
+	current string
+	// inflight holds the marks of written announcements in the order
+	// written; pings counts the PINGs written, pongs those answered, and
+	// uncovered the marks written since the last PING.
+	inflight  []sentMark
+	pings     uint64
+	pongs     uint64
+	uncovered int
 }
 
 // connect dials the server (TLS when configured) and returns a session
@@ -92,7 +126,7 @@ func (b *Bridge) connect(ctx context.Context) (*session, error) {
 	s := &session{
 		b: b, conn: conn, log: b.log, lim: lim, isup: irc.NewISupportTracker(),
 		ready: make(chan struct{}), nick: b.cfg.Nick, caps: map[string]bool{}, whois: map[string]*whoisQuery{},
-		user: "~" + b.cfg.User,
+		user: "~" + b.cfg.User, current: b.cfg.Nick, timers: map[string]*time.Timer{},
 	}
 	s.parent = ctx
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -107,14 +141,24 @@ func (b *Bridge) connect(ctx context.Context) (*session, error) {
 // returned when it returns.
 func (s *session) run() (registered bool, err error) {
 	defer s.cancel()
+	readDone := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		<-s.ctx.Done()
 		if s.parent.Err() != nil && s.registered.Load() {
 			// a write stuck on a server that stopped reading gives up now
 			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			confirm := s.unconfirmed() && s.ping() == nil // best effort: its PONG confirms the last announcements
 			if lines, err := s.wireNow().buildLines("QUIT", nil, "feedbridge shutting down", ""); err == nil {
 				_ = s.write(lines[0], time.Second) // best effort: the connection closes either way
+			}
+			if confirm {
+				// the server answers the PING, then closes the connection
+				// after QUIT; one that does neither gets a second
+				select {
+				case <-readDone:
+				case <-time.After(time.Second):
+				}
 			}
 		}
 		s.conn.Close()
@@ -128,12 +172,14 @@ func (s *session) run() (registered bool, err error) {
 	s.send("NICK", []string{s.nick}, "")
 	s.send("USER", []string{s.b.cfg.User, "0", "*"}, cmp.Or(s.b.cfg.Realname, s.b.cfg.Nick))
 	readErr := s.read()
+	close(readDone)
 	s.cancel()
 	wg.Wait()
 	s.mu.Lock()
 	for _, t := range s.timers {
 		t.Stop()
 	}
+	clear(s.timers)
 	s.mu.Unlock()
 	switch {
 	case s.failure() != nil:
@@ -206,13 +252,17 @@ func (s *session) keepalive() {
 			return
 		case time.Since(last) > cfg.PingInterval && pinged.Before(last):
 			pinged = time.Now()
-			s.send("PING", nil, "feedbridge")
+			if err := s.ping(); err != nil {
+				s.fail(err)
+				return
+			}
 		}
 	}
 }
 
 // writer sends queued lines once registration is over, paced by the rate
-// limiter, and records announcements as written.
+// limiter; a PING follows announcements (every confirmBatch of them, and
+// whenever the queue runs empty) so that the server's answer confirms them.
 func (s *session) writer() {
 	select {
 	case <-s.ready:
@@ -236,20 +286,117 @@ func (s *session) writer() {
 		if !ok {
 			continue
 		}
-		if err := s.write(l.text, s.b.cfg.ConnectTimeout); err != nil {
+		if err := s.writeLine(l); err != nil {
 			s.fail(err)
 			return
 		}
-		if l.mark != nil {
-			s.b.marks.written(*l.mark)
+		if s.mustConfirm(!q.pending()) {
+			if err := s.lim.Wait(s.ctx); err != nil {
+				return
+			}
+			if err := s.ping(); err != nil {
+				s.fail(err)
+				return
+			}
 		}
 	}
+}
+
+// writeLine writes a queued line; an announcement's mark waits for the
+// next PING's answer.
+func (s *session) writeLine(l outLine) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.writeLocked(l.text, s.b.cfg.ConnectTimeout); err != nil {
+		return err
+	}
+	if l.mark != nil {
+		s.mu.Lock()
+		if len(s.inflight) >= maxInflight {
+			s.inflight = s.inflight[1:]
+		}
+		s.inflight = append(s.inflight, sentMark{ping: s.pings + 1, mark: *l.mark})
+		s.uncovered++
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// mustConfirm reports whether a PING should confirm the announcements
+// written since the last one: confirmBatch of them, or any once idle.
+func (s *session) mustConfirm(idle bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.uncovered >= confirmBatch || (idle && s.uncovered > 0)
+}
+
+// unconfirmed reports whether written announcements await confirmation.
+func (s *session) unconfirmed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight) > 0
+}
+
+// ping writes a numbered PING at once (like PONG, it never waits for the
+// rate limiter, though it takes a token); keepalive and confirmation
+// share the numbering, so that answers match in order.
+func (s *session) ping() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	s.pings++
+	n := s.pings
+	s.uncovered = 0
+	s.mu.Unlock()
+	lines, err := s.wireNow().buildLines("PING", nil, pingToken+strconv.FormatUint(n, 10), "")
+	if err != nil {
+		return err
+	}
+	s.lim.Reserve()
+	return s.writeLocked(lines[0], s.b.cfg.ConnectTimeout)
+}
+
+// pong records the server's answer to a PING: the announcements written
+// before it are delivered, and their marks are kept. A server that does
+// not echo the token answers PINGs in order all the same.
+func (s *session) pong(token string) {
+	s.mu.Lock()
+	n := s.pongs + 1
+	if v, ok := strings.CutPrefix(token, pingToken); ok {
+		if x, err := strconv.ParseUint(v, 10, 64); err == nil {
+			n = x
+		}
+	}
+	s.pongs = max(s.pongs, min(n, s.pings))
+	i := 0
+	for i < len(s.inflight) && s.inflight[i].ping <= s.pongs {
+		i++
+	}
+	done := s.inflight[:i:i]
+	s.inflight = s.inflight[i:]
+	s.mu.Unlock()
+	for _, sm := range done {
+		s.b.marks.delivered(sm.mark)
+	}
+}
+
+// undelivered forgets the marks in flight for a channel: the server
+// refused to deliver there, or the bot left it.
+func (s *session) undelivered(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight = slices.DeleteFunc(s.inflight, func(sm sentMark) bool { return sm.mark.channel == key })
 }
 
 // write puts one line on the wire, failing when it takes over timeout.
 func (s *session) write(line string, timeout time.Duration) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	return s.writeLocked(line, timeout)
+}
+
+// writeLocked is write with wmu held.
+func (s *session) writeLocked(line string, timeout time.Duration) error {
 	if s.ctx.Err() != nil {
 		timeout = min(timeout, time.Second) // the session is ending: no long waits
 	}
@@ -323,15 +470,98 @@ func (s *session) setPrefix(nick, user, host string) {
 	s.wire.prefixLen = 1 + len(nick) + 1 + u + 1 + h + 1
 }
 
-// after runs f after d unless the session ends first.
-func (s *session) after(d time.Duration, f func()) {
+// after runs f after d unless the session ends first. There is one
+// timer per key: while one is pending, after does nothing and reports
+// false.
+func (s *session) after(key string, d time.Duration, f func()) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.timers = append(s.timers, time.AfterFunc(d, func() {
+	if _, pending := s.timers[key]; pending || s.ctx.Err() != nil {
+		return false
+	}
+	s.timers[key] = time.AfterFunc(d, func() {
+		s.mu.Lock()
+		delete(s.timers, key)
+		s.mu.Unlock()
 		if s.ctx.Err() == nil {
 			f()
 		}
-	}))
+	})
+	return true
+}
+
+// isChannel reports whether name is a channel (by the server's CHANTYPES).
+func (s *session) isChannel(name string) bool {
+	chantypes, ok := s.isup.GetRaw("CHANTYPES")
+	if !ok {
+		chantypes = "#&"
+	}
+	return name != "" && strings.IndexByte(chantypes, name[0]) >= 0
+}
+
+// setNick records the bot's nick as the server knows it.
+func (s *session) setNick(n string) {
+	s.nick = n
+	s.mu.Lock()
+	s.current = n
+	s.mu.Unlock()
+	s.setPrefix(n, "", "")
+}
+
+// hasNick reports whether the bot holds its configured nick.
+func (s *session) hasNick() bool {
+	s.mu.Lock()
+	current := s.current
+	s.mu.Unlock()
+	return s.casemap().fold(current) == s.casemap().fold(s.b.cfg.Nick)
+}
+
+// regain asks for the configured nick when the bot, registered under
+// another one, sees its holder give it up (nick is who changed nick or
+// quit), or when force (the periodic try).
+func (s *session) regain(nick string, force bool) {
+	if !s.registered.Load() || s.hasNick() {
+		return
+	}
+	if !force && s.casemap().fold(nick) != s.casemap().fold(s.b.cfg.Nick) {
+		return
+	}
+	s.queueCtrl("NICK", []string{s.b.cfg.Nick}, "")
+}
+
+// regainLater tries the configured nick every nick_retry until the bot
+// holds it.
+func (s *session) regainLater() {
+	if s.b.cfg.NickRetry <= 0 {
+		return
+	}
+	s.after("nick", s.b.cfg.NickRetry, func() {
+		if !s.hasNick() {
+			s.regain("", true)
+			s.regainLater()
+		}
+	})
+}
+
+// identify sends NickServ IDENTIFY when configured (and SASL is not).
+func (s *session) identify() {
+	if p := s.b.cfg.NickServ.Password.Reveal(); p != "" && s.b.cfg.SASL.Username == "" {
+		s.queueCtrl("PRIVMSG", []string{s.b.cfg.NickServ.Nick}, "IDENTIFY "+p)
+	}
+}
+
+// refused handles the server refusing a channel: a join (banned, invite
+// only, full, bad key, TLS, operators or registered nicks only) or a
+// message (404, cannot send to channel). Nothing more is queued for the
+// channel, the marks of lines in flight there are forgotten (catch-up posts
+// them again), and the channel is retried after delay.
+func (s *session) refused(m *irc.Message, delay time.Duration) {
+	ch := m.Param(1)
+	s.b.left(s, ch, false)
+	s.undelivered(s.casemap().fold(ch))
+	if s.after("join:"+s.casemap().fold(ch), delay, func() { s.b.rejoin(s, ch) }) {
+		s.log.Warn("irc: the server refused the channel; retrying later", "channel", ch, "code", m.Command, "reason", m.Trailing(), "retry_in", delay)
+	}
 }
 
 func (s *session) casemap() casemap {
@@ -371,12 +601,19 @@ func (s *session) handle(m *irc.Message) {
 		s.send("CAP", []string{"END"}, "")
 	case "902", "904", "905", "906", "908":
 		s.fail(fmt.Errorf("SASL PLAIN login refused by the server (%s %s): check irc.sasl.username and irc.sasl.password", m.Command, m.Trailing()))
-	case "432", "433", "436", "437":
+	case "432", "433", "436":
 		if !s.registered.Load() {
 			s.nextNick(m.Command + " " + m.Trailing())
 		}
+	case "437": // nick or channel temporarily unavailable
+		switch {
+		case s.isChannel(m.Param(1)):
+			s.refused(m, s.b.cfg.JoinRetry)
+		case !s.registered.Load():
+			s.nextNick(m.Command + " " + m.Trailing())
+		}
 	case "001":
-		s.nick = m.Param(0)
+		s.setNick(m.Param(0))
 		user, host := "", ""
 		if f := strings.Fields(m.Trailing()); len(f) > 0 {
 			if p := irc.ParsePrefix(f[len(f)-1]); p.User != "" && p.Host != "" {
@@ -387,25 +624,35 @@ func (s *session) handle(m *irc.Message) {
 		s.registered.Store(true)
 		s.b.hub.SetState(s.b.Name(), core.StateUp, nil)
 		s.log.Info("irc: registered", "server", s.b.cfg.Server, "nick", s.nick, "caps", s.enabledCaps())
+		s.regainLater()
 	case "005":
 		_ = s.isup.Handle(m)
 	case "376", "422":
 		select {
 		case <-s.ready:
 		default:
-			if p := s.b.cfg.NickServ.Password.Reveal(); p != "" && s.b.cfg.SASL.Username == "" {
-				s.queueCtrl("PRIVMSG", []string{s.b.cfg.NickServ.Nick}, "IDENTIFY "+p)
-			}
+			s.identify()
 			close(s.ready)
 			s.b.sessionReady(s)
 		}
 	case "396":
 		s.setPrefix(s.nick, "", m.Param(1))
 	case "NICK":
-		if m.Prefix != nil && s.isSelf(m.Prefix.Name) {
-			s.nick = m.Param(0)
-			s.setPrefix(s.nick, "", "")
+		switch {
+		case m.Prefix == nil:
+		case s.isSelf(m.Prefix.Name):
+			s.setNick(m.Param(0))
+			if s.registered.Load() && s.hasNick() {
+				s.log.Info("irc: regained the configured nick", "nick", s.nick)
+				s.identify() // services may tie the login to the nick
+			}
+		default:
+			s.regain(m.Prefix.Name, false)
 		}
+	case "QUIT":
+		s.regain(prefixName(m), false)
+	case "PONG":
+		s.pong(m.Trailing())
 	case "JOIN":
 		if m.Prefix != nil && s.isSelf(m.Prefix.Name) {
 			s.setPrefix(s.nick, m.Prefix.User, m.Prefix.Host)
@@ -413,23 +660,26 @@ func (s *session) handle(m *irc.Message) {
 		}
 	case "PART":
 		if m.Prefix != nil && s.isSelf(m.Prefix.Name) {
-			s.b.parted(s, m.Param(0))
+			s.b.left(s, m.Param(0), true)
+			s.undelivered(s.casemap().fold(m.Param(0)))
 		}
 	case "KICK":
 		if s.isSelf(m.Param(1)) {
 			ch := m.Param(0)
 			s.log.Warn("irc: kicked; rejoining later", "channel", ch, "by", prefixName(m), "reason", m.Trailing(), "rejoin_in", s.b.cfg.RejoinDelay)
-			s.b.parted(s, ch)
-			s.after(s.b.cfg.RejoinDelay, func() { s.b.join(s, []string{ch}) })
+			s.b.left(s, ch, true)
+			s.undelivered(s.casemap().fold(ch))
+			s.after("join:"+s.casemap().fold(ch), s.b.cfg.RejoinDelay, func() { s.b.rejoin(s, ch) })
 		}
-	case "471", "473", "474", "475", "477":
-		ch := m.Param(1)
-		s.log.Warn("irc: the server refused a join; retrying later", "channel", ch, "code", m.Command, "reason", m.Trailing(), "retry_in", s.b.cfg.JoinRetry)
-		s.b.parted(s, ch)
-		s.after(s.b.cfg.JoinRetry, func() { s.b.join(s, []string{ch}) })
+	case "471", "473", "474", "475", "477", "489", "520":
+		s.refused(m, s.b.cfg.JoinRetry)
+	case "404":
+		if s.isChannel(m.Param(1)) {
+			s.refused(m, s.b.cfg.JoinRetry)
+		}
 	case "403", "405", "476":
 		s.log.Warn("irc: cannot join", "channel", m.Param(1), "code", m.Command, "reason", m.Trailing())
-		s.b.parted(s, m.Param(1))
+		s.b.left(s, m.Param(1), false)
 	case "PRIVMSG":
 		s.b.onMessage(s, m)
 	case "311", "330", "318":
@@ -542,7 +792,7 @@ func (s *session) nextNick(refused string) {
 		return
 	}
 	s.log.Info("irc: nick refused; trying another", "refused", refused, "nick", s.nick)
-	s.setPrefix(s.nick, "", "")
+	s.setNick(s.nick)
 	s.send("NICK", []string{s.nick}, "")
 }
 

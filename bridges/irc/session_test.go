@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,6 +30,10 @@ type fakeServer struct {
 	ln   net.Listener
 	conn net.Conn
 	r    *bufio.Reader
+	// autoPong answers the bot's PINGs while the test reads lines (a
+	// PING the test expects by prefix is left for it to answer).
+	autoPong bool
+	partial  string // a line cut by a read deadline
 }
 
 func newFakeServer(t *testing.T) *fakeServer {
@@ -53,16 +59,94 @@ func (f *fakeServer) accept() {
 // expect reads lines until one starts with prefix and returns it.
 func (f *fakeServer) expect(prefix string) string {
 	f.t.Helper()
-	_ = f.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	deadline := time.Now().Add(5 * time.Second)
 	for {
-		line, err := f.r.ReadString('\n')
+		line, err := f.readLine(deadline)
 		if err != nil {
 			f.t.Fatalf("server waiting for %q: %v", prefix, err)
 		}
-		if line = strings.TrimRight(line, "\r\n"); strings.HasPrefix(line, prefix) {
+		if strings.HasPrefix(line, prefix) {
+			return line
+		}
+		f.pong(line)
+	}
+}
+
+// next returns the bot's next line (PINGs answered with autoPong).
+func (f *fakeServer) next() string {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		line, err := f.readLine(deadline)
+		if err != nil {
+			f.t.Fatalf("server waiting for a line: %v", err)
+		}
+		if !f.pong(line) {
 			return line
 		}
 	}
+}
+
+// quiet shows that the bot sends no line starting with prefix for a
+// short while: the one wait of these tests, and only for something that
+// must not happen.
+func (f *fakeServer) quiet(prefix string) {
+	f.t.Helper()
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for {
+		line, err := f.readLine(deadline)
+		var nerr net.Error
+		if errors.As(err, &nerr) && nerr.Timeout() {
+			return
+		}
+		if err != nil {
+			f.t.Fatalf("server reading: %v", err)
+		}
+		if strings.HasPrefix(line, prefix) {
+			f.t.Fatalf("the bot sent %q too early", line)
+		}
+		f.pong(line)
+	}
+}
+
+// until reads (and with autoPong answers) the bot's lines until cond
+// holds; other lines are dropped.
+func (f *fakeServer) until(what string, cond func() bool) {
+	f.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("never %s", what)
+		}
+		line, err := f.readLine(time.Now().Add(20 * time.Millisecond))
+		var nerr net.Error
+		switch {
+		case err == nil:
+			f.pong(line)
+		case !errors.As(err, &nerr) || !nerr.Timeout():
+			f.t.Fatalf("server reading: %v", err)
+		}
+	}
+}
+
+func (f *fakeServer) readLine(deadline time.Time) (string, error) {
+	_ = f.conn.SetReadDeadline(deadline)
+	line, err := f.r.ReadString('\n')
+	f.partial += line
+	if err != nil {
+		return "", err
+	}
+	line, f.partial = strings.TrimRight(f.partial, "\r\n"), ""
+	return line, nil
+}
+
+// pong answers a PING of the bot when autoPong is on.
+func (f *fakeServer) pong(line string) bool {
+	tok, ok := strings.CutPrefix(line, "PING :")
+	if ok && f.autoPong {
+		f.send(":srv PONG srv :" + tok)
+	}
+	return ok && f.autoPong
 }
 
 func (f *fakeServer) send(lines ...string) {
@@ -78,6 +162,13 @@ func (f *fakeServer) send(lines ...string) {
 // spaces) with a hub on an in-process Redis.
 func testBridge(t *testing.T, section string) *Bridge {
 	t.Helper()
+	b, _ := testBridgeRedis(t, section)
+	return b
+}
+
+// testBridgeRedis is testBridge that also returns the in-process Redis.
+func testBridgeRedis(t *testing.T, section string) (*Bridge, *miniredis.Miniredis) {
+	t.Helper()
 	a, err := New(parseSection(t, section))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +183,50 @@ func testBridge(t *testing.T, section string) *Bridge {
 	b := a.(*Bridge)
 	b.setup(&core.Hub{Store: st, Events: core.NewListener(st, core.ListenerOptions{}), Metrics: core.NewMetrics(),
 		Log: slog.New(slog.DiscardHandler), Feeds: &core.FeedFilter{}})
-	return b
+	return b, mr
+}
+
+// makePublic exposes every feed and lets anyone read it, so that channels
+// announce them.
+func makePublic(b *Bridge) {
+	b.hub.Feeds = nil
+	b.hub.ACL = core.MustACL(core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}})
+}
+
+// runBridge runs the whole adapter (Run, with the event listener on the
+// test's Redis, so that feed changes are announced) against the fake
+// server, and accepts its first connection.
+func runBridge(t *testing.T, b *Bridge, f *fakeServer) {
+	t.Helper()
+	lctx, stopListener := context.WithCancel(context.Background())
+	listening := make(chan struct{})
+	go func() { defer close(listening); _ = b.hub.Events.Run(lctx) }()
+	if err := b.hub.Events.WaitConnected(lctx); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = b.Run(ctx, b.hub) }()
+	t.Cleanup(func() {
+		if f.conn != nil {
+			f.conn.Close()
+		}
+		cancel()
+		<-done
+		stopListener()
+		<-listening
+	})
+	f.accept()
+}
+
+// startWorkers runs the command workers until the test ends.
+func startWorkers(t *testing.T, b *Bridge) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for range commandWorkers {
+		wg.Go(func() { b.commandWorker(ctx) })
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
 func parseSection(t *testing.T, section string) *core.Section {
@@ -114,6 +248,7 @@ func runSession(t *testing.T, b *Bridge, f *fakeServer) <-chan error {
 	if err != nil {
 		t.Fatal(err)
 	}
+	b.q.reset()
 	b.setSession(s)
 	done := make(chan error, 1)
 	var wg sync.WaitGroup
@@ -253,6 +388,9 @@ func TestKickAndBanRejoin(t *testing.T) {
   channels:
     - {name: "#news", key: sesame, feeds: [news]}
     - {name: "#ops", feeds: [ops]}
+    - {name: "#busy", feeds: [ops]}
+    - {name: "#tls", feeds: [ops]}
+    - {name: "#opers", feeds: [ops]}
 `)
 	runSession(t, b, f)
 	f.expect("USER")
@@ -260,20 +398,22 @@ func TestKickAndBanRejoin(t *testing.T) {
 	if got := f.expect("PRIVMSG"); got != "PRIVMSG NickServ :IDENTIFY ns pw" {
 		t.Errorf("identify = %q, want it first", got)
 	}
-	if got := f.expect("JOIN"); got != "JOIN #news,#ops sesame" {
+	if got := f.expect("JOIN"); got != "JOIN #news,#ops,#busy,#tls,#opers sesame" {
 		t.Errorf("join = %q, want keyed channels first, packed", got)
 	}
-	f.send(":feedbot!~feedbridge@h JOIN #news", ":op!o@h KICK #news feedbot :go away")
-	kicked := time.Now()
-	if got := f.expect("JOIN"); got != "JOIN #news sesame" {
-		t.Errorf("rejoin = %q", got)
+	// a kick is answered by a rejoin; every kind of refused join is
+	// retried: banned, temporarily unavailable (437 about a channel is
+	// not about the nick), TLS users only, operators only
+	f.send(":feedbot!~feedbridge@h JOIN #news", ":op!o@h KICK #news feedbot :go away",
+		":srv 474 feedbot #ops :Cannot join channel (+b)", ":srv 437 feedbot #busy :Channel temporarily unavailable",
+		":srv 489 feedbot #tls :Cannot join channel; SSL users only", ":srv 520 feedbot #opers :Cannot join channel (IRCops only)")
+	want := []string{"JOIN #busy", "JOIN #news sesame", "JOIN #opers", "JOIN #ops", "JOIN #tls"}
+	var got []string
+	for range want {
+		got = append(got, f.next())
 	}
-	if d := time.Since(kicked); d < 900*time.Millisecond {
-		t.Errorf("rejoined %s after the kick; rejoin_delay is 1s", d)
-	}
-	f.send(":srv 474 feedbot #ops :Cannot join channel (+b)")
-	if got := f.expect("JOIN"); got != "JOIN #ops" {
-		t.Errorf("retry = %q", got)
+	if slices.Sort(got); !slices.Equal(got, want) {
+		t.Errorf("after the kick and the refusals the bot sent %q, want %q", got, want)
 	}
 }
 
@@ -292,14 +432,90 @@ func TestPongNeverWaits(t *testing.T) {
 	f.expect("USER")
 	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End of MOTD")
 	f.send("PING :now")
-	if got := f.expect("P"); got != "PONG :now" {
+	if got := f.next(); got != "PONG :now" {
 		t.Errorf("got %q before the PONG", got)
 	}
-	f.send(":ci-bot!~c@h PRIVMSG feedbot :help", ":ChanServ!s@services PRIVMSG feedbot :help")
+	// lines are handled in order: once the third command is taken, the
+	// first two were left alone
+	f.send(":ci-bot!~c@h PRIVMSG feedbot :help", ":ChanServ!s@services PRIVMSG feedbot :help", ":al!~a@h PRIVMSG feedbot :help")
 	select {
 	case r := <-b.cmds:
-		t.Errorf("an ignored nick's command was taken: %+v", r)
-	case <-time.After(200 * time.Millisecond): // proving that nothing happens
+		if r.nick != "al" {
+			t.Errorf("an ignored nick's command was taken: %+v", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("al's command was not taken")
+	}
+}
+
+// TestResultsAfterJoin: a job result kept across a reconnect goes to its
+// channel only once the bot is back in it, never before the JOIN (a +n
+// channel refuses messages from outside).
+func TestResultsAfterJoin(t *testing.T) {
+	f := newFakeServer(t)
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 0s}
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	old := testSession(b)
+	b.joined(old, "#news")
+	b.setSession(nil) // the connection is lost; then the result comes
+	b.reply(request{s: old, nick: "alice", channel: "#news"}, "job 1 done", true)
+	runSession(t, b, f)
+	f.expect("USER")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End of MOTD")
+	if got := f.next(); got != "JOIN #news" {
+		t.Fatalf("first line after registration %q, want JOIN #news", got)
+	}
+	f.quiet("PRIVMSG") // not before the server has the bot in the channel
+	f.send(":feedbot!~feedbridge@h JOIN #news")
+	if got := f.next(); got != "PRIVMSG #news :alice: job 1 done" {
+		t.Errorf("after the JOIN the bot sent %q, want the kept result", got)
+	}
+}
+
+// TestRegainNick: registered under an alternate nick, the bot takes its
+// configured nick back when it sees the holder change nick or quit, or,
+// when it sees nothing, on its next periodic try; once it has the nick
+// it identifies with services again.
+func TestRegainNick(t *testing.T) {
+	for name, tc := range map[string]struct {
+		retry string
+		event string
+	}{
+		"holder changes nick": {"1h", ":feedbot!~x@elsewhere NICK :feedbot_away"},
+		"holder quits":        {"1h", ":feedbot!~x@elsewhere QUIT :bye"},
+		"periodic try":        {"1s", ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFakeServer(t)
+			b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  alt_nicks: [feedbot_]
+  nick_retry: `+tc.retry+`
+  nickserv: {password: pw}
+  rate: {interval: 0s}
+`)
+			runSession(t, b, f)
+			f.expect("NICK feedbot")
+			f.send(":srv 433 * feedbot :Nickname is already in use")
+			f.expect("NICK feedbot_")
+			f.send(":srv 001 feedbot_ :Welcome", ":srv 376 feedbot_ :End of MOTD")
+			f.expect("PRIVMSG NickServ :IDENTIFY pw")
+			if tc.event != "" {
+				f.send(tc.event)
+			}
+			if got := f.next(); got != "NICK feedbot" {
+				t.Fatalf("the bot sent %q, want NICK feedbot", got)
+			}
+			f.send(":feedbot_!~feedbridge@h NICK :feedbot")
+			if got := f.next(); got != "PRIVMSG NickServ :IDENTIFY pw" {
+				t.Errorf("after regaining its nick the bot sent %q, want IDENTIFY", got)
+			}
+		})
 	}
 }
 
@@ -447,19 +663,23 @@ func testSession(b *Bridge) *session {
 
 // TestJoinNeverDropped: replies filling the control queue, and results
 // kept from the previous connection, neither drop a JOIN nor go before
-// it (a reply to a channel the bot has not joined yet is refused by +n
-// channels).
+// the bot is in the channel (a reply to a channel the bot has not joined
+// yet is refused by +n channels).
 func TestJoinNeverDropped(t *testing.T) {
 	b := testBridge(t, "  enabled: true\n  server: 127.0.0.1:6667\n  channels: [{name: \"#news\", feeds: [news]}]\n")
 	s := testSession(b)
-	b.q.pushCtrl(outLine{text: "PRIVMSG #news :alice: job 1 done\r\n", keep: true})
+	b.reply(request{s: s, nick: "alice", channel: "#news"}, "job 1 done", true)
 	b.q.reset() // a new connection: the result is kept
 	for b.q.pushCtrl(outLine{text: "NOTICE bob :an answer\r\n"}) {
 	}
 	b.join(s, []string{"#news"})
 	got := drain(b.q)
-	if len(got) < 2 || got[0] != "JOIN #news" || got[1] != "PRIVMSG #news :alice: job 1 done" {
-		t.Errorf("first lines %q; want the JOIN, then the kept result", got[:min(len(got), 2)])
+	if len(got) == 0 || got[0] != "JOIN #news" || slices.Contains(got, "PRIVMSG #news :alice: job 1 done") {
+		t.Errorf("lines %q; want the JOIN first and no result before the bot is in the channel", got)
+	}
+	b.joined(s, "#news")
+	if got := drain(b.q); len(got) != 1 || got[0] != "PRIVMSG #news :alice: job 1 done" {
+		t.Errorf("once joined: %q, want the kept result", got)
 	}
 }
 

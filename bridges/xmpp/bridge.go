@@ -35,24 +35,31 @@ var _ core.Adapter = (*Bridge)(nil)
 // Name returns "xmpp".
 func (b *Bridge) Name() string { return "xmpp" }
 
-// Run serves the component until ctx ends: it loads the subscriptions,
-// connects (reconnecting with backoff and jitter whenever the connection
-// is lost) and returns nil once every goroutine it started has stopped.
+// Run serves the component until ctx ends: it loads the subscriptions
+// and notification cursors, connects (reconnecting with backoff and
+// jitter whenever the connection is lost) and returns nil once every
+// goroutine it started has stopped and the cursors are stored.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	c := newConns()
 	s := newService(b.cfg, hub, c)
 	b.current.Store(s)
-	hub.Metrics.Register(&collector{b: b}) // kept once: Register ignores repeats
-	events := hub.Events.Subscribe(eventQueue)
+	hub.Metrics.Register(&collector{b: b})     // kept once: Register ignores repeats
+	events := hub.Events.Subscribe(eventQueue) // before loading: no event is missed
 	defer events.Close()
 
 	ctx, cancel := context.WithCancel(ctx)
-	defer s.wg.Wait()
-	defer cancel()
+	defer func() {
+		cancel()
+		s.wg.Wait()
+		s.cursors.flushAtStop(ctx) // what was sent, so that the next start resumes there
+	}()
 
-	// The subscriptions are known before any request is served.
+	// The subscriptions and cursors are known before any request is served.
 	for attempt := 0; ; attempt++ {
 		err := s.subs.load(ctx)
+		if err == nil {
+			err = s.cursors.load(ctx)
+		}
 		if err == nil {
 			break
 		}
@@ -71,6 +78,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	}
 	s.wg.Go(func() { s.dispatch(ctx, events) })
 	s.wg.Go(func() { s.notify.run(ctx) })
+	s.wg.Go(func() { s.cursors.run(ctx) })
 
 	attempt := 0
 	for connected := false; ; {
@@ -148,10 +156,23 @@ type job struct {
 }
 
 // handler reads stanzas on the session's read loop: it parses IQ requests
-// and hands them to the workers, answering at once (on the handler's own
-// encoder, never the session's send methods) only when a request is
-// malformed, over its sender's rate limit, or finds the workers busy.
-// Messages and presence are ignored.
+// and hands them to the workers, answering at once only when a request is
+// malformed, over its sender's or domain's rate limit, or finds the
+// workers busy. Messages and presence are ignored.
+//
+// Those immediate answers go out with send, like every other write: under
+// the session's output lock, bounded by the write timeout, the connection
+// closed when the write fails. Writing through the session from the
+// handler is safe in mellium v0.23.0: Serve holds only the input lock while
+// the handler runs and takes the output lock lazily, when the handler first
+// writes to its own encoder (which this handler never does), so it cannot
+// deadlock; and Serve adds its own service-unavailable answer to an
+// unanswered IQ only on client and server streams (jabber:client,
+// jabber:server), never on a component stream, so an answer sent this way
+// is the only one. (The handler's own encoder would hold the output lock
+// until after the handler returns and Serve flushes, so no deadline set
+// by the handler could cover that flush: a stalled server would block the
+// read loop for good.)
 type handler struct {
 	s    *service
 	sess *xmpp.Session
@@ -188,16 +209,19 @@ func (h handler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElemen
 	who := caller{bare: from.Bare().String()}
 	who.actor = core.Actor{Protocol: "xmpp", ID: who.bare}
 	switch {
+	// the sender's own limit first: a flooding account does not use up
+	// the budget of the other accounts of its domain
 	case !s.limiter.allow(who.bare):
 		req.Err = errBusy("too many requests from " + who.bare + ": slow down")
+	case !s.domains.allow(from.Domainpart()):
+		req.Err = errBusy("too many requests from " + from.Domainpart() + ": slow down")
 	case req.Err != nil:
 	case !s.enqueue(job{req: req, who: who, sess: h.sess}):
 		req.Err = errBusy("the service is busy: try again")
 	default:
 		return nil
 	}
-	_, err = xmlstream.Copy(t, readTokens(iqReply(req, nil, req.Err)))
-	return err
+	return send(h.sess, s.cfg.writeTimeout, iqReply(req, nil, req.Err))
 }
 
 // enqueue hands j to the worker of its sender, keeping one sender's
@@ -249,7 +273,7 @@ func (s *service) await(ctx context.Context, j job, later pending) {
 
 // reply sends a request's reply, then runs after, if any.
 func (s *service) reply(j job, reply []xml.Token, after func()) {
-	if err := send(j.sess, reply); err != nil {
+	if err := send(j.sess, s.cfg.writeTimeout, reply); err != nil {
 		s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
 		return
 	}
@@ -273,8 +297,10 @@ type collector struct{ b *Bridge }
 var (
 	descPending = prometheus.NewDesc("feedbridge_xmpp_notifications_pending",
 		"Notification messages waiting to be sent.", nil, nil)
+	descPendingBytes = prometheus.NewDesc("feedbridge_xmpp_notifications_pending_bytes",
+		"Memory held by the notifications waiting to be sent (bounded by queue_bytes).", nil, nil)
 	descDropped = prometheus.NewDesc("feedbridge_xmpp_notifications_dropped_total",
-		"Notification messages dropped because a node's queue was full.", nil, nil)
+		"Notification messages dropped because a node's queue (queue_size) or all queues together (queue_bytes) were full.", nil, nil)
 	descSubs = prometheus.NewDesc("feedbridge_xmpp_subscriptions",
 		"Subscriptions to the component's nodes.", nil, nil)
 )
@@ -282,6 +308,7 @@ var (
 // Describe sends the metrics' descriptions.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPending
+	ch <- descPendingBytes
 	ch <- descDropped
 	ch <- descSubs
 }
@@ -293,6 +320,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(s.notify.pending.Load()))
+	ch <- prometheus.MustNewConstMetric(descPendingBytes, prometheus.GaugeValue, float64(s.notify.bytes.Load()))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.notify.dropped.Load()))
 	ch <- prometheus.MustNewConstMetric(descSubs, prometheus.GaugeValue, float64(s.subs.count()))
 }

@@ -212,13 +212,15 @@ func TestXMPPFanout(t *testing.T) {
 // fan-out is served after one turn, not after the whole fan-out.
 func TestXMPPNotifierTakesTurns(t *testing.T) {
 	hub, _ := newHub(t)
-	n := newNotifier("pubsub.test", "headline", 16, newConns(), hub.Log, nil)
+	cfg := testConfig("pubsub.test", "127.0.0.1:1")
+	cfg.QueueSize = 16
+	n := newNotifier(cfg, newConns(), hub.Log, nil)
 	many := make([]string, 1000)
 	for i := range many {
 		many[i] = fmt.Sprintf("u%d@test", i)
 	}
-	n.push("big", retractEvent("big", "1"), many)
-	n.push("small", retractEvent("small", "2"), []string{"solo@test"})
+	n.push("big", retractEvent("big", "1"), many, nil)
+	n.push("small", retractEvent("small", "2"), []string{"solo@test"}, nil)
 	sent := 0
 	soloAt := -1
 	for {
@@ -239,12 +241,14 @@ func TestXMPPNotifierTakesTurns(t *testing.T) {
 
 func TestXMPPNotifierOverflowDropsOldest(t *testing.T) {
 	hub, _ := newHub(t)
-	n := newNotifier("pubsub.test", "headline", 2, newConns(), hub.Log, nil)
+	cfg := testConfig("pubsub.test", "127.0.0.1:1")
+	cfg.QueueSize = 2
+	n := newNotifier(cfg, newConns(), hub.Log, nil)
 	body := func(id string) []xml.Token { return retractEvent("node", id) }
-	n.push("f", body("1"), []string{"a@test", "b@test"})
-	n.push("f", body("2"), []string{"a@test"})
-	n.push("f", body("3"), []string{"a@test"})
-	n.push("g", body("4"), []string{"a@test"})
+	n.push("f", body("1"), []string{"a@test", "b@test"}, nil)
+	n.push("f", body("2"), []string{"a@test"}, nil)
+	n.push("f", body("3"), []string{"a@test"}, nil)
+	n.push("g", body("4"), []string{"a@test"}, nil)
 	if got := n.dropped.Load(); got != 2 {
 		t.Errorf("dropped %d messages, want the 2 of the oldest notification", got)
 	}
@@ -267,39 +271,6 @@ func TestXMPPNotifierOverflowDropsOldest(t *testing.T) {
 	}
 	if n.pending.Load() != 0 {
 		t.Errorf("%d pending after sending everything", n.pending.Load())
-	}
-}
-
-// TestResyncCatchesUp checks what happens after lost events: the
-// subscribers of a plain feed get the items published after the last one
-// seen, oldest first.
-func TestXMPPResyncCatchesUp(t *testing.T) {
-	hub, _ := newHub(t)
-	ctx := context.Background()
-	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
-	if _, err := s.subs.add(ctx, "f", "x@test"); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range []string{"i1", "i2", "i3"} {
-		_, err := hub.Store.Feed("f").Publish(ctx, []byte(`{}`), id)
-		must(t, err)
-		nextMillisecond()
-	}
-	s.remember("f", "i1")
-	s.resync(ctx, core.ResyncOverflow)
-	var got []string
-	for {
-		q, d, _, to := s.notify.take()
-		if q == nil {
-			break
-		}
-		id, _ := tokensElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "item").attr("id")
-		got = append(got, id)
-		s.notify.advance(q, d, to)
-	}
-	if strings.Join(got, " ") != "i2 i3" {
-		t.Fatalf("after a resync, sent %v, want i2 i3", got)
 	}
 }
 
@@ -479,7 +450,7 @@ func TestXMPPSendKeepsEveryWriteBounded(t *testing.T) {
 	dc.hook = func(d time.Time, applied bool) {
 		switch {
 		case d.IsZero() && phase.CompareAndSwap(0, 1): // A is done writing: B wants the stream
-			go func() { bDone <- send(sess, msg("b")) }()
+			go func() { bDone <- send(sess, time.Minute, msg("b")) }()
 			select {
 			case <-bSet: // B got the stream before A cleared the deadline
 			case <-time.After(time.Second): // B waits for A to let go, as it should
@@ -493,7 +464,7 @@ func TestXMPPSendKeepsEveryWriteBounded(t *testing.T) {
 			})
 		}
 	}
-	must(t, send(sess, msg("a")))
+	must(t, send(sess, time.Minute, msg("a")))
 	must(t, <-bDone)
 	for _, want := range []string{"a", "b"} {
 		if id, _ := fc.next(t).attr("id"); id != want {

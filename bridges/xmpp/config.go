@@ -50,6 +50,16 @@ type Config struct {
 	PageSize int `yaml:"page_size"`
 	// QueueSize bounds the notifications waiting to be sent, per node.
 	QueueSize int `yaml:"queue_size"`
+	// QueueBytes bounds the memory of every node's waiting notifications
+	// together; beyond it, the oldest notification of any node is dropped.
+	QueueBytes int `yaml:"queue_bytes"`
+	// CatchUpMax bounds the items a node's subscribers receive at once
+	// after a restart or lost events; older missed items are skipped and
+	// the loss is logged.
+	CatchUpMax int `yaml:"catch_up_max"`
+	// MaxSubscriptionsPerJID bounds the subscriptions of one account (bare
+	// JID, all its resources together); 0 means no limit.
+	MaxSubscriptionsPerJID int `yaml:"max_subscriptions_per_jid"`
 	// Workers is the number of requests handled at once.
 	Workers int `yaml:"workers"`
 	// RateLimit bounds each sender's requests.
@@ -58,6 +68,10 @@ type Config struct {
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// Reconnect spaces reconnection attempts.
 	Reconnect core.Backoff `yaml:"reconnect"`
+
+	// writeTimeout bounds one write to the server (not a config key:
+	// tests shorten it).
+	writeTimeout time.Duration
 }
 
 // PayloadRule sets the payload format of the feeds matching a pattern.
@@ -70,12 +84,18 @@ type PayloadRule struct {
 	feeds []core.Pattern
 }
 
-// RateLimit is a token bucket per sender's bare JID.
+// RateLimit is a token bucket per sender's bare JID and another per
+// sender's domain (every account of a server together).
 type RateLimit struct {
-	// PerSecond is the sustained rate; 0 turns the limit off.
+	// PerSecond is the sustained rate per bare JID; 0 turns the limit off.
 	PerSecond float64 `yaml:"per_second"`
-	// Burst is the number of requests allowed at once.
+	// Burst is the number of requests a bare JID may send at once.
 	Burst int `yaml:"burst"`
+	// DomainPerSecond is the sustained rate per domain; 0 turns the
+	// limit off.
+	DomainPerSecond float64 `yaml:"domain_per_second"`
+	// DomainBurst is the number of requests a domain may send at once.
+	DomainBurst int `yaml:"domain_burst"`
 }
 
 // defaultConfig holds every default of the section, in one place.
@@ -88,10 +108,16 @@ func defaultConfig() Config {
 		MaxStanzaBytes:   512 << 10,
 		PageSize:         100,
 		QueueSize:        1024,
+		QueueBytes:       64 << 20,
+		CatchUpMax:       1000,
 		Workers:          16,
-		RateLimit:        RateLimit{PerSecond: 20, Burst: 100},
+		RateLimit:        RateLimit{PerSecond: 20, Burst: 100, DomainPerSecond: 200, DomainBurst: 1000},
 		ConnectTimeout:   10 * time.Second,
 		Reconnect:        core.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
+
+		MaxSubscriptionsPerJID: 100,
+
+		writeTimeout: 10 * time.Second,
 	}
 }
 
@@ -186,6 +212,15 @@ func (c *Config) validate(sec *core.Section) error {
 	if c.QueueSize < 1 || c.QueueSize > 1<<20 {
 		bad("queue_size", "must be between 1 and 1048576, for example 1024")
 	}
+	if c.QueueBytes < 4*c.MaxStanzaBytes {
+		bad("queue_bytes", "must be at least 4 times max_stanza_bytes (%d), for example 67108864", 4*c.MaxStanzaBytes)
+	}
+	if c.CatchUpMax < 1 || c.CatchUpMax > 1<<20 {
+		bad("catch_up_max", "must be between 1 and 1048576, for example 1000")
+	}
+	if c.MaxSubscriptionsPerJID < 0 {
+		bad("max_subscriptions_per_jid", "must not be negative (0 means no limit), for example 100")
+	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		bad("workers", "must be between 1 and 1024, for example 16")
 	}
@@ -194,6 +229,12 @@ func (c *Config) validate(sec *core.Section) error {
 	}
 	if c.RateLimit.PerSecond > 0 && c.RateLimit.Burst < 1 {
 		bad("rate_limit.burst", "must be at least 1, for example 100")
+	}
+	if c.RateLimit.DomainPerSecond < 0 {
+		bad("rate_limit.domain_per_second", "must not be negative (0 turns the limit off)")
+	}
+	if c.RateLimit.DomainPerSecond > 0 && c.RateLimit.DomainBurst < 1 {
+		bad("rate_limit.domain_burst", "must be at least 1, for example 1000")
 	}
 	if c.ConnectTimeout < time.Second {
 		bad("connect_timeout", "must be at least 1s, for example 10s")

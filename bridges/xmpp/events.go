@@ -2,48 +2,149 @@ package xmpp
 
 import (
 	"context"
-	"maps"
+	"errors"
 	"slices"
 
 	"github.com/feedbridge/feedbridge/core"
 )
 
-// eventQueue bounds the feed events waiting for the dispatcher; on
-// overflow core replaces them with a resync (see core.Subscription).
-const eventQueue = 8192
+const (
+	// eventQueue bounds the feed events waiting for the dispatcher; on
+	// overflow core replaces them with a resync (see core.Subscription).
+	eventQueue = 8192
+	// maxBatch bounds the events handled before the feeds they concern
+	// are read.
+	maxBatch = 256
+	// pullBatch bounds the items read from a feed in one round trip.
+	pullBatch = 100
+)
 
-// dispatch turns feed events into notifications until ctx ends. It never
-// waits for the network: notifications are queued for the notifier.
+// batch collects the plain feeds that got publishes or edits among the
+// events at hand, each read once for all of them.
+type batch struct {
+	feeds []string
+	// first is the id of each feed's first publish or edit in the batch.
+	first map[string]string
+}
+
+func (b *batch) add(feed, id string) {
+	if _, ok := b.first[feed]; !ok {
+		b.first[feed] = id
+		b.feeds = append(b.feeds, feed)
+	}
+}
+
+// take removes feed from the batch; it reports whether it was there, and
+// the id of its first publish.
+func (b *batch) take(feed string) (string, bool) {
+	id, ok := b.first[feed]
+	if ok {
+		delete(b.first, feed)
+		b.feeds = slices.DeleteFunc(b.feeds, func(f string) bool { return f == feed })
+	}
+	return id, ok
+}
+
+func (b *batch) reset() {
+	b.feeds = b.feeds[:0]
+	clear(b.first)
+}
+
+// dispatch turns feed events into notifications until ctx ends. It first
+// catches up (the items published since the last process's notifications,
+// see pull), then handles events in batches; it never waits for the
+// network: notifications are queued for the notifier.
+//
+// Plain feeds are notified by reading them, not from the events' payloads:
+// a publish or edit event says that the feed has news, and pull reads
+// every item published since the node's cursor. One code path thus serves
+// live events, resyncs and restarts, a burst of publishes on one feed
+// costs one read, and nothing is notified twice.
 func (s *service) dispatch(ctx context.Context, events *core.Subscription) {
+	s.catchUp(ctx, "start")
+	b := &batch{first: map[string]string{}}
 	for {
 		ev, err := events.Next(ctx)
 		if err != nil {
 			return
 		}
-		s.onEvent(ctx, ev)
+		s.onEvent(ctx, ev, b)
+		for range maxBatch {
+			ev, ok := events.TryNext()
+			if !ok {
+				break
+			}
+			s.onEvent(ctx, ev, b)
+		}
+		for _, feed := range b.feeds {
+			s.pull(ctx, feed, b.first[feed])
+		}
+		b.reset()
 	}
 }
 
-func (s *service) onEvent(ctx context.Context, ev core.Event) {
+func (s *service) onEvent(ctx context.Context, ev core.Event, b *batch) {
 	switch ev.Type {
 	case core.EventPublish, core.EventEdit:
-		to := s.recipients(ev.Feed)
-		if len(to) == 0 {
+		if !s.feeds.Allows(ev.Feed) || len(s.subs.subscribers(ev.Feed)) == 0 {
 			return
 		}
-		s.remember(ev.Feed, ev.ID)
-		s.notify.push(ev.Feed, s.itemEvent(ev.Feed, ev.ID, ev.Item), to)
-	case core.EventRetract:
-		s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed))
-	case core.EventDelete:
-		s.notify.push(ev.Feed, deleteEvent(s.node(ev.Feed)), s.recipients(ev.Feed))
-		s.remember(ev.Feed, "")
-		if err := s.subs.remove(ctx, ev.Feed); err != nil {
-			s.log.Warn("xmpp: drop the subscriptions of a deleted feed", "feed", ev.Feed, "err", err)
+		typ, err := s.feedType(ctx, ev.Feed)
+		if err != nil && !errors.Is(err, core.ErrNotFound) {
+			s.log.Warn("xmpp: read feed type", "feed", ev.Feed, "err", err)
 		}
+		switch typ {
+		case core.TypeFeed:
+			b.add(ev.Feed, ev.ID)
+		case core.TypeSorted:
+			s.notify.push(ev.Feed, s.itemEvent(ev.Feed, ev.ID, ev.Item), s.recipients(ev.Feed), nil)
+		}
+	case core.EventRetract:
+		// the items published before the retraction are notified before it
+		if first, ok := b.take(ev.Feed); ok {
+			s.pull(ctx, ev.Feed, first)
+		}
+		s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
+	case core.EventDelete:
+		b.take(ev.Feed)
+		s.feedGone(ctx, ev.Feed)
+	case core.EventCreate:
+		delete(s.types, ev.Feed) // a feed of that name may come back with another type
 	case core.EventResync:
+		b.reset()
 		s.resync(ctx, ev.Reason)
 	}
+}
+
+// feedGone tells the subscribers of a deleted feed (XEP-0060 8.4.2) and
+// drops its subscriptions and cursor.
+func (s *service) feedGone(ctx context.Context, feed string) {
+	delete(s.types, feed)
+	s.notify.push(feed, deleteEvent(s.node(feed)), s.recipients(feed), nil)
+	if err := s.subs.remove(ctx, feed); err != nil {
+		s.log.Warn("xmpp: drop the subscriptions of a deleted feed", "feed", feed, "err", err)
+	}
+	s.forgetIdle(feed)
+}
+
+// forgetIdle drops feed's cursor once it has no subscriber left.
+func (s *service) forgetIdle(feed string) {
+	s.cursors.forget(feed, func() bool { return len(s.subs.subscribers(feed)) == 0 })
+}
+
+// feedType returns a feed's type, cached for the dispatcher (which alone
+// uses the cache: a feed's type never changes, and a deleted feed's entry
+// goes with its delete event or a resync).
+func (s *service) feedType(ctx context.Context, feed string) (core.FeedType, error) {
+	if t, ok := s.types[feed]; ok {
+		return t, nil
+	}
+	t, err := s.hub.Store.Type(ctx, feed)
+	if err != nil {
+		return "", err
+	}
+	s.types[feed] = t
+	return t, nil
 }
 
 // recipients returns the subscribers of feed that may still read it: the
@@ -57,63 +158,138 @@ func (s *service) recipients(feed string) []string {
 	})
 }
 
-// remember records the last publish seen on feed ("" forgets it).
-func (s *service) remember(feed, id string) {
-	s.lastMu.Lock()
-	defer s.lastMu.Unlock()
-	if id == "" {
-		delete(s.last, feed)
-	} else {
-		s.last[feed] = id
-	}
-}
-
 // resync runs after core reports that events may have been lost (Redis
 // reconnected, or the event queue overflowed): the subscriptions are
-// reloaded from Redis, and on plain feeds the subscribers receive the
-// items published after the last one this process saw, oldest first (at
-// most queue_size of them). Retractions lost meanwhile cannot be known.
+// reloaded from Redis and every plain feed with subscribers is caught up.
+// Retractions lost meanwhile cannot be known and are not replayed.
 func (s *service) resync(ctx context.Context, reason core.ResyncReason) {
 	if err := s.subs.load(ctx); err != nil {
 		s.log.Warn("xmpp: reload subscriptions after resync", "err", err)
 	}
-	s.lastMu.Lock()
-	last := maps.Clone(s.last)
-	s.lastMu.Unlock()
-	if len(last) == 0 {
-		return
-	}
-	caught := 0
-	for feed, id := range last {
-		caught += s.catchUp(ctx, feed, id)
-	}
-	s.log.Info("xmpp: resynced after lost events", "reason", reason, "feeds", len(last), "items_resent", caught)
+	clear(s.types)
+	s.catchUp(ctx, reason.String())
 }
 
-// catchUp queues the items of a plain feed newer than lastID.
-func (s *service) catchUp(ctx context.Context, feed, lastID string) int {
+// catchUp reads every plain feed with subscribers from its cursor (see
+// pull); a subscribed feed that no longer exists is notified as deleted.
+func (s *service) catchUp(ctx context.Context, reason string) {
+	for _, feed := range s.cursors.feeds() {
+		s.forgetIdle(feed)
+	}
+	feeds, sent := 0, 0
+	for _, feed := range s.subs.feeds() {
+		if !s.feeds.Allows(feed) {
+			continue
+		}
+		typ, err := s.feedType(ctx, feed)
+		switch {
+		case errors.Is(err, core.ErrFeedNotFound):
+			s.feedGone(ctx, feed) // deleted while its events were lost
+		case err != nil:
+			s.log.Warn("xmpp: catch up: read feed type", "feed", feed, "err", err)
+		case typ == core.TypeFeed:
+			feeds++
+			sent += s.pull(ctx, feed, "")
+		}
+	}
+	if feeds > 0 {
+		s.log.Info("xmpp: caught up", "reason", reason, "feeds", feeds, "items_sent", sent)
+	}
+}
+
+// pull queues notifications of the items of a plain feed published (or
+// edited) since the node's cursor, oldest first, and moves the cursor on.
+// At most catch_up_max items go out at once: when more are new (after a
+// long stop, say), the oldest are skipped and the loss is logged. A feed
+// without a cursor starts at firstID (the publish that woke the
+// dispatcher) or, without one, at its newest item. It returns the number
+// of items queued.
+func (s *service) pull(ctx context.Context, feed, firstID string) int {
 	to := s.recipients(feed)
 	if len(to) == 0 {
 		return 0
 	}
-	if typ, err := s.hub.Store.Type(ctx, feed); err != nil || typ != core.TypeFeed {
-		return 0
-	}
-	page, err := s.hub.Store.Page(ctx, feed, core.PageRequest{Limit: min(s.cfg.QueueSize, core.MaxPageSize)})
+	nc, m, err := s.startCursor(ctx, feed, firstID)
 	if err != nil {
-		s.log.Warn("xmpp: catch up after resync", "feed", feed, "err", err)
+		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
 		return 0
 	}
-	newer := page.Items
-	if i := slices.IndexFunc(newer, func(it core.Item) bool { return it.ID == lastID }); i >= 0 {
-		newer = newer[:i]
+	store := s.hub.Store
+	budget, sent := s.cfg.CatchUpMax, 0
+	cur, checked := m.cursor(), false
+	for budget > 0 {
+		limit := min(budget, pullBatch)
+		page, err := store.Page(ctx, feed, core.PageRequest{Before: &cur, Limit: limit})
+		if err != nil {
+			s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
+			break
+		}
+		// the items newer than the page's are new; in the page, those of
+		// the mark's millisecond may have been notified already
+		fresh := page.Start + int64(limit)
+		for _, it := range page.Items {
+			if m.has(it) {
+				fresh--
+			}
+		}
+		if !checked && page.Start > 0 && fresh > int64(budget) {
+			// more new items than catch_up_max: start at the newest of
+			// those left out (at index budget in newest-first order)
+			checked = true
+			missed := fresh - int64(budget)
+			at, err := store.Page(ctx, feed, core.PageRequest{Offset: int64(budget), Limit: 1})
+			if err != nil {
+				s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
+				break
+			}
+			if len(at.Items) == 0 {
+				break // the feed shrank meanwhile: the next pull looks again
+			}
+			m = markOf(at.Items)
+			cur = m.cursor()
+			s.log.Warn("xmpp: more new items than catch_up_max; subscribers get the newest, the oldest are skipped",
+				"feed", feed, "skipped", missed, "catch_up_max", s.cfg.CatchUpMax)
+			continue
+		}
+		checked = true
+		for i := len(page.Items) - 1; i >= 0; i-- {
+			it := page.Items[i]
+			if m.has(it) {
+				continue
+			}
+			m = m.next(it)
+			at := m
+			s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to, func() { s.cursors.delivered(feed, nc, at) })
+			sent++
+			budget--
+		}
+		if len(page.Items) == 0 || !page.HasPrev() {
+			break
+		}
+		cur = page.Items[0].Cursor() // the next page: the items newer than this one
 	}
-	for i := len(newer) - 1; i >= 0; i-- {
-		it := newer[i]
-		s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to)
+	s.cursors.setPulled(feed, nc, m)
+	return sent
+}
+
+// startCursor returns feed's cursor, starting one if it has none: just
+// before the item firstID when it is given and still there, else at the
+// feed's newest item (what a new subscriber gets on subscribing).
+func (s *service) startCursor(ctx context.Context, feed, firstID string) (*nodeCursor, mark, error) {
+	if nc, m, ok := s.cursors.pulled(feed); ok {
+		return nc, m, nil
 	}
-	if len(newer) > 0 {
-		s.remember(feed, newer[0].ID)
+	store := s.hub.Store
+	if firstID != "" {
+		if it, err := store.Item(ctx, feed, firstID); err == nil && it.Index >= 0 {
+			nc, m := s.cursors.start(feed, mark{Hint: it.Cursor().Hint})
+			return nc, m, nil
+		}
 	}
-	return len(newer)
+	page, err := store.Page(ctx, feed, core.PageRequest{Limit: pullBatch})
+	if err != nil {
+		return nil, mark{}, err
+	}
+	nc, m := s.cursors.start(feed, markOf(page.Items))
+	return nc, m, nil
 }

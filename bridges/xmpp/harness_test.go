@@ -32,15 +32,23 @@ type fakeServer struct {
 	domain string
 	secret string
 	conns  chan *fakeConn
+	quit   chan struct{} // closed when the test ends
 }
 
 // fakeConn is one accepted component connection.
 type fakeConn struct {
-	c       net.Conn
-	mu      sync.Mutex
-	stanzas chan *element
-	closed  chan struct{}
+	c         net.Conn
+	mu        sync.Mutex
+	stanzas   chan *element
+	closed    chan struct{}
+	stalled   chan struct{} // closed: the server stops reading
+	stallOnce sync.Once
 }
+
+// stall makes the server stop reading this connection (after the stanza
+// it may be reading now), as a stalled server does: the component's
+// writes fill the socket buffers, then block.
+func (fc *fakeConn) stall() { fc.stallOnce.Do(func() { close(fc.stalled) }) }
 
 func startFakeServer(t testing.TB, domain, secret string) *fakeServer {
 	t.Helper()
@@ -48,16 +56,16 @@ func startFakeServer(t testing.TB, domain, secret string) *fakeServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeServer{t: t, ln: ln, domain: domain, secret: secret, conns: make(chan *fakeConn, 16)}
+	f := &fakeServer{t: t, ln: ln, domain: domain, secret: secret, conns: make(chan *fakeConn, 16), quit: make(chan struct{})}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { close(f.quit); ln.Close(); wg.Wait() })
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			fc := &fakeConn{c: c, stanzas: make(chan *element, 100000), closed: make(chan struct{})}
+			fc := &fakeConn{c: c, stanzas: make(chan *element, 100000), closed: make(chan struct{}), stalled: make(chan struct{})}
 			wg.Go(func() { f.serve(fc) })
 		}
 	})
@@ -90,6 +98,12 @@ func (f *fakeServer) serve(fc *fakeConn) {
 	fmt.Fprint(fc.c, `<handshake/>`)
 	f.conns <- fc
 	for {
+		select {
+		case <-fc.stalled:
+			<-f.quit
+			return
+		default:
+		}
 		start, err := nextStart(d)
 		if err != nil {
 			return
@@ -214,25 +228,116 @@ func newHub(t testing.TB) (*core.Hub, *miniredis.Miniredis) {
 func startEnv(t testing.TB, domain string, edit func(*Config)) (*testEnv, *fakeConn) {
 	t.Helper()
 	hub, m := newHub(t)
+	return startEnvWith(t, hub, m, domain, edit)
+}
+
+// startEnvWith is startEnv on a given hub.
+func startEnvWith(t testing.TB, hub *core.Hub, m *miniredis.Miniredis, domain string, edit func(*Config)) (*testEnv, *fakeConn) {
+	t.Helper()
 	srv := startFakeServer(t, domain, "s3cret")
 	cfg := testConfig(domain, srv.ln.Addr().String())
 	if edit != nil {
 		edit(&cfg)
 	}
-	e := &testEnv{hub: hub, store: hub.Store, mini: m, server: srv, bridge: &Bridge{cfg: cfg}, done: make(chan error, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go func() { e.done <- e.bridge.Run(ctx, hub) }()
+	e := &testEnv{hub: hub, store: hub.Store, mini: m, server: srv, bridge: &Bridge{cfg: cfg}}
+	e.start()
 	t.Cleanup(e.stop)
 	return e, srv.accept()
 }
 
+// start runs the bridge (again).
+func (e *testEnv) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan error, 1)
+	go func() { e.done <- e.bridge.Run(ctx, e.hub) }()
+}
+
+// stop stops the bridge as the runtime does (ctx ends) and waits for Run
+// to return.
 func (e *testEnv) stop() {
 	e.cancel()
 	if err := <-e.done; err != nil {
 		panic(fmt.Sprintf("Run returned %v", err))
 	}
 	e.done <- nil // stop is idempotent
+}
+
+// restart stops the bridge and runs a new one (a new process, as far as
+// the adapter knows: nothing but Redis is kept); it returns the new
+// connection.
+func (e *testEnv) restart() *fakeConn {
+	e.stop()
+	e.bridge = &Bridge{cfg: e.bridge.cfg}
+	e.start()
+	return e.server.accept()
+}
+
+// logBuffer collects log output for tests that check what is logged.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// captureLog makes hub log into the returned buffer.
+func captureLog(hub *core.Hub) *logBuffer {
+	var b logBuffer
+	hub.Log = slog.New(slog.NewTextHandler(&b, nil))
+	return &b
+}
+
+// condition returns an IQ error's defined condition and pubsub condition.
+func condition(iq *element) (string, string) {
+	var cond, app string
+	if e := iq.child(nsComponent, "error"); e != nil {
+		for _, c := range e.children() {
+			switch {
+			case c.Name.Space == nsStanzas && c.Name.Local != "text":
+				cond = c.Name.Local
+			case c.Name.Space == nsPubsubError:
+				app = c.Name.Local
+			}
+		}
+	}
+	return cond, app
+}
+
+// notifiedIDs returns the item ids of a pubsub notification.
+func notifiedIDs(msg *element) []string {
+	var ids []string
+	if ev := msg.child(nsPubsubEvent, "event"); ev != nil {
+		if items := ev.child(nsPubsubEvent, "items"); items != nil {
+			for _, it := range items.children() {
+				if it.Name.Local == "item" {
+					id, _ := it.attr("id")
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// quiet checks that the component sends nothing more for a while.
+func (fc *fakeConn) quiet(t testing.TB) {
+	t.Helper()
+	select {
+	case extra := <-fc.stanzas:
+		raw, _ := extra.marshal()
+		t.Fatalf("unexpected stanza: %s", raw)
+	case <-time.After(100 * time.Millisecond):
+	}
 }
 
 // match compares got with the expected tree: same names, attributes

@@ -10,7 +10,7 @@ import (
 // whose bucket is full again (idle ones) are forgotten.
 const maxTracked = 100_000
 
-// limiter is a token bucket per sender (bare JID).
+// limiter is a token bucket per sender: a bare JID, or a domain.
 type limiter struct {
 	every rate.Limit
 	burst int
@@ -20,11 +20,11 @@ type limiter struct {
 }
 
 // newLimiter returns a limiter, or nil (no limit) when perSecond is 0.
-func newLimiter(cfg RateLimit) *limiter {
-	if cfg.PerSecond <= 0 {
+func newLimiter(perSecond float64, burst int) *limiter {
+	if perSecond <= 0 {
 		return nil
 	}
-	return &limiter{every: rate.Limit(cfg.PerSecond), burst: cfg.Burst, senders: map[string]*rate.Limiter{}}
+	return &limiter{every: rate.Limit(perSecond), burst: burst, senders: map[string]*rate.Limiter{}}
 }
 
 // allow takes one token from sender's bucket.

@@ -19,9 +19,6 @@ import (
 // with pending notifications gets its turn.
 const perTurn = 32
 
-// writeTimeout bounds one write to the server.
-const writeTimeout = 10 * time.Second
-
 // delivery is one notification (an event, maybe a delay stamp) for some
 // subscribers of one node.
 type delivery struct {
@@ -29,6 +26,10 @@ type delivery struct {
 	to   []string
 	next int    // index of the first recipient not yet sent to
 	id   string // message ids are id-<index>
+	seq  uint64 // order of arrival across nodes, for the memory budget
+	size int64  // bytes held: the encoded body and the recipients
+	// sent, when set, runs once every recipient was sent the notification.
+	sent func()
 }
 
 // nodeQueue holds one node's pending deliveries, oldest first.
@@ -44,12 +45,18 @@ type nodeQueue struct {
 // node's notifications for more than one turn.
 //
 // Overflow policy: when a node's queue is full, its oldest delivery is
-// dropped (its remaining recipients miss that notification), counted and
-// logged; the newest state always gets through, and subscribers can fetch
-// the items they missed.
+// dropped; when the deliveries of every node together hold more than
+// maxBytes (encoded notifications and recipient lists), the oldest
+// delivery of any node is dropped, until they fit again (the newest one
+// is always kept). A dropped delivery's remaining recipients miss that
+// notification: they are counted (dropped, the metric
+// feedbridge_xmpp_notifications_dropped_total) and logged; the newest
+// state always gets through, and subscribers can fetch what they missed.
 type notifier struct {
 	from, msgType string
 	size          int
+	maxBytes      int64
+	timeout       time.Duration
 	log           *slog.Logger
 	metrics       *core.Metrics
 	conns         *conns
@@ -57,24 +64,33 @@ type notifier struct {
 	mu     sync.Mutex
 	queues map[string]*nodeQueue
 	ring   []*nodeQueue // nodes with pending deliveries, in turn order
+	seq    uint64
 	wake   chan struct{}
 
 	pending  atomic.Int64  // messages waiting
+	bytes    atomic.Int64  // bytes the waiting deliveries hold
 	dropped  atomic.Uint64 // messages dropped by the overflow policy
 	lastWarn time.Time
 }
 
-func newNotifier(from, msgType string, size int, c *conns, log *slog.Logger, m *core.Metrics) *notifier {
-	return &notifier{from: from, msgType: msgType, size: size, conns: c, log: log, metrics: m,
+func newNotifier(cfg Config, c *conns, log *slog.Logger, m *core.Metrics) *notifier {
+	return &notifier{from: cfg.JID, msgType: cfg.NotificationType, size: cfg.QueueSize, maxBytes: int64(cfg.QueueBytes),
+		timeout: cfg.writeTimeout, conns: c, log: log, metrics: m,
 		queues: map[string]*nodeQueue{}, wake: make(chan struct{}, 1)}
 }
 
-// push queues body for the given recipients of feed's node; it never blocks.
-func (n *notifier) push(feed string, body []xml.Token, to []string) {
+// push queues body for the given recipients of feed's node, applying
+// the overflow policy; sent, when not nil, runs once every recipient was
+// sent it. It never blocks.
+func (n *notifier) push(feed string, body []xml.Token, to []string, sent func()) {
 	if len(to) == 0 {
 		return
 	}
-	d := &delivery{body: body, to: to, id: core.NewID()[:16]}
+	size := int64(encodedSize(body))
+	for _, j := range to {
+		size += int64(len(j))
+	}
+	d := &delivery{body: body, to: to, id: core.NewID()[:16], size: size, sent: sent}
 	n.mu.Lock()
 	q := n.queues[feed]
 	if q == nil {
@@ -83,23 +99,55 @@ func (n *notifier) push(feed string, body []xml.Token, to []string) {
 		n.ring = append(n.ring, q)
 	}
 	if len(q.pending) >= n.size {
-		old := q.pending[0]
-		q.pending = q.pending[1:]
-		lost := len(old.to) - old.next
-		n.pending.Add(-int64(lost))
-		n.dropped.Add(uint64(lost))
-		if time.Since(n.lastWarn) > time.Minute {
-			n.lastWarn = time.Now()
-			n.log.Warn("xmpp notification queue full; dropped the oldest notification",
-				"feed", feed, "recipients_missed", lost, "queue_size", n.size, "dropped_total", n.dropped.Load())
-		}
+		n.drop(q, "queue_size")
 	}
+	n.seq++
+	d.seq = n.seq
 	q.pending = append(q.pending, d)
 	n.pending.Add(int64(len(to)))
+	n.bytes.Add(size)
+	for n.bytes.Load() > n.maxBytes {
+		oldest := n.oldest()
+		if oldest.pending[0] == d {
+			break
+		}
+		n.drop(oldest, "queue_bytes")
+	}
 	n.mu.Unlock()
 	select {
 	case n.wake <- struct{}{}:
 	default:
+	}
+}
+
+// oldest returns the node whose head delivery came first; n.mu is held
+// and some node has a pending delivery.
+func (n *notifier) oldest() *nodeQueue {
+	var best *nodeQueue
+	for _, q := range n.ring {
+		if len(q.pending) > 0 && (best == nil || q.pending[0].seq < best.pending[0].seq) {
+			best = q
+		}
+	}
+	return best
+}
+
+// drop removes q's oldest delivery under the overflow policy of limit
+// (the config key that was exceeded): counted, and logged at most once
+// a minute. n.mu is held.
+func (n *notifier) drop(q *nodeQueue, limit string) {
+	old := q.pending[0]
+	q.pending[0] = nil
+	q.pending = q.pending[1:]
+	lost := len(old.to) - old.next
+	n.pending.Add(-int64(lost))
+	n.bytes.Add(-old.size)
+	n.dropped.Add(uint64(lost))
+	if time.Since(n.lastWarn) > time.Minute {
+		n.lastWarn = time.Now()
+		n.log.Warn("xmpp: notifications over "+limit+"; dropped the oldest notification",
+			"feed", q.feed, "recipients_missed", lost, "queue_size", n.size, "queue_bytes", n.maxBytes,
+			"dropped_total", n.dropped.Load())
 	}
 }
 
@@ -128,7 +176,9 @@ func (n *notifier) run(ctx context.Context) {
 			continue
 		}
 		failed = nil
-		n.advance(q, d, to)
+		if done := n.advance(q, d, to); done != nil {
+			done()
+		}
 		n.metrics.EventOut("xmpp", to-from)
 	}
 }
@@ -150,8 +200,10 @@ func (n *notifier) take() (*nodeQueue, *delivery, int, int) {
 	return nil, nil, 0, 0
 }
 
-// advance records recipients [d.next, to) as sent and passes the turn on.
-func (n *notifier) advance(q *nodeQueue, d *delivery, to int) {
+// advance records recipients [d.next, to) as sent and passes the turn
+// on; once d went to every recipient, it returns d's sent function (to
+// run without the lock held).
+func (n *notifier) advance(q *nodeQueue, d *delivery, to int) (done func()) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if len(q.pending) > 0 && q.pending[0] == d { // not dropped meanwhile
@@ -160,9 +212,12 @@ func (n *notifier) advance(q *nodeQueue, d *delivery, to int) {
 		if d.next >= len(d.to) {
 			q.pending[0] = nil
 			q.pending = q.pending[1:]
+			n.bytes.Add(-d.size)
+			done = d.sent
 		}
 	}
 	n.ring = append(n.ring[1:], q)
+	return done
 }
 
 // write sends messages to recipients [from, to) of d in one flush.
@@ -172,18 +227,18 @@ func (n *notifier) write(sess *xmpp.Session, d *delivery, from, to int) error {
 		msg := message(n.from, d.to[i], n.msgType, d.id+"-"+strconv.Itoa(i), nil)
 		msgs = append(msgs, join(msg[:1], d.body, msg[1:]))
 	}
-	return send(sess, msgs...)
+	return send(sess, n.timeout, msgs...)
 }
 
 // send writes stanzas to the session and flushes them, holding the
-// session's output lock and bounding the write with writeTimeout. A
-// failed write may have left half a stanza on the stream, so it closes
-// the connection: the session ends and the component reconnects.
+// session's output lock and bounding the write with timeout. A failed
+// write may have left half a stanza on the stream, so it closes the
+// connection: the session ends and the component reconnects.
 //
 // (mellium's Send takes a context, but ends a write deadline it set from
 // that context in a goroutine that can fire after the call returned,
 // failing a later, unrelated write; so writes here never use it.)
-func send(sess *xmpp.Session, stanzas ...[]xml.Token) (err error) {
+func send(sess *xmpp.Session, timeout time.Duration, stanzas ...[]xml.Token) (err error) {
 	conn := sess.Conn()
 	w := sess.TokenWriter()
 	defer func() {
@@ -198,7 +253,7 @@ func send(sess *xmpp.Session, stanzas ...[]xml.Token) (err error) {
 			_ = conn.Close()
 		}
 	}()
-	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
 	for _, st := range stanzas {
 		if _, err := xmlstream.Copy(w, readTokens(st)); err != nil {
 			return err

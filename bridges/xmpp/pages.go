@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
-	"slices"
 
 	"github.com/feedbridge/feedbridge/core"
 )
@@ -35,10 +34,10 @@ func (s *service) fitPage(parts [][]xml.Token, uids []string, pg core.Page, want
 // server's stanza size limit.
 func (s *service) budget() int { return s.cfg.MaxStanzaBytes - 2048 }
 
-// pageList pages a sorted list of uids with RSM: it returns the page's
-// bounds and whether the client asked for RSM.
-func pageList(uids []string, rsm *rsmRequest, limit int) (int, int, bool, *stanzaError) {
-	total := len(uids)
+// pageList pages a list of total entries with RSM, index finding an
+// entry by its uid: it returns the page's bounds and whether the client
+// asked for RSM.
+func pageList(total int, index func(uid string) (int, bool), rsm *rsmRequest, limit int) (int, int, bool, *stanzaError) {
 	start := 0
 	if rsm != nil {
 		if rsm.Max >= 0 {
@@ -46,13 +45,13 @@ func pageList(uids []string, rsm *rsmRequest, limit int) (int, int, bool, *stanz
 		}
 		switch {
 		case rsm.After != "":
-			i, ok := slices.BinarySearch(uids, rsm.After)
+			i, ok := index(rsm.After)
 			if !ok {
 				return 0, 0, false, errNotFound("the RSM after item is not in the list")
 			}
 			start = i + 1
 		case rsm.HasBefore && rsm.Before != "":
-			i, ok := slices.BinarySearch(uids, rsm.Before)
+			i, ok := index(rsm.Before)
 			if !ok {
 				return 0, 0, false, errNotFound("the RSM before item is not in the list")
 			}

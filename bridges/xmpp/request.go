@@ -181,6 +181,7 @@ func (req *request) parsePubsub(p *element, tooLarge bool) {
 	case "subscriptions":
 		req.Op = opSubscriptions
 		req.want(req.Type == "get", "subscription retrieval is an IQ get")
+		allowed["set"] = true
 	case "publish":
 		req.Op = opPublish
 		req.want(req.Type == "set", "publish is an IQ set")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -43,9 +44,12 @@ type service struct {
 	domain  string
 	feeds   *core.FeedFilter
 	subs    *registry
+	cursors *cursors
 	notify  *notifier
-	limiter *limiter
-	log     *slog.Logger
+	// limiter bounds each sender's (bare JID's) requests, domains each
+	// sender domain's.
+	limiter, domains *limiter
+	log              *slog.Logger
 	// reqLimits bound an incoming IQ; itemLimits an item being embedded.
 	reqLimits, itemLimits limits
 
@@ -56,10 +60,8 @@ type service struct {
 	waiting chan struct{}
 	wg      sync.WaitGroup
 
-	// last remembers, per feed with subscribers, the id of the last
-	// publish seen, so that a resync can deliver what came after it.
-	lastMu sync.Mutex
-	last   map[string]string
+	// types caches feed types for the event dispatcher (its goroutine only).
+	types map[string]core.FeedType
 }
 
 func newService(cfg Config, hub *core.Hub, c *conns) *service {
@@ -71,13 +73,15 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 	return &service{
 		cfg: cfg, hub: hub, domain: cfg.JID, feeds: hub.Exposed(cfg.Feeds),
 		subs:       newRegistry(hub.Store.Client(), cfg.JID),
-		notify:     newNotifier(cfg.JID, cfg.NotificationType, cfg.QueueSize, c, log, hub.Metrics),
-		limiter:    newLimiter(cfg.RateLimit),
+		cursors:    newCursors(hub.Store.Client(), cfg.JID, log),
+		notify:     newNotifier(cfg, c, log, hub.Metrics),
+		limiter:    newLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
+		domains:    newLimiter(cfg.RateLimit.DomainPerSecond, cfg.RateLimit.DomainBurst),
 		log:        log,
 		reqLimits:  limits{bytes: cfg.MaxItemBytes + 16<<10, depth: 64, elements: 16 << 10},
 		itemLimits: limits{bytes: cfg.MaxItemBytes, depth: 64, elements: 16 << 10},
-		last:       map[string]string{},
 		waiting:    make(chan struct{}, cfg.Workers*workerQueue),
+		types:      map[string]core.FeedType{},
 	}
 }
 
@@ -110,7 +114,7 @@ func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.T
 	case opUnsubscribe:
 		err = s.unsubscribe(ctx, req, who)
 	case opSubscriptions:
-		payload = s.subscriptions(req, who)
+		payload, err = s.subscriptions(req, who)
 	case opPublish:
 		payload, later, err = s.publish(ctx, req, who)
 	case opRetract:
@@ -129,6 +133,12 @@ func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.T
 
 func (s *service) node(feed string) string { return s.cfg.NodePrefix + feed }
 
+// feedOf returns the feed a node name stands for, if it is one.
+func (s *service) feedOf(node string) (string, bool) {
+	feed, ok := strings.CutPrefix(node, s.cfg.NodePrefix)
+	return feed, ok && core.ValidateFeedName(feed) == nil
+}
+
 // resolve finds the feed behind req's node for an operation: "read" or an
 // action verb. A node the caller may neither read nor act on, or that
 // does not exist, is item-not-found (hidden); a node the caller may read
@@ -138,8 +148,8 @@ func (s *service) resolve(ctx context.Context, req *request, who caller, op stri
 		return "", "", errBadRequest("nodeid-required", "name the node")
 	}
 	hidden := errNotFound("no node " + strconv.Quote(req.Node))
-	feed, ok := strings.CutPrefix(req.Node, s.cfg.NodePrefix)
-	if !ok || core.ValidateFeedName(feed) != nil || !s.feeds.Allows(feed) {
+	feed, ok := s.feedOf(req.Node)
+	if !ok || !s.feeds.Allows(feed) {
 		return "", "", hidden
 	}
 	acl := s.hub.ACL
@@ -244,7 +254,8 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		for i, n := range nodes {
 			names[i] = s.node(n.Name)
 		}
-		start, end, w, e := pageList(names, req.RSM, core.MaxPageSize)
+		index := func(uid string) (int, bool) { return slices.BinarySearch(names, uid) }
+		start, end, w, e := pageList(len(names), index, req.RSM, core.MaxPageSize)
 		if e != nil {
 			return nil, e
 		}
@@ -307,10 +318,24 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 	if e != nil {
 		return nil, nil, e
 	}
+	// one sender's requests are handled in order, so the count cannot
+	// change between this check and the add
+	if _, again := s.subs.get(feed, j); !again && s.cfg.MaxSubscriptionsPerJID > 0 &&
+		s.subs.countOf(who.bare) >= s.cfg.MaxSubscriptionsPerJID {
+		return nil, nil, &stanzaError{Type: "wait", Condition: "policy-violation", App: "too-many-subscriptions",
+			Text: fmt.Sprintf("%s has %d subscriptions, the most this service allows", who.bare, s.cfg.MaxSubscriptionsPerJID)}
+	}
 	sub, err := s.subs.add(ctx, feed, j)
 	if err != nil {
 		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 		return nil, nil, errInternal("could not store the subscription; try again")
+	}
+	if typ == core.TypeFeed {
+		// from here on, what is published reaches the subscriber even
+		// across a restart (a failure here is retried by the next pull)
+		if _, _, err := s.startCursor(ctx, feed, ""); err != nil {
+			s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
+		}
 	}
 	reply := el(ns(nsPubsub, "pubsub"), nil,
 		el(local("subscription"), []string{"node", req.Node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}))
@@ -338,7 +363,7 @@ func (s *service) sendLast(ctx context.Context, feed string, typ core.FeedType, 
 	if !it.Published.IsZero() {
 		body = append(body, delayStamp(it.Published)...)
 	}
-	s.notify.push(feed, body, []string{to})
+	s.notify.push(feed, body, []string{to}, nil)
 }
 
 // unsubscribe answers XEP-0060 6.2.
@@ -353,38 +378,54 @@ func (s *service) unsubscribe(ctx context.Context, req *request, who caller) *st
 	if !ok {
 		return errForbidden("you may only unsubscribe your own JIDs")
 	}
-	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
-	if e != nil {
-		return e
-	}
-	sub, ok := s.subs.get(feed, j)
-	switch {
-	case !ok:
+	// A subscriber may always leave, even one who may no longer read the
+	// node (or whose node is gone): the subscription tells nothing new.
+	feed, ok := s.feedOf(req.Node)
+	sub, subscribed := s.subs.get(feed, j)
+	if !ok || !subscribed {
+		if _, _, e := s.resolve(ctx, req, who, core.OpRead); e != nil {
+			return e
+		}
 		return &stanzaError{Type: "cancel", Condition: "unexpected-request", App: "not-subscribed", Text: j + " is not subscribed"}
-	case req.SubID != "" && req.SubID != sub.SubID:
+	}
+	if req.SubID != "" && req.SubID != sub.SubID {
 		return &stanzaError{Type: "modify", Condition: "not-acceptable", App: "invalid-subid", Text: "no subscription has that subid"}
 	}
 	if err := s.subs.remove(ctx, feed, j); err != nil {
 		s.log.Warn("xmpp: unsubscribe", "feed", feed, "jid", j, "err", err)
 		return errInternal("could not remove the subscription; try again")
 	}
+	s.forgetIdle(feed)
 	return nil
 }
 
-// subscriptions answers XEP-0060 5.6: the caller's own subscriptions (as
-// many as fit in one stanza).
-func (s *service) subscriptions(req *request, who caller) []xml.Token {
-	var parts [][]xml.Token
-	for _, sub := range s.subs.of(who.bare) {
-		node := s.node(sub.Feed)
-		if req.Node != "" && node != req.Node {
-			continue
-		}
-		parts = append(parts, el(local("subscription"),
-			[]string{"node", node, "jid", sub.JID, "subid", sub.SubID, "subscription", "subscribed"}))
+// subscriptions answers XEP-0060 5.6: the caller's own subscriptions,
+// sorted by node then JID, paged with RSM (uids are subids); a list cut
+// short to stay below the stanza size limit carries a <set/> saying where
+// it stopped, as item and node lists do.
+func (s *service) subscriptions(req *request, who caller) ([]xml.Token, *stanzaError) {
+	subs := slices.DeleteFunc(s.subs.of(who.bare), func(sub subscription) bool {
+		return req.Node != "" && s.node(sub.Feed) != req.Node
+	})
+	index := func(uid string) (int, bool) {
+		i := slices.IndexFunc(subs, func(sub subscription) bool { return sub.SubID == uid })
+		return i, i >= 0
 	}
-	content := join(parts[:fit(parts, s.budget())]...)
-	return el(ns(nsPubsub, "pubsub"), nil, el(local("subscriptions"), []string{"node", req.Node}, content))
+	start, end, want, e := pageList(len(subs), index, req.RSM, len(subs))
+	if e != nil {
+		return nil, e
+	}
+	var (
+		parts [][]xml.Token
+		uids  []string
+	)
+	for _, sub := range subs[start:end] {
+		uids = append(uids, sub.SubID)
+		parts = append(parts, el(local("subscription"),
+			[]string{"node", s.node(sub.Feed), "jid", sub.JID, "subid", sub.SubID, "subscription", "subscribed"}))
+	}
+	content, set := s.fitPage(parts, uids, core.Page{Total: int64(len(subs)), Start: int64(start)}, want)
+	return el(ns(nsPubsub, "pubsub"), nil, el(local("subscriptions"), []string{"node", req.Node}, content), set), nil
 }
 
 // delayStamp returns an XEP-0203 delay element.

@@ -41,10 +41,13 @@ type registry struct {
 
 	mu     sync.RWMutex
 	byFeed map[string]map[string]subscription // feed -> jid -> subscription
+	// accounts counts the subscriptions of each account (bare JID).
+	accounts map[string]int
 }
 
 func newRegistry(rdb redis.UniversalClient, component string) *registry {
-	return &registry{rdb: rdb, key: keyPrefix + "subscriptions:" + component, byFeed: map[string]map[string]subscription{}}
+	return &registry{rdb: rdb, key: keyPrefix + "subscriptions:" + component,
+		byFeed: map[string]map[string]subscription{}, accounts: map[string]int{}}
 }
 
 func field(feed, jid string) string { return feed + "\x00" + jid }
@@ -55,6 +58,7 @@ func (r *registry) load(ctx context.Context) error {
 	r.write.Lock()
 	defer r.write.Unlock()
 	fresh := map[string]map[string]subscription{}
+	accounts := map[string]int{}
 	iter := r.rdb.HScan(ctx, r.key, 0, "", 1000).Iterator()
 	for iter.Next(ctx) {
 		f := iter.Val()
@@ -70,13 +74,16 @@ func (r *registry) load(ctx context.Context) error {
 		if fresh[feed] == nil {
 			fresh[feed] = map[string]subscription{}
 		}
+		if _, dup := fresh[feed][j]; !dup {
+			accounts[bareOf(j)]++
+		}
 		fresh[feed][j] = s
 	}
 	if err := iter.Err(); err != nil {
 		return fmt.Errorf("load subscriptions: %w", err)
 	}
 	r.mu.Lock()
-	r.byFeed = fresh
+	r.byFeed, r.accounts = fresh, accounts
 	r.mu.Unlock()
 	return nil
 }
@@ -98,6 +105,7 @@ func (r *registry) add(ctx context.Context, feed, jid string) (subscription, err
 		r.byFeed[feed] = map[string]subscription{}
 	}
 	r.byFeed[feed][jid] = s
+	r.accounts[bareOf(jid)]++
 	r.mu.Unlock()
 	return s, nil
 }
@@ -123,7 +131,13 @@ func (r *registry) remove(ctx context.Context, feed string, jids ...string) erro
 	}
 	r.mu.Lock()
 	for _, j := range jids {
+		if _, ok := r.byFeed[feed][j]; !ok {
+			continue
+		}
 		delete(r.byFeed[feed], j)
+		if r.accounts[bareOf(j)]--; r.accounts[bareOf(j)] <= 0 {
+			delete(r.accounts, bareOf(j))
+		}
 	}
 	if len(r.byFeed[feed]) == 0 {
 		delete(r.byFeed, feed)
@@ -144,6 +158,20 @@ func (r *registry) subscribers(feed string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Collect(maps.Keys(r.byFeed[feed]))
+}
+
+// feeds returns the feeds that have subscribers.
+func (r *registry) feeds() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Collect(maps.Keys(r.byFeed))
+}
+
+// countOf returns the number of subscriptions of the account bare.
+func (r *registry) countOf(bare string) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.accounts[bare]
 }
 
 // count returns the number of subscriptions.
