@@ -99,8 +99,19 @@ func TestIRCCommands(t *testing.T) {
 	if job == nil {
 		t.Fatalf("no job id in %q", ack.Trailing())
 	}
-	alice.expect("the announcement of the published item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "[news] hello from irc"))
-	res := alice.expect("the job's result", 20*time.Second, ircFromBot("PRIVMSG", "#news", "alice: job "+job[1]+" done: item "))
+	// the announcement and the result race (replies go before
+	// announcements): both come, in either order
+	announced, done := ircFromBot("PRIVMSG", "#news", "[news] hello from irc"), ircFromBot("PRIVMSG", "#news", "alice: job "+job[1]+" done: item ")
+	var res *irc.Message
+	for seen := false; res == nil || !seen; {
+		m := alice.expect("the announcement of the published item and the job's result", 20*time.Second,
+			func(m *irc.Message) bool { return announced(m) || done(m) })
+		if done(m) {
+			res = m
+		} else {
+			seen = true
+		}
+	}
 	id := strings.TrimPrefix(res.Trailing(), "alice: job "+job[1]+" done: item ")
 	if got, err := e.store.Feed("news").Get(context.Background(), id); err != nil || string(got) != "hello from irc" {
 		t.Errorf("item %q = %q, %v; want the published text", id, got, err)

@@ -105,7 +105,7 @@ func TestSecretsMasked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := strings.Join([]string{}, "")
+	var out string
 	cfg := a.(*Bridge).EffectiveConfig().(Config)
 	for _, s := range []any{cfg.Password, cfg.SASL.Password, cfg.NickServ.Password, cfg.Channels[0].Key} {
 		out += " " + s.(interface{ String() string }).String()

@@ -65,10 +65,15 @@ func TestXMPPNew(t *testing.T) {
     - feeds: ["logs:*"]
       format: yaml
   reconnect: {min: 0s, max: 1s}
+  queue_bytes: 1024
+  catch_up_max: 0
+  max_subscriptions_per_jid: -1
+  rate_limit: {domain_per_second: -1}
 `))
 		for _, want := range []string{
 			"bridge.yaml:3: xmpp.jid: \"user@pubsub.example.org\" is not a domain JID",
 			"bridge.yaml:4: xmpp.server", "xmpp.wait", "xmpp.page_size", "xmpp.payloads[0].format", "xmpp.reconnect",
+			"xmpp.queue_bytes", "xmpp.catch_up_max", "xmpp.max_subscriptions_per_jid", "xmpp.rate_limit.domain_per_second",
 		} {
 			if err == nil || !strings.Contains(err.Error(), want) {
 				t.Errorf("error %v lacks %q", err, want)
@@ -88,7 +93,8 @@ func TestXMPPNew(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := a.(*Bridge)
-		if b.cfg.JID != "pubsub.example.org" || b.cfg.Wait != defaultConfig().Wait {
+		if b.cfg.JID != "pubsub.example.org" || b.cfg.Wait != defaultConfig().Wait || b.cfg.CatchUpMax != 1000 ||
+			b.cfg.MaxSubscriptionsPerJID != 100 || b.cfg.QueueBytes != 64<<20 || b.cfg.RateLimit.DomainBurst != 1000 {
 			t.Errorf("config %+v", b.cfg)
 		}
 		if got := b.cfg.format("logs:web") + " " + b.cfg.format("news"); got != "text json" {
