@@ -47,13 +47,20 @@ type announcer struct {
 	// one is in the mark store.
 	queued map[string]map[string]core.Cursor
 	// recent holds ids a catch-up covered, per channel and feed.
-	recent  map[string]map[string]map[string]bool
-	pending *core.Event // a sorted feed's publish, waiting for its position
+	recent map[string]map[string]map[string]bool
+	// early holds, per channel and feed, ids the channel has not seen:
+	// published while it waited for its JOIN or catch-up, or written but
+	// refused; a catch-up with no mark to start from shows them.
+	early map[string]map[string]map[string]bool
+	// caughtUp is when each channel's last catch-up started reading.
+	caughtUp map[string]time.Time
+	pending  *core.Event // a sorted feed's publish, waiting for its position
 }
 
 func newAnnouncer(b *Bridge) *announcer {
 	return &announcer{b: b, types: map[string]core.FeedType{},
-		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]bool{}}
+		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]bool{},
+		early: map[string]map[string]map[string]bool{}, caughtUp: map[string]time.Time{}}
 }
 
 func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
@@ -88,8 +95,8 @@ func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
 func (a *announcer) housekeeping(ctx context.Context) {
 	b := a.b
 	b.mu.Lock()
-	s, ready, fresh, resumed, forget := b.sess, b.readyFor, b.fresh, b.resumed, b.forget
-	b.readyFor, b.fresh, b.resumed, b.forget = nil, nil, nil, nil
+	s, ready, fresh, resumed, forget, unsent := b.sess, b.readyFor, b.fresh, b.resumed, b.forget, b.unsent
+	b.readyFor, b.fresh, b.resumed, b.forget, b.unsent = nil, nil, nil, nil, nil
 	b.mu.Unlock()
 	if s == nil {
 		return
@@ -97,8 +104,13 @@ func (a *announcer) housekeeping(ctx context.Context) {
 	for _, key := range forget {
 		delete(a.queued, key) // its lane was dropped: resume from the delivered mark
 	}
+	for _, m := range unsent {
+		a.remember(m.channel, m.feed, m.cur.ID)
+	}
 	if ready == s {
 		clear(a.queued) // the queue was dropped with the old connection
+		clear(a.early)
+		clear(a.caughtUp)
 		b.join(s, b.desiredChannels(ctx, s))
 	}
 	for _, name := range fresh {
@@ -111,6 +123,10 @@ func (a *announcer) housekeeping(ctx context.Context) {
 
 func (a *announcer) handle(ctx context.Context, ev core.Event) {
 	b := a.b
+	// a channel joined since the last wake-up is caught up before any
+	// event: an event in flight from before the join is then covered by
+	// the catch-up, never posted ahead of the items it missed
+	a.housekeeping(ctx)
 	switch ev.Type {
 	case core.EventResync:
 		a.flushPending()
@@ -145,12 +161,12 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 	if p := a.pending; p != nil {
 		a.pending = nil
 		if ev.Type == core.EventPosition && ev.Feed == p.Feed && ev.ID == p.ID {
-			a.announce(kindPublish, p.Feed, p.ID, p.Item, "", a.cursorOf(ctx, p.Feed, p.ID))
+			a.announce(p.At, kindPublish, p.Feed, p.ID, p.Item, "", a.cursorOf(ctx, p.Feed, p.ID))
 			return
 		}
-		a.announce(kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
 	}
-	if len(b.targets(ev.Feed)) == 0 {
+	if live, waiting := b.targets(ev.Feed); len(live)+len(waiting) == 0 {
 		return
 	}
 	switch ev.Type {
@@ -159,18 +175,18 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 		case core.TypeSorted:
 			a.pending = &ev
 		case core.TypeFeed:
-			a.announce(kindPublish, ev.Feed, ev.ID, ev.Item, "", a.cursorOf(ctx, ev.Feed, ev.ID))
+			a.announce(ev.At, kindPublish, ev.Feed, ev.ID, ev.Item, "", a.cursorOf(ctx, ev.Feed, ev.ID))
 		}
 	case core.EventEdit:
-		a.announce(kindEdit, ev.Feed, ev.ID, ev.Item, "", core.Cursor{})
+		a.announce(ev.At, kindEdit, ev.Feed, ev.ID, ev.Item, "", core.Cursor{})
 	case core.EventRetract:
-		a.announce(kindRetract, ev.Feed, ev.ID, nil, "", core.Cursor{})
+		a.announce(ev.At, kindRetract, ev.Feed, ev.ID, nil, "", core.Cursor{})
 	case core.EventPosition:
 		item, err := b.hub.Store.Sorted(ev.Feed).Get(ctx, ev.ID)
 		if err != nil && !errors.Is(err, core.ErrNotFound) {
 			b.log.Warn("irc: reading a moved item", "feed", ev.Feed, "id", ev.ID, "err", err)
 		}
-		a.announce(kindPosition, ev.Feed, ev.ID, item, ev.Position, core.Cursor{})
+		a.announce(ev.At, kindPosition, ev.Feed, ev.ID, item, ev.Position, core.Cursor{})
 	}
 }
 
@@ -178,7 +194,7 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 func (a *announcer) flushPending() {
 	if p := a.pending; p != nil {
 		a.pending = nil
-		a.announce(kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
 	}
 }
 
@@ -211,21 +227,32 @@ func (a *announcer) cursorOf(ctx context.Context, feed, id string) core.Cursor {
 	return it.Cursor()
 }
 
-// announce queues an event on every joined channel that shows it. A
-// publish carries the item's cursor (when it has one), recorded once the
-// server confirms its line.
-func (a *announcer) announce(kind, feed, id string, item []byte, position string, cur core.Cursor) {
+// announce queues an event, received at at, on every joined channel that
+// shows it. A publish carries the item's cursor (when it has one),
+// recorded once the server confirms its line. An edit or move received
+// before a channel's catch-up read the item is left out there: the
+// catch-up already showed (or counted) the item as it is.
+func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, position string, cur core.Cursor) {
 	b := a.b
 	s := b.current()
 	if s == nil {
 		return
 	}
 	cm := s.casemap()
-	for _, t := range b.targets(feed) {
+	live, waiting := b.targets(feed)
+	for _, t := range waiting {
+		if kind == kindPublish {
+			a.remember(cm.fold(t.name), feed, id)
+		}
+	}
+	for _, t := range live {
 		if !t.spec.events[kind] {
 			continue
 		}
 		key := cm.fold(t.name)
+		if kind != kindPublish && at.Before(a.caughtUp[key]) && a.recent[key][feed][id] {
+			continue // the catch-up read the item after this change
+		}
 		var m *mark
 		if kind == kindPublish {
 			if r := a.recent[key][feed]; r[id] {
@@ -292,11 +319,12 @@ func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin
 		b.log.Warn("irc: catch-up: listing feeds", "channel", name, "err", err)
 		return
 	}
-	if spec == nil || !spec.events[kindPublish] || !b.isJoined(name) {
-		return // nothing to post, or the bot left the channel meanwhile
+	if spec == nil || !spec.events[kindPublish] || !b.inChannel(name) {
+		return // nothing to post, or the bot is not in the channel (yet: its JOIN's catch-up comes)
 	}
 	key := s.casemap().fold(name)
 	a.recent[key] = map[string]map[string]bool{}
+	a.caughtUp[key] = time.Now() // before reading Redis
 	t := target{name, spec}
 	for _, feed := range feeds {
 		if err := a.catchUpFeed(ctx, s, t, key, feed, onJoin); err != nil && ctx.Err() == nil {
@@ -342,6 +370,14 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	newest := mark{channel: key, feed: feed, cur: items[len(items)-1].Cursor()}
 	setNested(a.queued, key, feed, newest.cur)
 	shown := items[max(len(items)-show, 0):]
+	if early := a.early[key][feed]; !ok && len(early) > 0 {
+		// no mark: items the channel has not seen (published once the
+		// bot was joining, or refused) are shown too
+		if i := slices.IndexFunc(items, func(it core.Item) bool { return early[it.ID] }); i >= 0 && i < len(items)-len(shown) {
+			shown = items[i:]
+		}
+	}
+	delete(a.early[key], feed)
 	// live events for what this covers are not announced again: with a
 	// mark, every item read is announced, shown or counted; without one,
 	// only those shown
@@ -401,9 +437,24 @@ func newestItems(ctx context.Context, st *core.Store, feed string, typ core.Feed
 	return p.Items, err
 }
 
-func setNested(m map[string]map[string]core.Cursor, k1, k2 string, v core.Cursor) {
+// remember notes an item published to a channel that has not seen it:
+// a catch-up without a mark to start from shows it (at most recentMargin
+// per channel and feed are kept).
+func (a *announcer) remember(key, feed, id string) {
+	ids := a.early[key][feed]
+	if ids == nil {
+		ids = map[string]bool{}
+		setNested(a.early, key, feed, ids)
+	}
+	if len(ids) < recentMargin {
+		ids[id] = true
+	}
+}
+
+// setNested sets m[k1][k2], making the inner map when needed.
+func setNested[V any](m map[string]map[string]V, k1, k2 string, v V) {
 	if m[k1] == nil {
-		m[k1] = map[string]core.Cursor{}
+		m[k1] = map[string]V{}
 	}
 	m[k1][k2] = v
 }

@@ -3,6 +3,7 @@ package irc
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestCatchUpByPosition(t *testing.T) {
 			}
 			feed := b.hub.Store.Feed("news")
 			runBridge(t, b, f)
-			register(f, "#news")
+			registerAndWait(f, b, "#news")
 			publishAt(t, feed, tick, "one")
 			f.expect("PRIVMSG #news :[news] one")
 			two := publishAt(t, feed, tick, "two")
@@ -134,6 +135,71 @@ func TestCatchUpByPosition(t *testing.T) {
 	}
 }
 
+// TestEventInFlightAtJoinWaitsForCatchUp: an event published while the
+// bot was away but delivered after it rejoined (before its catch-up ran)
+// is not posted ahead of the catch-up, which would then start past the
+// item edited meanwhile: the channel gets the edit, then the new item,
+// each once.
+func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
+	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n  catch_up: 5\n  channels: [{name: \"#news\", feeds: [news]}]\n")
+	makePublic(b)
+	ctx := context.Background()
+	clock := time.Now().Truncate(time.Second)
+	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
+	tick()
+	if err := b.hub.Store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	feed := b.hub.Store.Feed("news")
+	publishAt(t, feed, tick, "one")
+	two := publishAt(t, feed, tick, "two")
+	it, err := b.hub.Store.Item(ctx, "news", two)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()}) // the last line delivered before the bot left
+	tick()
+	if err := feed.Edit(ctx, two, []byte("two, corrected")); err != nil {
+		t.Fatal(err)
+	}
+	three := publishAt(t, feed, tick, "three")
+
+	s := testSession(b)
+	a := newAnnouncer(b)
+	b.joined(s, "#news")
+	a.announce(time.Now(), kindPublish, "news", three, []byte("three"), "", a.cursorOf(ctx, "news", three)) // the late event
+	a.housekeeping(ctx)                                                                                     // the catch-up of the join
+	want := []string{"PRIVMSG #news :[news] two, corrected", "PRIVMSG #news :[news] three"}
+	if got := drain(b.q); !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
+// TestFirstJoinShowsItemsOfTheJoin: on the bot's first join of a channel
+// (no mark yet), an item published once the bot was in the channel but
+// before its catch-up ran is announced, not taken as the starting point.
+func TestFirstJoinShowsItemsOfTheJoin(t *testing.T) {
+	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n  channels: [{name: \"#news\", feeds: [news]}]\n")
+	makePublic(b)
+	ctx := context.Background()
+	clock := time.Now().Truncate(time.Second)
+	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
+	tick()
+	if err := b.hub.Store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	publishAt(t, b.hub.Store.Feed("news"), tick, "before the join")
+	s := testSession(b)
+	a := newAnnouncer(b)
+	b.joined(s, "#news")
+	one := publishAt(t, b.hub.Store.Feed("news"), tick, "one")
+	a.announce(time.Now(), kindPublish, "news", one, []byte("one"), "", a.cursorOf(ctx, "news", one))
+	a.housekeeping(ctx)
+	if got, want := drain(b.q), []string{"PRIVMSG #news :[news] one"}; !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
 // TestRefusedSendIsPostedAgain: an announcement the server refuses (404,
 // cannot send to channel) is not counted as delivered: after join_retry
 // the bot catches the channel up from the last delivered item.
@@ -154,9 +220,10 @@ func TestRefusedSendIsPostedAgain(t *testing.T) {
 	}
 	feed := b.hub.Store.Feed("news")
 	runBridge(t, b, f)
-	register(f, "#news")
-	publish(t, feed, "one")
+	registerAndWait(f, b, "#news")
+	one := publish(t, feed, "one")
 	f.expect("PRIVMSG #news :[news] one")
+	f.until("saved the mark of \"one\"", func() bool { return savedMark(t, b, "#news", "news").ID == one })
 	publish(t, feed, "two")
 	f.expect("PRIVMSG #news :[news] two")
 	f.send(":srv 404 feedbot #news :Cannot send to channel")
@@ -166,6 +233,37 @@ func TestRefusedSendIsPostedAgain(t *testing.T) {
 	publish(t, feed, "three")
 	if got := f.expect("PRIVMSG"); got != "PRIVMSG #news :[news] three" {
 		t.Errorf("then the bot sent %q, want the next item", got)
+	}
+}
+
+// TestRefusedBeforeAnyConfirmation: when the server refuses the bot's
+// first lines in a channel before any of them was confirmed (no mark to
+// resume from), they are all posted again after join_retry.
+func TestRefusedBeforeAnyConfirmation(t *testing.T) {
+	f := newFakeServer(t) // PINGs go unanswered: nothing is confirmed
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 0s}
+  join_retry: 1s
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	makePublic(b)
+	if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	feed := b.hub.Store.Feed("news")
+	runBridge(t, b, f)
+	registerAndWait(f, b, "#news")
+	publish(t, feed, "one")
+	f.expect("PRIVMSG #news :[news] one")
+	publish(t, feed, "two")
+	f.expect("PRIVMSG #news :[news] two")
+	f.send(":srv 404 feedbot #news :Cannot send to channel")
+	for _, want := range []string{"PRIVMSG #news :[news] one", "PRIVMSG #news :[news] two"} {
+		if got := f.expect("PRIVMSG"); got != want {
+			t.Errorf("after the refusal the bot sent %q, want %q", got, want)
+		}
 	}
 }
 
@@ -192,6 +290,15 @@ func register(f *fakeServer, channel string) {
 	f.send(":srv 001 feedbot :Welcome feedbot!~feedbridge@h", ":srv 376 feedbot :End of MOTD")
 	f.expect("JOIN " + channel)
 	f.send(":feedbot!~feedbridge@h JOIN " + channel)
+}
+
+// registerAndWait registers the bot and waits until it has read its JOIN
+// of channel: only an item published after that is the channel's to
+// announce on a first join (one from before is the baseline).
+func registerAndWait(f *fakeServer, b *Bridge, channel string) {
+	f.t.Helper()
+	register(f, channel)
+	f.until("saw its JOIN of "+channel, func() bool { return b.inChannel(channel) })
 }
 
 func publish(t *testing.T, f *core.Feed, item string) string {

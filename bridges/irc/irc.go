@@ -44,6 +44,7 @@ type Bridge struct {
 	fresh    []string      // joined, waiting for catch-up and backlog
 	resumed  []string      // sendable again without a JOIN, waiting for catch-up
 	forget   []string      // left (folded): their queued cursors are void
+	unsent   []mark        // written to channels left, never confirmed: posted again by the catch-up
 	readyFor *session      // registered, waiting for its join list
 	wake     chan struct{} // wakes the announcer
 	// busy paces the "busy" answers to commands dropped on a full queue.
@@ -166,7 +167,7 @@ func (b *Bridge) setSession(s *session) {
 	b.sess = s
 	b.joinedCh = map[string]string{}
 	b.member = map[string]bool{}
-	b.fresh, b.resumed, b.forget, b.readyFor = nil, nil, nil, nil
+	b.fresh, b.resumed, b.forget, b.unsent, b.readyFor = nil, nil, nil, nil, nil
 }
 
 func (b *Bridge) current() *session {
@@ -223,8 +224,9 @@ func (b *Bridge) joined(s *session, name string) {
 
 // left records that the bot cannot send to a channel any more: it left
 // it or was kicked (out), or the server refused a join or a message. What
-// waits for the channel is dropped; catch-up recovers it after rejoin.
-func (b *Bridge) left(s *session, name string, out bool) {
+// waits for the channel is dropped, and lost (announcements written there
+// but never confirmed) is remembered; catch-up recovers both after rejoin.
+func (b *Bridge) left(s *session, name string, out bool, lost []mark) {
 	key := s.casemap().fold(name)
 	b.mu.Lock()
 	if b.sess != s {
@@ -236,6 +238,9 @@ func (b *Bridge) left(s *session, name string, out bool) {
 		delete(b.member, key)
 	}
 	b.forget = append(b.forget, key)
+	if len(b.unsent)+len(lost) <= maxInflight {
+		b.unsent = append(b.unsent, lost...)
+	}
 	b.mu.Unlock()
 	b.q.dropLane(key)
 	b.poke()
@@ -272,7 +277,7 @@ func (b *Bridge) releaseHeld(s *session) {
 	b.q.release(func(ch string) bool { return in[cm.fold(ch)] })
 }
 
-// isJoined reports whether the bot is in the channel now.
+// isJoined reports whether the bot is in the channel or its JOIN is queued.
 func (b *Bridge) isJoined(name string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -281,6 +286,19 @@ func (b *Bridge) isJoined(name string) bool {
 	}
 	_, ok := b.joinedCh[b.sess.casemap().fold(name)]
 	return ok
+}
+
+// inChannel reports whether the server confirmed the bot in the channel
+// (its JOIN echo) and the bot has not left it since.
+func (b *Bridge) inChannel(name string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sess == nil {
+		return false
+	}
+	key := b.sess.casemap().fold(name)
+	_, ok := b.joinedCh[key]
+	return ok && b.member[key]
 }
 
 // staticChannel returns the configured channel of that name, or nil.
@@ -471,30 +489,43 @@ func (b *Bridge) public(feed string) bool {
 	return b.exposed(feed) && b.hub.ACL.Allowed(core.Actor{Protocol: "irc", ID: core.Anonymous}, feed, core.OpRead)
 }
 
-// targets returns the joined channels that show feed.
-func (b *Bridge) targets(feed string) []target {
+// targets returns the channels (joined, or with a JOIN queued) that show
+// feed: live ones, and those waiting for their JOIN's echo or for their
+// catch-up, which covers what happens meanwhile (a line posted before it
+// would start the catch-up past what it missed).
+func (b *Bridge) targets(feed string) (live, waiting []target) {
 	if !b.public(feed) {
-		return nil
+		return nil, nil
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.sess == nil {
-		return nil
+		return nil, nil
 	}
 	cm := b.sess.casemap()
-	var out []target
+	add := func(name string, spec *announceSpec) {
+		key := cm.fold(name)
+		if _, in := b.joinedCh[key]; !in {
+			return
+		}
+		same := func(n string) bool { return cm.fold(n) == key }
+		if !b.member[key] || slices.ContainsFunc(b.fresh, same) || slices.ContainsFunc(b.resumed, same) {
+			waiting = append(waiting, target{name, spec})
+		} else {
+			live = append(live, target{name, spec})
+		}
+	}
 	for _, ch := range b.c.channels {
-		if _, ok := b.joinedCh[cm.fold(ch.name)]; ok && matchAny(ch.feeds, feed) {
-			out = append(out, target{ch.name, ch.spec})
+		if matchAny(ch.feeds, feed) {
+			add(ch.name, ch.spec)
 		}
 	}
 	if b.c.auto != nil {
-		name := autoChannel(b.cfg.AutoChannels.Prefix, feed, b.sess.channelLen())
-		if _, ok := b.joinedCh[cm.fold(name)]; ok && name != "" && b.staticChannel(cm, name) == nil {
-			out = append(out, target{name, b.c.auto})
+		if name := autoChannel(b.cfg.AutoChannels.Prefix, feed, b.sess.channelLen()); name != "" && b.staticChannel(cm, name) == nil {
+			add(name, b.c.auto)
 		}
 	}
-	return out
+	return live, waiting
 }
 
 // channelFeeds returns the public feeds a channel shows.

@@ -303,13 +303,11 @@ func (s *session) writer() {
 }
 
 // writeLine writes a queued line; an announcement's mark waits for the
-// next PING's answer.
+// next PING's answer. The mark is recorded before the line goes out, so a
+// refusal the server sends at once (404) always finds it to forget.
 func (s *session) writeLine(l outLine) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if err := s.writeLocked(l.text, s.b.cfg.ConnectTimeout); err != nil {
-		return err
-	}
 	if l.mark != nil {
 		s.mu.Lock()
 		if len(s.inflight) >= maxInflight {
@@ -319,7 +317,8 @@ func (s *session) writeLine(l outLine) error {
 		s.uncovered++
 		s.mu.Unlock()
 	}
-	return nil
+	// on failure the connection is gone: no PONG confirms the mark
+	return s.writeLocked(l.text, s.b.cfg.ConnectTimeout)
 }
 
 // mustConfirm reports whether a PING should confirm the announcements
@@ -380,12 +379,22 @@ func (s *session) pong(token string) {
 	}
 }
 
-// undelivered forgets the marks in flight for a channel: the server
-// refused to deliver there, or the bot left it.
-func (s *session) undelivered(key string) {
+// leave records that the bot cannot send to a channel any more (see
+// Bridge.left): the marks in flight there are forgotten, and handed to the
+// catch-up as lines to post again.
+func (s *session) leave(name string, out bool) {
+	key := s.casemap().fold(name)
+	var lost []mark
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.inflight = slices.DeleteFunc(s.inflight, func(sm sentMark) bool { return sm.mark.channel == key })
+	s.inflight = slices.DeleteFunc(s.inflight, func(sm sentMark) bool {
+		if sm.mark.channel == key {
+			lost = append(lost, sm.mark)
+			return true
+		}
+		return false
+	})
+	s.mu.Unlock()
+	s.b.left(s, name, out, lost)
 }
 
 // write puts one line on the wire, failing when it takes over timeout.
@@ -557,8 +566,7 @@ func (s *session) identify() {
 // them again), and the channel is retried after delay.
 func (s *session) refused(m *irc.Message, delay time.Duration) {
 	ch := m.Param(1)
-	s.b.left(s, ch, false)
-	s.undelivered(s.casemap().fold(ch))
+	s.leave(ch, false)
 	if s.after("join:"+s.casemap().fold(ch), delay, func() { s.b.rejoin(s, ch) }) {
 		s.log.Warn("irc: the server refused the channel; retrying later", "channel", ch, "code", m.Command, "reason", m.Trailing(), "retry_in", delay)
 	}
@@ -660,15 +668,13 @@ func (s *session) handle(m *irc.Message) {
 		}
 	case "PART":
 		if m.Prefix != nil && s.isSelf(m.Prefix.Name) {
-			s.b.left(s, m.Param(0), true)
-			s.undelivered(s.casemap().fold(m.Param(0)))
+			s.leave(m.Param(0), true)
 		}
 	case "KICK":
 		if s.isSelf(m.Param(1)) {
 			ch := m.Param(0)
 			s.log.Warn("irc: kicked; rejoining later", "channel", ch, "by", prefixName(m), "reason", m.Trailing(), "rejoin_in", s.b.cfg.RejoinDelay)
-			s.b.left(s, ch, true)
-			s.undelivered(s.casemap().fold(ch))
+			s.leave(ch, true)
 			s.after("join:"+s.casemap().fold(ch), s.b.cfg.RejoinDelay, func() { s.b.rejoin(s, ch) })
 		}
 	case "471", "473", "474", "475", "477", "489", "520":
@@ -679,7 +685,7 @@ func (s *session) handle(m *irc.Message) {
 		}
 	case "403", "405", "476":
 		s.log.Warn("irc: cannot join", "channel", m.Param(1), "code", m.Command, "reason", m.Trailing())
-		s.b.left(s, m.Param(1), false)
+		s.leave(m.Param(1), false)
 	case "PRIVMSG":
 		s.b.onMessage(s, m)
 	case "311", "330", "318":
