@@ -347,8 +347,13 @@ func TestListenerResyncsAfterConnectionKill(t *testing.T) {
 	if ev.Type != core.EventResync || ev.Reason != core.ResyncConnected {
 		t.Fatalf("after the kill: %v %v", ev.Type, ev.Reason)
 	}
+	if n := l.Stats().Reconnects; n != 1 {
+		t.Fatalf("the resync came with %d reconnects counted, want 1 (a stale resync from the first connection?)", n)
+	}
 	create(t, b, "f", core.TypeFeed, nil)
-	_, _ = b.store.Feed("f").Publish(ctx, []byte("x"), "after")
+	if _, err := b.store.Feed("f").Publish(ctx, []byte("x"), "after"); err != nil {
+		t.Fatal(err)
+	}
 	for {
 		ev := next(t, sub)
 		if ev.Type == core.EventPublish {

@@ -290,10 +290,15 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (wasUp bool, err
 	}
 }
 
-// setConnected flips the connection state; going up broadcasts a resync.
+// setConnected flips the connection state (only Run calls it); going up
+// broadcasts a resync, before WaitConnected returns, so that a
+// subscription made after WaitConnected gets no stale one.
 func (l *Listener) setConnected(up bool) {
-	l.upMu.Lock()
 	was := l.connected.Swap(up)
+	if up && !was {
+		l.dispatch(Event{Type: EventResync, Reason: ResyncConnected, Seq: l.seq.Add(1), At: time.Now()})
+	}
+	l.upMu.Lock()
 	switch {
 	case up && !was:
 		close(l.up)
@@ -301,9 +306,6 @@ func (l *Listener) setConnected(up bool) {
 		l.up = make(chan struct{})
 	}
 	l.upMu.Unlock()
-	if up && !was {
-		l.dispatch(Event{Type: EventResync, Reason: ResyncConnected, Seq: l.seq.Add(1), At: time.Now()})
-	}
 }
 
 // dispatch hands ev to every subscription it concerns and to job waiters.
