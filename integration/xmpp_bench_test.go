@@ -57,7 +57,8 @@ func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
   - actors: ["xmpp:*"]
     feeds: ["*"]
     allow: [read, publish]`, `
-  rate_limit: {per_second: 0}`), httpAddr)
+  rate_limit: {per_second: 0, domain_per_second: 0}
+  max_subscriptions_per_jid: 0 # the fan-out subscribes 1,000 resources of one account`), httpAddr)
 	xmppWaitUp(b, bridge, "xmpp")
 	x := &xmppBench{store: xmppStore(b, r.URL), got: map[string]int{}, want: n,
 		complete: map[string]chan struct{}{}, arrived: map[string]time.Time{}}
