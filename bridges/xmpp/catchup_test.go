@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/feedbridge/feedbridge/core"
 )
 
@@ -125,7 +127,7 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 	}
 	resync := func() []string {
 		t.Helper()
-		s.onEvent(ctx, core.Event{Type: core.EventResync, Reason: core.ResyncConnected}, &batch{first: map[string]string{}})
+		s.onEvent(ctx, core.Event{Type: core.EventResync, Reason: core.ResyncConnected}, &batch{ids: map[string][]string{}})
 		return drain(t, s.notify)
 	}
 	at := time.UnixMilli(1_800_000_000_000)
@@ -156,6 +158,52 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 	}
 	if got := resync(); len(got) != 0 {
 		t.Fatalf("fourth resync notified %v again", got)
+	}
+}
+
+// TestXMPPWriterWithSlowClock: Thoonk writers score items with their own
+// clocks, so a writer whose clock is behind publishes items that Redis
+// places before the last one notified. Their events still notify them,
+// once each; the cursor does not move back.
+func TestXMPPWriterWithSlowClock(t *testing.T) {
+	hub, m := newHub(t)
+	ctx := context.Background()
+	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
+	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
+	_, err := s.subs.add(ctx, "f", "x@test")
+	must(t, err)
+	at := time.UnixMilli(1_800_000_000_000)
+	m.SetTime(at)
+	deliver := func(evs ...core.Event) []string {
+		t.Helper()
+		b := &batch{ids: map[string][]string{}}
+		for _, ev := range evs {
+			s.onEvent(ctx, ev, b)
+		}
+		for _, feed := range b.feeds {
+			s.pull(ctx, feed, b.ids[feed])
+		}
+		return drain(t, s.notify)
+	}
+	published := func(id string) core.Event {
+		return core.Event{Type: core.EventPublish, Feed: "f", ID: id}
+	}
+	_, err = hub.Store.Feed("f").Publish(ctx, []byte("fast"), "fast")
+	must(t, err)
+	if got := deliver(published("fast")); !slices.Equal(got, []string{"fast"}) {
+		t.Fatalf("notified %v, want fast", got)
+	}
+	// the slow writer: a publish scored 2 s before the last one notified
+	// (as thoonk.py on a host whose clock lags), as the schema writes it
+	slow := float64(at.Add(-2 * time.Second).UnixMilli())
+	must(t, hub.Store.Client().ZAdd(ctx, "feed.ids:f", redis.Z{Score: slow, Member: "slow"}).Err())
+	must(t, hub.Store.Client().HSet(ctx, "feed.items:f", "slow", "late").Err())
+	if got := deliver(published("slow")); !slices.Equal(got, []string{"slow"}) {
+		t.Fatalf("notified %v, want the slow writer's item", got)
+	}
+	// both again (a repeated or late event): nothing twice
+	if got := deliver(published("fast"), published("slow")); len(got) != 0 {
+		t.Fatalf("notified %v again", got)
 	}
 }
 

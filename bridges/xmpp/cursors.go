@@ -27,6 +27,9 @@ const (
 	stopFlushTimeout = 2 * time.Second
 	// maxSeen bounds the items a mark remembers for one publish time.
 	maxSeen = 1024
+	// recentSent is how many ids a node remembers having notified lately
+	// (see pullBehind).
+	recentSent = 256
 )
 
 // mark is where a plain feed's notifications stand: the publish time
@@ -123,6 +126,22 @@ func sum(data []byte) uint64 {
 // catches up from).
 type nodeCursor struct {
 	pulled, sent mark
+	// recent holds the ids notified lately, oldest first (at most
+	// recentSent); only the dispatcher uses it.
+	recent []string
+}
+
+// noteSent remembers that id was notified.
+func (nc *nodeCursor) noteSent(id string) {
+	if len(nc.recent) >= recentSent {
+		nc.recent = slices.Delete(nc.recent, 0, len(nc.recent)-recentSent+1)
+	}
+	nc.recent = append(nc.recent, id)
+}
+
+// sentLately reports whether id was notified lately.
+func (nc *nodeCursor) sentLately(id string) bool {
+	return slices.Contains(nc.recent, id)
 }
 
 // cursors keeps the marks of the plain feeds that have subscribers, and

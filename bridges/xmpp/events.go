@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 
 	"github.com/feedbridge/feedbridge/core"
 )
@@ -23,31 +24,32 @@ const (
 // events at hand, each read once for all of them.
 type batch struct {
 	feeds []string
-	// first is the id of each feed's first publish or edit in the batch.
-	first map[string]string
+	// ids are the ids of each feed's publishes and edits in the batch, in
+	// order (at most maxBatch+1 in all).
+	ids map[string][]string
 }
 
 func (b *batch) add(feed, id string) {
-	if _, ok := b.first[feed]; !ok {
-		b.first[feed] = id
+	if _, ok := b.ids[feed]; !ok {
 		b.feeds = append(b.feeds, feed)
 	}
+	b.ids[feed] = append(b.ids[feed], id)
 }
 
 // take removes feed from the batch; it reports whether it was there, and
-// the id of its first publish.
-func (b *batch) take(feed string) (string, bool) {
-	id, ok := b.first[feed]
+// the ids of its publishes and edits.
+func (b *batch) take(feed string) ([]string, bool) {
+	ids, ok := b.ids[feed]
 	if ok {
-		delete(b.first, feed)
+		delete(b.ids, feed)
 		b.feeds = slices.DeleteFunc(b.feeds, func(f string) bool { return f == feed })
 	}
-	return id, ok
+	return ids, ok
 }
 
 func (b *batch) reset() {
 	b.feeds = b.feeds[:0]
-	clear(b.first)
+	clear(b.ids)
 }
 
 // dispatch turns feed events into notifications until ctx ends. It first
@@ -62,7 +64,7 @@ func (b *batch) reset() {
 // costs one read, and nothing is notified twice.
 func (s *service) dispatch(ctx context.Context, events *core.Subscription) {
 	s.catchUp(ctx, "start")
-	b := &batch{first: map[string]string{}}
+	b := &batch{ids: map[string][]string{}}
 	for {
 		ev, err := events.Next(ctx)
 		if err != nil {
@@ -77,7 +79,7 @@ func (s *service) dispatch(ctx context.Context, events *core.Subscription) {
 			s.onEvent(ctx, ev, b)
 		}
 		for _, feed := range b.feeds {
-			s.pull(ctx, feed, b.first[feed])
+			s.pull(ctx, feed, b.ids[feed])
 		}
 		b.reset()
 	}
@@ -101,8 +103,8 @@ func (s *service) onEvent(ctx context.Context, ev core.Event, b *batch) {
 		}
 	case core.EventRetract:
 		// the items published before the retraction are notified before it
-		if first, ok := b.take(ev.Feed); ok {
-			s.pull(ctx, ev.Feed, first)
+		if ids, ok := b.take(ev.Feed); ok {
+			s.pull(ctx, ev.Feed, ids)
 		}
 		s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
 	case core.EventDelete:
@@ -189,7 +191,7 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 			s.log.Warn("xmpp: catch up: read feed type", "feed", feed, "err", err)
 		case typ == core.TypeFeed:
 			feeds++
-			sent += s.pull(ctx, feed, "")
+			sent += s.pull(ctx, feed, nil)
 		}
 	}
 	if feeds > 0 {
@@ -201,13 +203,17 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 // edited) since the node's cursor, oldest first, and moves the cursor on.
 // At most catch_up_max items go out at once: when more are new (after a
 // long stop, say), the oldest are skipped and the loss is logged. A feed
-// without a cursor starts at firstID (the publish that woke the
-// dispatcher) or, without one, at its newest item. It returns the number
-// of items queued.
-func (s *service) pull(ctx context.Context, feed, firstID string) int {
+// without a cursor starts at the first of ids (the publishes and edits
+// that woke the dispatcher) or, without one, at its newest item. It
+// returns the number of items queued.
+func (s *service) pull(ctx context.Context, feed string, ids []string) int {
 	to := s.recipients(feed)
 	if len(to) == 0 {
 		return 0
+	}
+	firstID := ""
+	if len(ids) > 0 {
+		firstID = ids[0]
 	}
 	nc, m, err := s.startCursor(ctx, feed, firstID)
 	if err != nil {
@@ -216,6 +222,7 @@ func (s *service) pull(ctx context.Context, feed, firstID string) int {
 	}
 	store := s.hub.Store
 	budget, sent := s.cfg.CatchUpMax, 0
+	start := m
 	cur, checked := m.cursor(), false
 	for budget > 0 {
 		limit := min(budget, pullBatch)
@@ -260,6 +267,7 @@ func (s *service) pull(ctx context.Context, feed, firstID string) int {
 			m = m.next(it)
 			at := m
 			s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to, func() { s.cursors.delivered(feed, nc, at) })
+			nc.noteSent(it.ID)
 			sent++
 			budget--
 		}
@@ -269,6 +277,40 @@ func (s *service) pull(ctx context.Context, feed, firstID string) int {
 		cur = page.Items[0].Cursor() // the next page: the items newer than this one
 	}
 	s.cursors.setPulled(feed, nc, m)
+	return sent + s.pullBehind(ctx, feed, nc, start, ids, to)
+}
+
+// pullBehind notifies the items of ids that Redis placed before the
+// cursor's start, which pull cannot reach: another writer whose clock is
+// behind published them (Thoonk writers score items with their own
+// clocks). Such an item is notified from its current content, once, and
+// the cursor stays where it is. Ids notified lately are skipped without
+// a read, so in the usual case this costs nothing.
+func (s *service) pullBehind(ctx context.Context, feed string, nc *nodeCursor, start mark, ids []string, to []string) int {
+	startScore, err := strconv.ParseFloat(start.Hint, 64)
+	if err != nil {
+		return 0
+	}
+	sent := 0
+	for _, id := range ids {
+		if nc.sentLately(id) {
+			continue
+		}
+		it, err := s.hub.Store.Item(ctx, feed, id)
+		if err != nil {
+			if !errors.Is(err, core.ErrNotFound) {
+				s.log.Warn("xmpp: read an item placed before the cursor", "feed", feed, "id", id, "err", err)
+			}
+			continue // retracted meanwhile
+		}
+		score, err := strconv.ParseFloat(it.Cursor().Hint, 64)
+		if err != nil || score >= startScore {
+			continue // within pull's reach: notified by it, or skipped on purpose
+		}
+		s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to, nil)
+		nc.noteSent(it.ID)
+		sent++
+	}
 	return sent
 }
 
