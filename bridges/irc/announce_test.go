@@ -141,16 +141,8 @@ func TestCatchUpByPosition(t *testing.T) {
 // item edited meanwhile: the channel gets the edit, then the new item,
 // each once.
 func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
-	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n  catch_up: 5\n  channels: [{name: \"#news\", feeds: [news]}]\n")
-	makePublic(b)
+	b, feed, tick := newsBridge(t, "  catch_up: 5\n")
 	ctx := context.Background()
-	clock := time.Now().Truncate(time.Second)
-	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
-	tick()
-	if err := b.hub.Store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
-		t.Fatal(err)
-	}
-	feed := b.hub.Store.Feed("news")
 	publishAt(t, feed, tick, "one")
 	two := publishAt(t, feed, tick, "two")
 	it, err := b.hub.Store.Item(ctx, "news", two)
@@ -175,24 +167,33 @@ func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
 	}
 }
 
+// newsBridge returns a bridge (not connected) whose channel #news shows
+// the public plain feed news on a miniredis whose clock tick moves one
+// second on; extra adds keys to the irc section.
+func newsBridge(t *testing.T, extra string) (*Bridge, *core.Feed, func()) {
+	t.Helper()
+	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n"+extra+"  channels: [{name: \"#news\", feeds: [news]}]\n")
+	makePublic(b)
+	clock := time.Now().Truncate(time.Second)
+	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
+	tick()
+	if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b, b.hub.Store.Feed("news"), tick
+}
+
 // TestFirstJoinShowsItemsOfTheJoin: on the bot's first join of a channel
 // (no mark yet), an item published once the bot was in the channel but
 // before its catch-up ran is announced, not taken as the starting point.
 func TestFirstJoinShowsItemsOfTheJoin(t *testing.T) {
-	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n  channels: [{name: \"#news\", feeds: [news]}]\n")
-	makePublic(b)
+	b, feed, tick := newsBridge(t, "")
 	ctx := context.Background()
-	clock := time.Now().Truncate(time.Second)
-	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
-	tick()
-	if err := b.hub.Store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
-		t.Fatal(err)
-	}
-	publishAt(t, b.hub.Store.Feed("news"), tick, "before the join")
+	publishAt(t, feed, tick, "before the join")
 	s := testSession(b)
 	a := newAnnouncer(b)
 	b.joined(s, "#news")
-	one := publishAt(t, b.hub.Store.Feed("news"), tick, "one")
+	one := publishAt(t, feed, tick, "one")
 	a.announce(time.Now(), kindPublish, "news", one, []byte("one"), "", a.cursorOf(ctx, "news", one))
 	a.housekeeping(ctx)
 	if got, want := drain(b.q), []string{"PRIVMSG #news :[news] one"}; !slices.Equal(got, want) {
