@@ -182,6 +182,23 @@ type ircPerson struct {
 	raw []string // every line received, CR LF included
 }
 
+// newsChannel starts ngIRCd, Redis with the feed news, alice in #news
+// (and in more channels), and the bridge with #news showing news (section:
+// the irc keys before channels, each line indented by two spaces); it
+// returns once alice sees the bot in #news and the adapter is up.
+func newsChannel(t *testing.T, opts testenv.NgircdOptions, section string, more ...string) (*ircEnv, *ircPerson) {
+	t.Helper()
+	e := startIRC(t, opts, "news")
+	alice := ircJoin(t, e.ngircd.Addr, "alice", append([]string{"#news"}, more...)...)
+	e.startBridge(t, section+`  channels:
+    - name: "#news"
+      feeds: [news]
+`)
+	alice.botJoined("#news")
+	e.waitState(t, "up")
+	return e, alice
+}
+
 // ircJoin connects as nick and joins channels, waiting for the server's
 // confirmation of each.
 func ircJoin(t *testing.T, addr, nick string, channels ...string) *ircPerson {

@@ -18,16 +18,9 @@ import (
 // through core appear, hostile items inject nothing, and a long item
 // arrives as lines that each fit the 512-byte limit as relayed.
 func TestIRCAnnouncements(t *testing.T) {
-	e := startIRC(t, testenv.NgircdOptions{}, "news")
-	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news", "#evil")
-	e.startBridge(t, `  rate: {interval: 0s}
+	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
   max_lines: 10
-  channels:
-    - name: "#news"
-      feeds: [news]
-`)
-	alice.botJoined("#news")
-	e.waitState(t, "up")
+`, "#evil")
 
 	e.publish(t, "news", `{"title":"Hello IRC","link":"https://example.org/1"}`)
 	m := alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "Hello IRC"))
@@ -180,17 +173,10 @@ func TestIRCCommands(t *testing.T) {
 // TestIRCReconnectCatchUp: ngircd restarts; the bot reconnects, rejoins
 // from its config and announces what it missed per the catch-up policy.
 func TestIRCReconnectCatchUp(t *testing.T) {
-	e := startIRC(t, testenv.NgircdOptions{}, "news")
-	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
-	e.startBridge(t, `  rate: {interval: 0s}
+	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
   reconnect: {min: 3s, max: 3s}
   catch_up: 2
-  channels:
-    - name: "#news"
-      feeds: [news]
 `)
-	alice.botJoined("#news")
-	e.waitState(t, "up")
 	e.publish(t, "news", "before the restart")
 	alice.expect("the live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "before the restart"))
 
@@ -226,17 +212,10 @@ func TestIRCReconnectCatchUp(t *testing.T) {
 // server's rate (so its keepalive PINGs are answered at once), announces
 // what fits its queue and summarizes the rest.
 func TestIRCFloodPenalties(t *testing.T) {
-	e := startIRC(t, testenv.NgircdOptions{Penalties: true}, "news")
-	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
-	e.startBridge(t, `  rate: {interval: 500ms, burst: 3}
+	e, alice := newsChannel(t, testenv.NgircdOptions{Penalties: true}, `  rate: {interval: 500ms, burst: 3}
   ping_interval: 1s
   queue_lines: 20
-  channels:
-    - name: "#news"
-      feeds: [news]
 `)
-	alice.botJoined("#news")
-	e.waitState(t, "up")
 	for i := 1; i <= 100; i++ {
 		e.publish(t, "news", fmt.Sprintf("burst %d", i))
 	}
@@ -340,17 +319,10 @@ func TestIRCNickOverServerLimit(t *testing.T) {
 // catch-up places the retracted mark where it was and posts exactly
 // what changed after it: the edited item and the new one.
 func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
-	e := startIRC(t, testenv.NgircdOptions{}, "news")
-	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news")
-	e.startBridge(t, `  rate: {interval: 0s}
+	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
   reconnect: {min: 2s, max: 2s}
   catch_up: 5
-  channels:
-    - name: "#news"
-      feeds: [news]
 `)
-	alice.botJoined("#news")
-	e.waitState(t, "up")
 	first := e.publishOrdered(t, "news", "first")
 	alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] first"))
 	second := e.publishOrdered(t, "news", "second")
@@ -386,17 +358,11 @@ func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
 // is announced: ngIRCd refuses the bot's line (404), the bot does not
 // count it as delivered, and once it may speak again it posts it.
 func TestIRCRefusedSendCaughtUp(t *testing.T) {
-	e := startIRC(t, testenv.NgircdOptions{}, "news")
-	alice := ircJoin(t, e.ngircd.Addr, "alice", "#news") // first in: channel operator
-	e.startBridge(t, `  rate: {interval: 0s}
+	// alice is first in #news: its operator
+	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
   join_retry: 1s
   catch_up: 5
-  channels:
-    - name: "#news"
-      feeds: [news]
 `)
-	alice.botJoined("#news")
-	e.waitState(t, "up")
 	e.publishOrdered(t, "news", "first")
 	alice.expect("the first item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "[news] first"))
 	mode := func(change string) {
