@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/mmcdole/gofeed"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
 	"github.com/feedbridge/feedbridge/core"
@@ -116,12 +115,7 @@ func TestAtomEndToEnd(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	addr := testenv.FreeAddr(t)
 	b := testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
-	store, err := core.NewStore(rdb, core.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := storeFor(t, rs.URL)
 	ctx := context.Background()
 	const feed = "team:1/tasks ü"
 	esc := url.PathEscape(feed)
@@ -226,12 +220,7 @@ func TestAtomTokenReader(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	addr := testenv.FreeAddr(t)
 	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
-	store, err := core.NewStore(rdb, core.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := storeFor(t, rs.URL)
 	ctx := context.Background()
 	if err := store.Create(ctx, "private:plans", core.TypeFeed, map[string]string{"title": "Plans"}); err != nil {
 		t.Fatal(err)
@@ -260,12 +249,7 @@ func TestAtomSortedFeedOrderAndTimes(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	addr := testenv.FreeAddr(t)
 	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	defer rdb.Close()
-	store, err := core.NewStore(rdb, core.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := storeFor(t, rs.URL)
 	ctx := context.Background()
 	if err := store.Create(ctx, "board", core.TypeSorted, nil); err != nil {
 		t.Fatal(err)

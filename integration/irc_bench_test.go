@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"gopkg.in/irc.v4"
 
 	"github.com/feedbridge/feedbridge/core"
@@ -35,12 +34,7 @@ func startBenchIRC(b *testing.B, section string, feeds []string, channels []stri
 	b.Helper()
 	rs := testenv.StartRedis(b)
 	ng := testenv.StartNgircd(b, testenv.NgircdOptions{})
-	rdb := redis.NewClient(&redis.Options{Addr: rs.Addr})
-	b.Cleanup(func() { rdb.Close() })
-	st, err := core.NewStore(rdb, core.StoreOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	st := storeFor(b, rs.URL)
 	for _, f := range feeds {
 		if err := st.Create(context.Background(), f, core.TypeFeed, nil); err != nil {
 			b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -14,4 +15,20 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	testenv.RemoveBuilds()
 	os.Exit(code)
+}
+
+// storeFor connects a core.Store to the test Redis at url, closed when
+// the test ends.
+func storeFor(t testing.TB, url string) *core.Store {
+	t.Helper()
+	rdb, err := core.NewRedisClient(url, core.RedisSingle, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	s, err := core.NewStore(rdb, core.StoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

@@ -60,7 +60,7 @@ func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
   rate_limit: {per_second: 0, domain_per_second: 0}
   max_subscriptions_per_jid: 0 # the fan-out subscribes 1,000 resources of one account`), httpAddr)
 	xmppWaitUp(b, bridge, "xmpp")
-	x := &xmppBench{store: xmppStore(b, r.URL), got: map[string]int{}, want: n,
+	x := &xmppBench{store: storeFor(b, r.URL), got: map[string]int{}, want: n,
 		complete: map[string]chan struct{}{}, arrived: map[string]time.Time{}}
 	ctx := context.Background()
 	if err := x.store.Create(ctx, "bench", core.TypeFeed, nil); err != nil {

@@ -21,7 +21,6 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
-	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -306,21 +305,6 @@ func (c *xmppClient) none(wait time.Duration) {
 		c.t.Fatalf("%s: unexpected message %s", c.jid, raw)
 	case <-time.After(wait):
 	}
-}
-
-// xmppStore connects a core.Store to the test Redis.
-func xmppStore(t testing.TB, url string) *core.Store {
-	t.Helper()
-	rdb, err := core.NewRedisClient(url, core.RedisSingle, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rdb.Close() })
-	s, err := core.NewStore(rdb, core.StoreOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }
 
 // xmppWaitUp polls /readyz until the named adapter reports up.

@@ -50,7 +50,7 @@ func startXMPPEnv(t testing.TB, extra string) *xmppEnv {
 	comp := testenv.ProsodyComponent{Domain: xmppService, Secret: "component-secret"}
 	e := &xmppEnv{redis: testenv.StartRedis(t)}
 	e.prosody = testenv.StartProsody(t, testenv.ProsodyOptions{Components: []testenv.ProsodyComponent{comp}, Users: xmppUsers})
-	e.store = xmppStore(t, e.redis.URL)
+	e.store = storeFor(t, e.redis.URL)
 	httpAddr := testenv.FreeAddr(t)
 	cfg := xmppBridgeConfig(e.redis.URL, httpAddr, comp, e.prosody.ComponentAddr, xmppTestACL, extra)
 	e.bridge = testenv.StartBridge(t, cfg, httpAddr)
