@@ -1,7 +1,6 @@
 package atom
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -31,25 +30,7 @@ type harness struct {
 	bridge *Bridge
 	srv    *httptest.Server
 	mux    *http.ServeMux
-	logs   *logBuffer
-}
-
-// logBuffer collects the adapter's log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs   *testenv.LogBuffer
 }
 
 // testACL lets the anonymous reader read everything but "secret:*", and
@@ -79,7 +60,7 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 		section += "\nrate_limit: {per_ip: {rate: 0}}"
 	}
 	b := newBridge(tb, section)
-	logs := &logBuffer{}
+	logs := &testenv.LogBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	// A long ping interval keeps the listener from sending commands that
 	// would blur the command counts some tests assert.

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // fakeServer is the server side of XEP-0114, enough to test the component
@@ -272,27 +273,9 @@ func (e *testEnv) restart() *fakeConn {
 	return e.server.accept()
 }
 
-// logBuffer collects log output for tests that check what is logged.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // captureLog makes hub log into the returned buffer.
-func captureLog(hub *core.Hub) *logBuffer {
-	var b logBuffer
+func captureLog(hub *core.Hub) *testenv.LogBuffer {
+	var b testenv.LogBuffer
 	hub.Log = slog.New(slog.NewTextHandler(&b, nil))
 	return &b
 }
