@@ -271,11 +271,11 @@ func (s *service) await(ctx context.Context, j job, later pending) {
 	}
 }
 
-// reply sends a request's reply, then runs after, if any.
+// reply sends a request's reply, then runs after, if any, whether the
+// reply went out or not (the request's change is made either way).
 func (s *service) reply(j job, reply []xml.Token, after func()) {
 	if err := send(j.sess, s.cfg.writeTimeout, reply); err != nil {
 		s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
-		return
 	}
 	if after != nil {
 		after()

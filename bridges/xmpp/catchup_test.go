@@ -277,3 +277,43 @@ func TestXMPPCursorsCoalesceWrites(t *testing.T) {
 		t.Fatal("a dropped node's cursor stays in Redis")
 	}
 }
+
+// TestXMPPSubscribeWhilePublishing checks a subscription that meets a
+// publish: an item published after the subscription was stored, but
+// before its last item was sent, reaches the new subscriber once, after
+// the last item from before the subscription.
+func TestXMPPSubscribeWhilePublishing(t *testing.T) {
+	hub, m := newHub(t)
+	ctx := context.Background()
+	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
+	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
+	feed := hub.Store.Feed("f")
+	at := time.UnixMilli(1_800_000_000_000)
+	m.SetTime(at)
+	_, err := feed.Publish(ctx, []byte("old"), "old")
+	must(t, err)
+
+	req, ok := parseIQ([]byte(subscribeIQ("s1", "f", "a@test")), testReqLimits)
+	if !ok {
+		t.Fatal("subscribe request did not parse")
+	}
+	who := caller{bare: "a@test", actor: core.Actor{Protocol: "xmpp", ID: "a@test"}}
+	reply, after, serr := s.subscribe(ctx, req, who)
+	if serr != nil || reply == nil || after == nil {
+		t.Fatalf("subscribe: %v", serr)
+	}
+	// the subscription is stored and its reply on its way: a publish now
+	m.SetTime(at.Add(time.Millisecond))
+	_, err = feed.Publish(ctx, []byte("new"), "new")
+	must(t, err)
+	pulled := make(chan struct{})
+	go func() {
+		defer close(pulled)
+		s.pull(ctx, "f", []string{"new"})
+	}()
+	after() // the reply went out
+	<-pulled
+	if got := drain(t, s.notify); !slices.Equal(got, []string{"old", "new"}) {
+		t.Fatalf("the new subscriber got %v, want the last item old, then new", got)
+	}
+}

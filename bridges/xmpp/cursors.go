@@ -125,6 +125,12 @@ func sum(data []byte) uint64 {
 // sent, up to which every subscriber got them (what a restarted bridge
 // catches up from).
 type nodeCursor struct {
+	// mu serializes what moves the pulled mark or changes who is
+	// notified from it: a pull (recipients, reads, queued notifications
+	// and the new mark) against a subscribe (the new subscription and
+	// the mark its last item is read at), so that a new subscriber gets
+	// the items after that mark, each once.
+	mu           sync.Mutex
 	pulled, sent mark
 	// recent holds the ids notified lately, oldest first (at most
 	// recentSent); only the dispatcher uses it.
@@ -194,6 +200,13 @@ func (c *cursors) load(ctx context.Context) error {
 	return nil
 }
 
+// pulledOf returns how far nc's feed was read.
+func (c *cursors) pulledOf(nc *nodeCursor) mark {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return nc.pulled
+}
+
 // pulled returns a node's cursor and its pulled mark.
 func (c *cursors) pulled(feed string) (*nodeCursor, mark, bool) {
 	c.mu.Lock()
@@ -241,13 +254,21 @@ func (c *cursors) delivered(feed string, nc *nodeCursor, m mark) {
 	}
 }
 
-// forget drops feed's cursor when idle reports (under the cursors' lock,
-// so that a cursor started meanwhile for a new subscriber is kept) that
-// the feed has no subscriber left.
+// forget drops feed's cursor when idle reports that the feed has no
+// subscriber left; it waits for a subscribe or pull on the node in
+// progress, so that a cursor a new subscriber uses is kept.
 func (c *cursors) forget(feed string, idle func() bool) {
 	c.mu.Lock()
+	nc := c.nodes[feed]
+	c.mu.Unlock()
+	if nc == nil {
+		return
+	}
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nodes[feed] == nil || !idle() {
+	if c.nodes[feed] != nc || !idle() {
 		return
 	}
 	delete(c.nodes, feed)

@@ -207,19 +207,21 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 // that woke the dispatcher) or, without one, at its newest item. It
 // returns the number of items queued.
 func (s *service) pull(ctx context.Context, feed string, ids []string) int {
-	to := s.recipients(feed)
-	if len(to) == 0 {
+	if len(s.recipients(feed)) == 0 {
 		return 0
 	}
 	firstID := ""
 	if len(ids) > 0 {
 		firstID = ids[0]
 	}
-	nc, m, err := s.startCursor(ctx, feed, firstID)
+	nc, err := s.lockCursor(ctx, feed, firstID)
 	if err != nil {
 		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
 		return 0
 	}
+	defer nc.mu.Unlock()
+	to := s.recipients(feed) // under the node's lock: see subscribe
+	m := s.cursors.pulledOf(nc)
 	store := s.hub.Store
 	budget, sent := s.cfg.CatchUpMax, 0
 	start := m
@@ -312,6 +314,24 @@ func (s *service) pullBehind(ctx context.Context, feed string, nc *nodeCursor, s
 		sent++
 	}
 	return sent
+}
+
+// lockCursor returns feed's cursor (see startCursor) with its lock held.
+func (s *service) lockCursor(ctx context.Context, feed, firstID string) (*nodeCursor, error) {
+	for {
+		nc, _, err := s.startCursor(ctx, feed, firstID)
+		if err != nil {
+			return nil, err
+		}
+		nc.mu.Lock()
+		if cur, _, ok := s.cursors.pulled(feed); ok && cur == nc {
+			return nc, nil
+		}
+		nc.mu.Unlock() // dropped before it was locked: the feed had no subscriber
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // startCursor returns feed's cursor, starting one if it has none: just

@@ -325,40 +325,82 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		return nil, nil, &stanzaError{Type: "wait", Condition: "policy-violation", App: "too-many-subscriptions",
 			Text: fmt.Sprintf("%s has %d subscriptions, the most this service allows", who.bare, s.cfg.MaxSubscriptionsPerJID)}
 	}
+	if typ != core.TypeFeed {
+		sub, err := s.subs.add(ctx, feed, j)
+		if err != nil {
+			s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
+			return nil, nil, errInternal("could not store the subscription; try again")
+		}
+		return subscribed(req.Node, j, sub), func() { s.sendLastSorted(ctx, feed, j) }, nil
+	}
+	// A plain feed's subscriber gets the last item notified to the node's
+	// subscribers (at the node's pulled mark), then, as notifications,
+	// every item after it: the node's lock keeps pulls out from the
+	// subscription's start until that last item is queued, after the
+	// reply, so each item reaches the subscriber once and in order.
+	nc, err := s.lockCursor(ctx, feed, "")
+	if err != nil {
+		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
+		return nil, nil, errInternal("could not read the node; try again")
+	}
 	sub, err := s.subs.add(ctx, feed, j)
 	if err != nil {
+		nc.mu.Unlock()
 		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 		return nil, nil, errInternal("could not store the subscription; try again")
 	}
-	if typ == core.TypeFeed {
-		// from here on, what is published reaches the subscriber even
-		// across a restart (a failure here is retried by the next pull)
-		if _, _, err := s.startCursor(ctx, feed, ""); err != nil {
-			s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
+	last, ok := s.lastNotified(ctx, feed, s.cursors.pulledOf(nc))
+	return subscribed(req.Node, j, sub), func() {
+		defer nc.mu.Unlock()
+		if ok {
+			s.sendLast(feed, last, j)
 		}
-	}
-	reply := el(ns(nsPubsub, "pubsub"), nil,
-		el(local("subscription"), []string{"node", req.Node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}))
-	return reply, func() { s.sendLast(ctx, feed, typ, j) }, nil
+	}, nil
 }
 
-// sendLast queues the node's last item for one new subscriber: the newest
-// item of a plain feed, stamped with its publish time, or the last item
-// of a sorted feed in position order (sorted feeds keep no times).
-func (s *service) sendLast(ctx context.Context, feed string, typ core.FeedType, to string) {
-	pr := core.PageRequest{Limit: 1}
-	if typ == core.TypeSorted {
-		n, err := s.hub.Store.Count(ctx, feed)
-		if err != nil || n == 0 {
-			return
+// subscribed is the reply to a subscribe request that succeeded.
+func subscribed(node, j string, sub subscription) []xml.Token {
+	return el(ns(nsPubsub, "pubsub"), nil,
+		el(local("subscription"), []string{"node", node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}))
+}
+
+// lastNotified returns the newest item of a plain feed at or before the
+// mark m: the last notified one still there unchanged, else the newest
+// item published before the mark's millisecond.
+func (s *service) lastNotified(ctx context.Context, feed string, m mark) (core.Item, bool) {
+	store := s.hub.Store
+	for i := len(m.Seen) - 1; i >= max(0, len(m.Seen)-3); i-- {
+		it, err := store.Item(ctx, feed, m.Seen[i].ID)
+		if err == nil && sameScore(it.Cursor().Hint, m.Hint) {
+			return it, true
 		}
-		pr.Offset = n - 1
 	}
-	page, err := s.hub.Store.Page(ctx, feed, pr)
+	c := m.cursor()
+	page, err := store.Page(ctx, feed, core.PageRequest{After: &c, Limit: 1})
+	if err != nil || len(page.Items) == 0 {
+		return core.Item{}, false
+	}
+	return page.Items[0], true
+}
+
+// sendLastSorted queues a sorted feed's last item, in position order, for
+// one new subscriber.
+func (s *service) sendLastSorted(ctx context.Context, feed, to string) {
+	n, err := s.hub.Store.Count(ctx, feed)
+	if err != nil || n == 0 {
+		return
+	}
+	page, err := s.hub.Store.Page(ctx, feed, core.PageRequest{Offset: n - 1, Limit: 1})
 	if err != nil || len(page.Items) == 0 {
 		return
 	}
-	it := page.Items[0]
+	s.sendLast(feed, page.Items[0], to)
+}
+
+// sendLast queues a node's last item for one new subscriber, stamped
+// with its publish time when it has one (XEP-0060 6.1.7; sorted feeds
+// keep no times).
+func (s *service) sendLast(feed string, it core.Item, to string) {
 	body := s.itemEvent(feed, it.ID, it.Data)
 	if !it.Published.IsZero() {
 		body = append(body, delayStamp(it.Published)...)
