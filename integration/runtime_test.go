@@ -169,12 +169,14 @@ func TestRuntimeAppliesActionsEndToEnd(t *testing.T) {
 	if _, err := c.store.Feed("news").Get(ctx, res.ID); err != nil {
 		t.Fatalf("the rogue retract went through: %v", err)
 	}
-	// The bridge counts what its worker did.
-	if code, body := httpGet(t, "http://"+httpAddr+"/metrics"); code != 200 ||
-		!strings.Contains(body, `feedbridge_job_results_total{code="201",queue="feedbridge.actions"} 1`) ||
-		!strings.Contains(body, `feedbridge_job_results_total{code="403",queue="feedbridge.actions"} 1`) {
-		t.Fatalf("metrics:\n%s", body)
-	}
+	// The bridge counts what its worker did (right after storing each
+	// result, so the count may follow the result event by a moment).
+	waitFor(t, "the metrics count both results", func() bool {
+		code, body := httpGet(t, "http://"+httpAddr+"/metrics")
+		return code == 200 &&
+			strings.Contains(body, `feedbridge_job_results_total{code="201",queue="feedbridge.actions"} 1`) &&
+			strings.Contains(body, `feedbridge_job_results_total{code="403",queue="feedbridge.actions"} 1`)
+	})
 
 	if err := b.Terminate(15 * time.Second); err != nil {
 		t.Fatalf("exit after SIGTERM: %v\n%s", err, b.LogTail(20))

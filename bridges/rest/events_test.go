@@ -25,6 +25,13 @@ func (e *env) wantEvent(rd *resttest.Reader, typ, data string) resttest.Event {
 	return ev
 }
 
+// skipTo reads events until one of type typ whose data contains data.
+func (e *env) skipTo(rd *resttest.Reader, typ, data string) {
+	e.t.Helper()
+	for ev := e.next(rd); ev.Type != typ || !strings.Contains(ev.Data, data); ev = e.next(rd) {
+	}
+}
+
 func TestStreamAndResume(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
@@ -104,9 +111,12 @@ func TestStreamResets(t *testing.T) {
 	e.wantEvent(rd, "publish", `"id":"`+id+`"`)
 	e.wantEvent(rd, "position", `"position":":end"`)
 	// more events than the ring keeps: resuming from the start is too old
+	var last string
 	for range 5 {
-		_, _ = s.Append(ctx, []byte("y"))
+		last, _ = s.Append(ctx, []byte("y"))
 	}
+	// the streams below start once every one of these events went out
+	e.skipTo(rd, "position", `"id":"`+last+`"`)
 	_, rd2 := e.stream("/v1/events?feeds=public:a", "", "Last-Event-ID", hello.ID)
 	e.wantEvent(rd2, "reset", `"too-far-behind"`)
 	_, rd = e.stream("/v1/events?feeds=public:a", "")
