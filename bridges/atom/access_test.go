@@ -161,6 +161,12 @@ func TestCachedAnswersAreNotLimited(t *testing.T) {
 	h.create("f", core.TypeFeed, nil)
 	h.publish("f", "1", "x")
 	h.eventually("the publish is recorded", func() bool { return h.rdb.HExists(ctx, prefixTimes+"f", "u:1").Val() })
+	// the adapter handles events in order, a batch at a time, recording
+	// then invalidating: once a later publish is recorded, the cache has
+	// seen the publish to f
+	h.create("later", core.TypeFeed, nil)
+	h.publish("later", "1", "x")
+	h.eventually("a later publish is recorded", func() bool { return h.rdb.HExists(ctx, prefixTimes+"later", "u:1").Val() })
 	for range 10 { // at most the first renders
 		h.ok("/atom/f", "X-Forwarded-For", "192.0.2.1")
 	}

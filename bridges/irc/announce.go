@@ -370,10 +370,17 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	newest := mark{channel: key, feed: feed, cur: items[len(items)-1].Cursor()}
 	setNested(a.queued, key, feed, newest.cur)
 	shown := items[max(len(items)-show, 0):]
-	if early := a.early[key][feed]; !ok && len(early) > 0 {
-		// no mark: items the channel has not seen (published once the
-		// bot was joining, or refused) are shown too
-		if i := slices.IndexFunc(items, func(it core.Item) bool { return early[it.ID] }); i >= 0 && i < len(items)-len(shown) {
+	if early := a.early[key][feed]; len(early) > 0 {
+		// items the channel has not seen (published once the bot was
+		// joining, or refused) are shown too when no mark covers them,
+		// or when the mark does though the server refused them: a mark
+		// set as a first baseline may cover an item whose live line
+		// followed, and was refused
+		before := len(items) - len(shown)
+		if ok {
+			before = min(before, len(items)-missed)
+		}
+		if i := slices.IndexFunc(items, func(it core.Item) bool { return early[it.ID] }); i >= 0 && i < before {
 			shown = items[i:]
 		}
 	}

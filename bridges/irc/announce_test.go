@@ -268,6 +268,46 @@ func TestRefusedBeforeAnyConfirmation(t *testing.T) {
 	}
 }
 
+// TestRefusedLineUnderTheBaseline: a first join's catch-up records the
+// newest item as a baseline; when that item's own event arrives after the
+// catch-up (it was published as the bot joined), its line still goes out,
+// and if the server refuses it, it is posted again although the baseline
+// covers it.
+func TestRefusedLineUnderTheBaseline(t *testing.T) {
+	f := newFakeServer(t) // PINGs go unanswered: nothing is confirmed
+	b := testBridge(t, `  enabled: true
+  server: `+f.ln.Addr().String()+`
+  nick: feedbot
+  rate: {interval: 0s}
+  join_retry: 1s
+  channels: [{name: "#news", feeds: [news]}]
+`)
+	makePublic(b)
+	ctx := context.Background()
+	if err := b.hub.Store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+		t.Fatal(err)
+	}
+	feed := b.hub.Store.Feed("news")
+	runBridge(t, b, f)
+	registerAndWait(f, b, "#news")
+	id := publish(t, feed, "one")
+	f.expect("PRIVMSG #news :[news] one")
+	// the baseline a catch-up that read "one" before its event records
+	it, err := b.hub.Store.Item(ctx, "news", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()})
+	publish(t, feed, "two")
+	f.expect("PRIVMSG #news :[news] two")
+	f.send(":srv 404 feedbot #news :Cannot send to channel")
+	for _, want := range []string{"PRIVMSG #news :[news] one", "PRIVMSG #news :[news] two"} {
+		if got := f.expect("PRIVMSG"); got != want {
+			t.Errorf("after the refusal the bot sent %q, want %q", got, want)
+		}
+	}
+}
+
 // savedMark returns the catch-up mark stored in Redis for a channel's
 // feed (zero when none).
 func savedMark(t *testing.T, b *Bridge, channel, feed string) core.Cursor {
