@@ -115,10 +115,8 @@ func TestXMPPBurstInOneMillisecond(t *testing.T) {
 // notified, even when they share its millisecond with a smaller id, even
 // when that item was retracted since; a second resync sends nothing.
 func TestXMPPResyncCatchesUpExactly(t *testing.T) {
-	hub, m := newHub(t)
+	s, hub, m := offlineService(t)
 	ctx := context.Background()
-	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
 	feed := hub.Store.Feed("f")
 	publish := func(id, item string) {
 		t.Helper()
@@ -166,10 +164,8 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 // places before the last one notified. Their events still notify them,
 // once each; the cursor does not move back.
 func TestXMPPWriterWithSlowClock(t *testing.T) {
-	hub, m := newHub(t)
+	s, hub, m := offlineService(t)
 	ctx := context.Background()
-	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
 	_, err := s.subs.add(ctx, "f", "x@test")
 	must(t, err)
 	at := time.UnixMilli(1_800_000_000_000)
@@ -283,10 +279,8 @@ func TestXMPPCursorsCoalesceWrites(t *testing.T) {
 // before its last item was sent, reaches the new subscriber once, after
 // the last item from before the subscription.
 func TestXMPPSubscribeWhilePublishing(t *testing.T) {
-	hub, m := newHub(t)
+	s, hub, m := offlineService(t)
 	ctx := context.Background()
-	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
 	feed := hub.Store.Feed("f")
 	at := time.UnixMilli(1_800_000_000_000)
 	m.SetTime(at)

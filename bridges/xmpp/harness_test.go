@@ -224,6 +224,16 @@ func newHub(t testing.TB) (*core.Hub, *miniredis.Miniredis) {
 	}, m
 }
 
+// offlineService returns a service without a connection (drain takes its
+// notifications) on a new hub that holds the plain feed f.
+func offlineService(t testing.TB) (*service, *core.Hub, *miniredis.Miniredis) {
+	t.Helper()
+	hub, m := newHub(t)
+	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
+	must(t, hub.Store.Create(context.Background(), "f", core.TypeFeed, nil))
+	return s, hub, m
+}
+
 // startEnv runs the component with cfg (edited by the caller) against a
 // fake server; it fails the test if Run leaks goroutines or errors.
 func startEnv(t testing.TB, domain string, edit func(*Config)) (*testEnv, *fakeConn) {
