@@ -24,6 +24,7 @@ bench:
 	$(GO) test -run '^$$' -bench BenchmarkFeed -benchtime 2s -count 3 ./bridges/atom/
 	$(GO) test -run '^$$' -bench BenchmarkREST -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPP -benchtime 3x ./integration/
+	$(GO) test -run '^$$' -bench BenchmarkXMPPResyncCatchUp -benchtime 3x -count 2 ./bridges/xmpp/
 	$(GO) test -run '^$$' -bench BenchmarkIRC -benchtime 500x ./integration/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)

@@ -163,8 +163,11 @@ func TestAtomEndToEnd(t *testing.T) {
 	if r, _ := atomGet(t, addr, "/atom/"+esc, "If-None-Match", etag1); r.StatusCode != http.StatusOK {
 		t.Fatalf("stale ETag: %s", r.Status)
 	}
+	// (the document may change once more after etag2: a render that ran
+	// before the adapter recorded the edit's time shows the old updated time)
 	waitFor(t, "the current ETag gives 304", func() bool {
-		r, _ := atomGet(t, addr, "/atom/"+esc, "If-None-Match", etag2)
+		_, current := atomFeed(t, addr, "atom", feed)
+		r, _ := atomGet(t, addr, "/atom/"+esc, "If-None-Match", current)
 		return r.StatusCode == http.StatusNotModified
 	})
 	for _, format := range []string{"rss", "json"} {

@@ -311,3 +311,51 @@ func TestXMPPSubscribeWhilePublishing(t *testing.T) {
 		t.Fatalf("the new subscriber got %v, want the last item old, then new", got)
 	}
 }
+
+// TestXMPPResyncCatchesUpEveryNode checks a catch-up over many nodes (read
+// several at once): each node's missed item reaches its subscriber once,
+// and a node whose feed was deleted meanwhile is notified as deleted.
+func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
+	s, hub, _ := offlineService(t)
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := range 100 {
+		feed := "n" + strconv.Itoa(i)
+		must(t, hub.Store.Create(ctx, feed, core.TypeFeed, nil))
+		_, err := s.subs.add(ctx, feed, "x@test")
+		must(t, err)
+		_, _, err = s.startCursor(ctx, feed, "")
+		must(t, err)
+		id := "item-of-" + feed
+		_, err = hub.Store.Feed(feed).Publish(ctx, []byte(`{}`), id)
+		must(t, err)
+		want[id] = true
+	}
+	_, err := s.subs.add(ctx, "f", "x@test")
+	must(t, err)
+	must(t, hub.Store.Delete(ctx, "f"))
+
+	s.onEvent(ctx, core.Event{Type: core.EventResync, Reason: core.ResyncConnected}, &batch{ids: map[string][]string{}})
+	deleted := 0
+	for {
+		q, d, _, to := s.notify.take()
+		if q == nil {
+			break
+		}
+		msg := tokensElement(t, message("pubsub.test", "x@test", "headline", "m", d.body))
+		ids := notifiedIDs(msg)
+		switch gone := msg.child(nsPubsubEvent, "event").child(nsPubsubEvent, "delete"); {
+		case len(ids) == 1 && want[ids[0]]:
+			delete(want, ids[0])
+		case gone != nil && q.feed == "f":
+			deleted++
+		default:
+			raw, _ := msg.marshal()
+			t.Fatalf("unexpected notification on %s: %s", q.feed, raw)
+		}
+		s.notify.advance(q, d, to)
+	}
+	if len(want) > 0 || deleted != 1 {
+		t.Fatalf("%d nodes not caught up, %d delete notifications", len(want), deleted)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 
 	"github.com/feedbridge/feedbridge/core"
 )
@@ -18,6 +20,8 @@ const (
 	maxBatch = 256
 	// pullBatch bounds the items read from a feed in one round trip.
 	pullBatch = 100
+	// catchUpParallel bounds the feeds a catch-up reads at once.
+	catchUpParallel = 32
 )
 
 // batch collects the plain feeds that got publishes or edits among the
@@ -120,12 +124,15 @@ func (s *service) onEvent(ctx context.Context, ev core.Event, b *batch) {
 
 // feedGone tells the subscribers of a deleted feed (XEP-0060 8.4.2) and
 // drops its subscriptions and cursor.
+// The subscriptions go first, so that a subscriber who asks for its
+// subscriptions on the notification no longer sees the node.
 func (s *service) feedGone(ctx context.Context, feed string) {
 	delete(s.types, feed)
-	s.notify.push(feed, deleteEvent(s.node(feed)), s.recipients(feed), nil)
+	to := s.recipients(feed)
 	if err := s.subs.remove(ctx, feed); err != nil {
 		s.log.Warn("xmpp: drop the subscriptions of a deleted feed", "feed", feed, "err", err)
 	}
+	s.notify.push(feed, deleteEvent(s.node(feed)), to, nil)
 	s.forgetIdle(feed)
 }
 
@@ -174,29 +181,56 @@ func (s *service) resync(ctx context.Context, reason core.ResyncReason) {
 
 // catchUp reads every plain feed with subscribers from its cursor (see
 // pull); a subscribed feed that no longer exists is notified as deleted.
+// The feeds are read catchUpParallel at a time, so that their reads share
+// round trips (core's store pipelines concurrent commands).
 func (s *service) catchUp(ctx context.Context, reason string) {
 	for _, feed := range s.cursors.feeds() {
 		s.forgetIdle(feed)
 	}
-	feeds, sent := 0, 0
-	for _, feed := range s.subs.feeds() {
-		if !s.feeds.Allows(feed) {
-			continue
+	feeds := slices.DeleteFunc(s.subs.feeds(), func(f string) bool { return !s.feeds.Allows(f) })
+	types := make([]core.FeedType, len(feeds))
+	errs := make([]error, len(feeds))
+	parallel(len(feeds), func(i int) {
+		if t, ok := s.types[feeds[i]]; ok {
+			types[i] = t
+			return
 		}
-		typ, err := s.feedType(ctx, feed)
-		switch {
+		types[i], errs[i] = s.hub.Store.Type(ctx, feeds[i])
+	})
+	var plain []string
+	for i, feed := range feeds {
+		switch err := errs[i]; {
 		case errors.Is(err, core.ErrFeedNotFound):
 			s.feedGone(ctx, feed) // deleted while its events were lost
 		case err != nil:
 			s.log.Warn("xmpp: catch up: read feed type", "feed", feed, "err", err)
-		case typ == core.TypeFeed:
-			feeds++
-			sent += s.pull(ctx, feed, nil)
+		default:
+			s.types[feed] = types[i]
+			if types[i] == core.TypeFeed {
+				plain = append(plain, feed)
+			}
 		}
 	}
-	if feeds > 0 {
-		s.log.Info("xmpp: caught up", "reason", reason, "feeds", feeds, "items_sent", sent)
+	var sent atomic.Int64
+	parallel(len(plain), func(i int) { sent.Add(int64(s.pull(ctx, plain[i], nil))) })
+	if len(plain) > 0 {
+		s.log.Info("xmpp: caught up", "reason", reason, "feeds", len(plain), "items_sent", sent.Load())
 	}
+}
+
+// parallel runs f(0) … f(n-1), catchUpParallel at a time, and returns
+// once all have.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, catchUpParallel)
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			f(i)
+		})
+	}
+	wg.Wait()
 }
 
 // pull queues notifications of the items of a plain feed published (or

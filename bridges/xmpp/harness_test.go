@@ -197,7 +197,13 @@ func testConfig(domain, addr string) Config {
 func newHub(t testing.TB) (*core.Hub, *miniredis.Miniredis) {
 	t.Helper()
 	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	return hubOn(t, m.Addr()), m
+}
+
+// hubOn is newHub on the Redis server at addr.
+func hubOn(t testing.TB, addr string) *core.Hub {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })
 	store, err := core.NewStore(rdb, core.StoreOptions{})
 	if err != nil {
@@ -221,7 +227,7 @@ func newHub(t testing.TB) (*core.Hub, *miniredis.Miniredis) {
 	return &core.Hub{
 		Store: store, Events: l, ACL: acl, Log: log,
 		Actions: core.NewActions(store, l, acl, core.ActionsOptions{Queue: "feedbridge.actions", MaxItemBytes: 1 << 20, ResultTTL: time.Hour}, nil),
-	}, m
+	}
 }
 
 // offlineService returns a service without a connection (drain takes its
