@@ -177,8 +177,9 @@ func TestIRCReconnectCatchUp(t *testing.T) {
   reconnect: {min: 3s, max: 3s}
   catch_up: 2
 `)
-	e.publish(t, "news", "before the restart")
+	id := e.publishOrdered(t, "news", "before the restart")
 	alice.expect("the live item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "before the restart"))
+	e.waitMark(t, "#news", "news", id) // delivered, as the server confirmed
 
 	e.ngircd.Stop()
 	e.waitState(t, "reconnecting")

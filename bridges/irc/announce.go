@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -52,6 +54,11 @@ type announcer struct {
 	// published while it waited for its JOIN or catch-up, or written but
 	// refused; a catch-up with no mark to start from shows them.
 	early map[string]map[string]map[string]bool
+	// baseline holds, per channel and feed, the ids a catch-up without a
+	// mark read but did not post: its baseline (the newest of them) marks
+	// them seen, so if one of them is posted live after all (its event
+	// came after the catch-up), the mark moves back before it.
+	baseline map[string]map[string]map[string]bool
 	// caughtUp is when each channel's last catch-up started reading.
 	caughtUp map[string]time.Time
 	pending  *core.Event // a sorted feed's publish, waiting for its position
@@ -60,7 +67,8 @@ type announcer struct {
 func newAnnouncer(b *Bridge) *announcer {
 	return &announcer{b: b, types: map[string]core.FeedType{},
 		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]bool{},
-		early: map[string]map[string]map[string]bool{}, caughtUp: map[string]time.Time{}}
+		early: map[string]map[string]map[string]bool{}, baseline: map[string]map[string]map[string]bool{},
+		caughtUp: map[string]time.Time{}}
 }
 
 func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
@@ -105,11 +113,12 @@ func (a *announcer) housekeeping(ctx context.Context) {
 		delete(a.queued, key) // its lane was dropped: resume from the delivered mark
 	}
 	for _, m := range unsent {
-		a.remember(m.channel, m.feed, m.cur.ID)
+		a.remember(m.channel, m.feed, m.cur.ID, true)
 	}
 	if ready == s {
 		clear(a.queued) // the queue was dropped with the old connection
 		clear(a.early)
+		clear(a.baseline)
 		clear(a.caughtUp)
 		b.join(s, b.desiredChannels(ctx, s))
 	}
@@ -242,7 +251,7 @@ func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, p
 	live, waiting := b.targets(feed)
 	for _, t := range waiting {
 		if kind == kindPublish {
-			a.remember(cm.fold(t.name), feed, id)
+			a.remember(cm.fold(t.name), feed, id, false)
 		}
 	}
 	for _, t := range live {
@@ -262,6 +271,12 @@ func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, p
 			if cur.ID != "" {
 				m = &mark{channel: key, feed: feed, cur: cur}
 				setNested(a.queued, key, feed, cur)
+				if a.baseline[key][feed][id] {
+					// the baseline covers an item posted now: until its
+					// line is confirmed, the mark stands just before it
+					b.marks.delivered(mark{channel: key, feed: feed, cur: justBefore(cur, a.types[feed])})
+					delete(a.baseline[key], feed)
+				}
 			}
 		}
 		a.post(s, t, kind, feed, id, item, position, m)
@@ -324,6 +339,7 @@ func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin
 	}
 	key := s.casemap().fold(name)
 	a.recent[key] = map[string]map[string]bool{}
+	a.baseline[key] = map[string]map[string]bool{}
 	a.caughtUp[key] = time.Now() // before reading Redis
 	t := target{name, spec}
 	for _, feed := range feeds {
@@ -364,26 +380,21 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		show = max(show, t.spec.backlog)
 	}
 	items, err := newestItems(ctx, b.hub.Store, feed, typ, show+recentMargin)
-	if err != nil || len(items) == 0 {
+	if err != nil {
 		return err
+	}
+	if len(items) == 0 {
+		if !ok {
+			// an empty feed's baseline is its start: every item to come
+			// counts as missed until one is confirmed delivered (a line
+			// lost with the connection before any confirmation included)
+			b.marks.delivered(mark{channel: key, feed: feed, cur: feedStart})
+		}
+		return nil
 	}
 	newest := mark{channel: key, feed: feed, cur: items[len(items)-1].Cursor()}
 	setNested(a.queued, key, feed, newest.cur)
-	shown := items[max(len(items)-show, 0):]
-	if early := a.early[key][feed]; len(early) > 0 {
-		// items the channel has not seen (published once the bot was
-		// joining, or refused) are shown too when no mark covers them,
-		// or when the mark does though the server refused them: a mark
-		// set as a first baseline may cover an item whose live line
-		// followed, and was refused
-		before := len(items) - len(shown)
-		if ok {
-			before = min(before, len(items)-missed)
-		}
-		if i := slices.IndexFunc(items, func(it core.Item) bool { return early[it.ID] }); i >= 0 && i < before {
-			shown = items[i:]
-		}
-	}
+	shown := pickShown(items, show, ok, a.early[key][feed])
 	delete(a.early[key], feed)
 	// live events for what this covers are not announced again: with a
 	// mark, every item read is announced, shown or counted; without one,
@@ -391,6 +402,11 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	covered := items
 	if !ok {
 		covered = shown
+		unposted := map[string]bool{}
+		for _, it := range items[:len(items)-len(shown)] {
+			unposted[it.ID] = true
+		}
+		a.baseline[key][feed] = unposted
 	}
 	recent := map[string]bool{}
 	for _, it := range covered {
@@ -404,7 +420,12 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 		a.post(s, t, kindPublish, feed, it.ID, it.Data, "", m)
 	}
-	more := missed - min(missed, len(shown))
+	more := missed // the summary counts the missed items not shown
+	for _, it := range shown {
+		if slices.IndexFunc(items, func(x core.Item) bool { return x.ID == it.ID }) >= len(items)-missed {
+			more--
+		}
+	}
 	switch {
 	case more > 0:
 		text := fmt.Sprintf("…and %d more in feed %s", more, feed)
@@ -416,6 +437,54 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		b.marks.delivered(newest) // a first baseline for later catch-ups
 	}
 	return nil
+}
+
+// pickShown returns the items of a catch-up to post, oldest first, from
+// items (the newest ones, oldest first): the newest show, and those the
+// channel has not seen (early: id -> whether the server refused its line;
+// else it was published while the channel waited for its JOIN). Without a
+// mark, everything from the first unseen one on is posted (the items
+// after it may still have their events in flight); with a mark, the
+// refused ones are posted whatever catch_up says, even when the mark
+// covers them (a first baseline can precede an item's live line).
+func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []core.Item {
+	newest := max(len(items)-show, 0)
+	unseen := func(it core.Item) bool {
+		refused, known := early[it.ID]
+		return refused || (known && !ok)
+	}
+	first := slices.IndexFunc(items, unseen)
+	switch {
+	case first < 0 || first >= newest:
+		return items[newest:]
+	case !ok:
+		return items[first:]
+	}
+	var picked []core.Item
+	for i, it := range items {
+		if i >= newest || unseen(it) {
+			picked = append(picked, it)
+		}
+	}
+	return picked
+}
+
+// feedStart is the cursor before every item of a plain or sorted feed: a
+// gone id whose hint places it at score 0 (plain) or index 0 (sorted).
+var feedStart = core.Cursor{ID: "-", Hint: "0"}
+
+// justBefore returns a cursor placed just before the item at cur, so that
+// the item counts as after it: a gone id at the float just below the
+// item's score (plain feed) or at its index (sorted feed).
+func justBefore(cur core.Cursor, typ core.FeedType) core.Cursor {
+	f, err := strconv.ParseFloat(cur.Hint, 64)
+	if err != nil {
+		return feedStart
+	}
+	if typ == core.TypeFeed {
+		f = math.Nextafter(f, math.Inf(-1))
+	}
+	return core.Cursor{ID: feedStart.ID, Hint: strconv.FormatFloat(f, 'g', -1, 64)}
 }
 
 // countAfter counts the items newer than cur: published after it on a
@@ -444,17 +513,19 @@ func newestItems(ctx context.Context, st *core.Store, feed string, typ core.Feed
 	return p.Items, err
 }
 
-// remember notes an item published to a channel that has not seen it:
-// a catch-up without a mark to start from shows it (at most recentMargin
-// per channel and feed are kept).
-func (a *announcer) remember(key, feed, id string) {
+// remember notes an item a channel has not seen: published while it
+// waited for its JOIN or catch-up, or (refused) its line was refused by
+// the server. A catch-up without a mark to start from shows both; one
+// with a mark shows the refused ones. At most recentMargin per channel
+// and feed are kept.
+func (a *announcer) remember(key, feed, id string, refused bool) {
 	ids := a.early[key][feed]
 	if ids == nil {
 		ids = map[string]bool{}
 		setNested(a.early, key, feed, ids)
 	}
-	if len(ids) < recentMargin {
-		ids[id] = true
+	if _, known := ids[id]; known || len(ids) < recentMargin {
+		ids[id] = ids[id] || refused
 	}
 }
 

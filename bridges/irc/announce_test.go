@@ -276,6 +276,24 @@ func TestRefusedBeforeAnyConfirmation(t *testing.T) {
 	}
 }
 
+// TestLostBeforeAnyConfirmation: a channel whose feed was empty at its
+// first join gets the feed's start as its baseline, so a line lost with
+// the connection before any line there was confirmed is caught up after
+// the reconnect, with what was published meanwhile.
+func TestLostBeforeAnyConfirmation(t *testing.T) {
+	f := newFakeServer(t) // PINGs go unanswered: nothing is confirmed
+	_, feed := newsOnFake(t, f, "")
+	publish(t, feed, "one")
+	f.expect("PRIVMSG #news :[news] one")
+	f.conn.Close()
+	f.accept()
+	publish(t, feed, "two")
+	register(f, "#news")
+	if got, want := f.expect("PRIVMSG"), "PRIVMSG #news :2 new items in feed news while I was away"; !strings.HasPrefix(got, want) {
+		t.Errorf("after the reconnect the bot sent %q, want %q", got, want)
+	}
+}
+
 // savedMark returns the catch-up mark stored in Redis for a channel's
 // feed (zero when none).
 func savedMark(t *testing.T, b *Bridge, channel, feed string) core.Cursor {
