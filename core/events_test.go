@@ -345,7 +345,9 @@ func TestListenerRecordsForeignResults(t *testing.T) {
 func TestListenerResyncsAfterConnectionKill(t *testing.T) {
 	b := realBackend(t)
 	ctx := ctxT(t)
-	l := startListener(t, b, core.ListenerOptions{PingInterval: 200 * time.Millisecond,
+	// the kill closes the connection, seen at once; a short ping interval
+	// would count a loaded machine's pause as one more reconnect
+	l := startListener(t, b, core.ListenerOptions{PingInterval: 2 * time.Second,
 		Backoff: core.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	sub := l.SubscribeFeed("f", 0)
 	defer sub.Close()

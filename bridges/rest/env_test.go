@@ -83,7 +83,10 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	listener := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: 200 * time.Millisecond,
+	// a Redis kill is seen at once (the connection closes); the ping only
+	// finds a silent one, and a short interval would take a loaded
+	// machine's pause for a dead connection (a resync resets the streams)
+	listener := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: time.Second,
 		Backoff: core.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	acl := core.MustACL(testACL...)
 	feeds := &core.FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}}

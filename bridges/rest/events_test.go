@@ -29,6 +29,9 @@ func (e *env) wantEvent(rd *resttest.Reader, typ, data string) resttest.Event {
 func (e *env) skipTo(rd *resttest.Reader, typ, data string) {
 	e.t.Helper()
 	for ev := e.next(rd); ev.Type != typ || !strings.Contains(ev.Data, data); ev = e.next(rd) {
+		if ev.Type == "reset" && typ != "reset" {
+			e.t.Fatalf("want %s event with %s, the stream reset: %+v", typ, data, ev)
+		}
 	}
 }
 
