@@ -231,6 +231,7 @@ func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 	ctx := context.Background()
 	h.create("plain", core.TypeFeed, nil)
 	h.publish("plain", "x", "first version")
+	h.settle("/atom/plain") // the publish's time is recorded
 	d1, r1 := h.atomOf("/atom/plain")
 	d2, r2 := h.atomOf("/atom/plain")
 	if d1.Entries[0].ID != d2.Entries[0].ID || r1.Header.Get("ETag") != r2.Header.Get("ETag") {
@@ -243,6 +244,8 @@ func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 		d3, _ = h.atomOf("/atom/plain")
 		return d3.Entries[0].Content.Body == "second version"
 	})
+	h.settle("/atom/plain") // and the edit's
+	d3, _ = h.atomOf("/atom/plain")
 	e1, e3 := d1.Entries[0], d3.Entries[0]
 	if e3.ID != e1.ID || e3.Published != e1.Published || e3.Updated <= e1.Updated {
 		t.Fatalf("after an edit: id %q→%q published %q→%q updated %q→%q", e1.ID, e3.ID, e1.Published, e3.Published, e1.Updated, e3.Updated)

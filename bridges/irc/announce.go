@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -48,8 +49,9 @@ type announcer struct {
 	// channel's current stay (the resync catch-up point); the delivered
 	// one is in the mark store.
 	queued map[string]map[string]core.Cursor
-	// recent holds ids a catch-up covered, per channel and feed.
-	recent map[string]map[string]map[string]bool
+	// recent holds the ids a catch-up covered, per channel and feed, with
+	// a hash of the content it read for each.
+	recent map[string]map[string]map[string]uint64
 	// early holds, per channel and feed, ids the channel has not seen:
 	// published while it waited for its JOIN or catch-up, or written but
 	// refused; a catch-up with no mark to start from shows them.
@@ -66,7 +68,7 @@ type announcer struct {
 
 func newAnnouncer(b *Bridge) *announcer {
 	return &announcer{b: b, types: map[string]core.FeedType{},
-		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]bool{},
+		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]uint64{},
 		early: map[string]map[string]map[string]bool{}, baseline: map[string]map[string]map[string]bool{},
 		caughtUp: map[string]time.Time{}}
 }
@@ -259,13 +261,14 @@ func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, p
 			continue
 		}
 		key := cm.fold(t.name)
-		if kind != kindPublish && at.Before(a.caughtUp[key]) && a.recent[key][feed][id] {
-			continue // the catch-up read the item after this change
+		read, covered := a.recent[key][feed][id]
+		if kind != kindPublish && covered && (at.Before(a.caughtUp[key]) || kind == kindEdit && read == contentSum(item)) {
+			continue // the catch-up read the item after this change (it may reach us late)
 		}
 		var m *mark
 		if kind == kindPublish {
-			if r := a.recent[key][feed]; r[id] {
-				delete(r, id) // already covered by the catch-up
+			if covered {
+				delete(a.recent[key][feed], id) // already covered by the catch-up
 				continue
 			}
 			if cur.ID != "" {
@@ -338,7 +341,7 @@ func (a *announcer) catchUp(ctx context.Context, s *session, name string, onJoin
 		return // nothing to post, or the bot is not in the channel (yet: its JOIN's catch-up comes)
 	}
 	key := s.casemap().fold(name)
-	a.recent[key] = map[string]map[string]bool{}
+	a.recent[key] = map[string]map[string]uint64{}
 	a.baseline[key] = map[string]map[string]bool{}
 	a.caughtUp[key] = time.Now() // before reading Redis
 	t := target{name, spec}
@@ -408,9 +411,9 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 		a.baseline[key][feed] = unposted
 	}
-	recent := map[string]bool{}
+	recent := map[string]uint64{}
 	for _, it := range covered {
-		recent[it.ID] = true
+		recent[it.ID] = contentSum(it.Data)
 	}
 	a.recent[key][feed] = recent
 	for i, it := range shown {
@@ -467,6 +470,14 @@ func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []co
 		}
 	}
 	return picked
+}
+
+// contentSum identifies an item's content (an edit event that carries
+// what a catch-up read already is that catch-up's, arriving late).
+func contentSum(data []byte) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(data)
+	return h.Sum64()
 }
 
 // feedStart is the cursor before every item of a plain or sorted feed: a

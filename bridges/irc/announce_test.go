@@ -183,6 +183,41 @@ func newsBridge(t *testing.T, extra string) (*Bridge, *core.Feed, func()) {
 	return b, b.hub.Store.Feed("news"), tick
 }
 
+// TestLateEditAfterCatchUp: an edit event that reaches the bridge only
+// after a catch-up already read (and posted) the edited item is not
+// announced again; a later edit still is.
+func TestLateEditAfterCatchUp(t *testing.T) {
+	b, feed, tick := newsBridge(t, "  catch_up: 5\n")
+	ctx := context.Background()
+	one := publishAt(t, feed, tick, "one")
+	it, err := b.hub.Store.Item(ctx, "news", one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()})
+	two := publishAt(t, feed, tick, "two")
+	tick()
+	if err := feed.Edit(ctx, two, []byte("two, corrected")); err != nil {
+		t.Fatal(err)
+	}
+	s := testSession(b)
+	a := newAnnouncer(b)
+	b.joined(s, "#news")
+	a.housekeeping(ctx)
+	if got, want := drain(b.q), []string{"PRIVMSG #news :[news] two, corrected"}; !slices.Equal(got, want) {
+		t.Fatalf("catch-up lines %q, want %q", got, want)
+	}
+	late := time.Now().Add(time.Second) // received after the catch-up began
+	a.announce(late, kindEdit, "news", two, []byte("two, corrected"), "", core.Cursor{})
+	if got := drain(b.q); len(got) != 0 {
+		t.Errorf("the late edit event was announced again: %q", got)
+	}
+	a.announce(late, kindEdit, "news", two, []byte("two, again"), "", core.Cursor{})
+	if got := drain(b.q); len(got) != 1 || !strings.Contains(got[0], "two, again") {
+		t.Errorf("a later edit gave %q", got)
+	}
+}
+
 // newsOnFake runs a bridge on the fake server f whose #news shows the
 // public plain feed news, with no rate limit and a join_retry of 1s; extra
 // adds keys to the irc section. It returns once the bot is in #news.
