@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"time"
 )
@@ -24,6 +25,14 @@ type Item struct {
 
 // Cursor returns a cursor that pages onward from this item.
 func (it Item) Cursor() Cursor { return Cursor{ID: it.ID, Hint: it.hint} }
+
+// ContentSum returns a 64-bit FNV-1a hash of an item's payload, by which
+// adapters tell whether content they handled has changed since.
+func ContentSum(data []byte) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write(data)
+	return h.Sum64()
+}
 
 // items is the read side shared by plain and sorted feeds.
 type items struct {

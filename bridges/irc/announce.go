@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -262,7 +261,7 @@ func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, p
 		}
 		key := cm.fold(t.name)
 		read, covered := a.recent[key][feed][id]
-		if kind != kindPublish && covered && (at.Before(a.caughtUp[key]) || kind == kindEdit && read == contentSum(item)) {
+		if kind != kindPublish && covered && (at.Before(a.caughtUp[key]) || kind == kindEdit && read == core.ContentSum(item)) {
 			continue // the catch-up read the item after this change (it may reach us late)
 		}
 		var m *mark
@@ -413,7 +412,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	}
 	recent := map[string]uint64{}
 	for _, it := range covered {
-		recent[it.ID] = contentSum(it.Data)
+		recent[it.ID] = core.ContentSum(it.Data)
 	}
 	a.recent[key][feed] = recent
 	for i, it := range shown {
@@ -470,14 +469,6 @@ func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []co
 		}
 	}
 	return picked
-}
-
-// contentSum identifies an item's content (an edit event that carries
-// what a catch-up read already is that catch-up's, arriving late).
-func contentSum(data []byte) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write(data)
-	return h.Sum64()
 }
 
 // feedStart is the cursor before every item of a plain or sorted feed: a

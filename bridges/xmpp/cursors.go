@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -79,13 +78,13 @@ func (m mark) has(it core.Item) bool {
 	if !sameScore(it.Cursor().Hint, m.Hint) {
 		return false
 	}
-	seen := seenItem{ID: it.ID, Sum: sum(it.Data)}
+	seen := seenItem{ID: it.ID, Sum: core.ContentSum(it.Data)}
 	return slices.Contains(m.Seen, seen)
 }
 
 // next returns the mark once it is notified too (items come oldest first).
 func (m mark) next(it core.Item) mark {
-	seen := seenItem{ID: it.ID, Sum: sum(it.Data)}
+	seen := seenItem{ID: it.ID, Sum: core.ContentSum(it.Data)}
 	if !sameScore(it.Cursor().Hint, m.Hint) {
 		return mark{Hint: it.Cursor().Hint, Seen: []seenItem{seen}}
 	}
@@ -112,12 +111,6 @@ func sameScore(a, b string) bool {
 	fa, errA := strconv.ParseFloat(a, 64)
 	fb, errB := strconv.ParseFloat(b, 64)
 	return errA == nil && errB == nil && fa == fb
-}
-
-func sum(data []byte) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write(data)
-	return h.Sum64()
 }
 
 // nodeCursor is one node's pair of marks: pulled, up to which its feed
