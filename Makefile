@@ -19,8 +19,8 @@ vet:
 ## bench: the benchmarks recorded in docs/benchmarks.md (needs wrk for the REST ones)
 bench:
 	@./scripts/test-deps.sh --bench
-	$(GO) test -run '^$$' -bench 'PublishThroughput|JobCycle' -benchtime 1x -count 5 ./core/
-	$(GO) test -run '^$$' -bench 'PublishAllocs|DeliverEvent' -benchmem ./core/
+	$(GO) test -run '^$$' -bench 'PublishThroughput|JobCycle' -benchtime 1x -count 5 ./core/thoonk/
+	$(GO) test -run '^$$' -bench 'PublishAllocs|DeliverEvent' -benchmem ./core/thoonk/
 	$(GO) test -run '^$$' -bench BenchmarkFeed -benchtime 2s -count 3 ./bridges/atom/
 	$(GO) test -run '^$$' -bench BenchmarkREST -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPP -benchtime 3x ./integration/

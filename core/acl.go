@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"regexp"
 	"slices"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Actor is who asked for something, as the protocol proved it: never an
@@ -51,7 +53,7 @@ var verbRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 // starting with a letter.
 func ValidateVerb(verb string) error {
 	if !verbRE.MatchString(verb) {
-		return fmt.Errorf("verb %q: want 1-32 of a-z 0-9 _ -, starting with a letter: %w", verb, ErrInvalid)
+		return fmt.Errorf("verb %q: want 1-32 of a-z 0-9 _ -, starting with a letter: %w", verb, thoonk.ErrInvalid)
 	}
 	return nil
 }
@@ -62,7 +64,7 @@ type FeedFilter struct {
 	Include []string `yaml:"include"`
 	Exclude []string `yaml:"exclude"`
 
-	include, exclude []Pattern
+	include, exclude []thoonk.Pattern
 }
 
 // Compile checks the patterns; sec and key name them in errors.
@@ -106,7 +108,7 @@ type ACLRule struct {
 	Feeds  []string `yaml:"feeds"`
 	Allow  []string `yaml:"allow"`
 
-	actors, feeds []Pattern
+	actors, feeds []thoonk.Pattern
 }
 
 // ACL decides what each actor may do on each feed. Everything is denied
@@ -169,11 +171,25 @@ func (a *ACL) Allowed(actor Actor, feed, op string) bool {
 	return false
 }
 
-func anyMatch(ps []Pattern, s string) bool {
+func anyMatch(ps []thoonk.Pattern, s string) bool {
 	for _, p := range ps {
 		if p.Match(s) {
 			return true
 		}
 	}
 	return false
+}
+
+// compilePatterns compiles a list of globs; sec and key name them in errors.
+func compilePatterns(globs []string, sec *Section, key string) ([]thoonk.Pattern, []error) {
+	var errs []error
+	out := make([]thoonk.Pattern, 0, len(globs))
+	for i, g := range globs {
+		p, err := thoonk.CompilePattern(g)
+		if err != nil {
+			errs = append(errs, sec.Errorf(fmt.Sprintf("%s[%d]", key, i), "%v", err))
+		}
+		out = append(out, p)
+	}
+	return out, errs
 }

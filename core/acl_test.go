@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk/thoonktest"
 )
 
 func TestACL(t *testing.T) {
@@ -43,7 +44,7 @@ func TestACL(t *testing.T) {
 func TestFeedFilter(t *testing.T) {
 	root, _ := core.ParseYAML("f", nil)
 	f := core.FeedFilter{Include: []string{"team:*", "news"}, Exclude: []string{"team:secret:*"}}
-	must(t, f.Compile(root, "feeds"))
+	thoonktest.Must(t, f.Compile(root, "feeds"))
 	for name, want := range map[string]bool{"news": true, "team:1:tasks": true, "team:secret:x": false, "other": false} {
 		if f.Allows(name) != want {
 			t.Errorf("Allows(%q) = %v", name, !want)

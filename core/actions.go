@@ -9,6 +9,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Action is what a user asked for through a protocol. It is never applied
@@ -84,22 +86,22 @@ func EncodeActionJob(a Action, instance string, at time.Time) []byte {
 func DecodeActionJob(b []byte) (*ActionJob, error) {
 	var j ActionJob
 	if err := json.Unmarshal(b, &j); err != nil {
-		return nil, fmt.Errorf("action job: not JSON of the action format: %w", ErrInvalid)
+		return nil, fmt.Errorf("action job: not JSON of the action format: %w", thoonk.ErrInvalid)
 	}
 	if j.V != ActionJobVersion {
-		return nil, fmt.Errorf("action job: version %d, want %d: %w", j.V, ActionJobVersion, ErrInvalid)
+		return nil, fmt.Errorf("action job: version %d, want %d: %w", j.V, ActionJobVersion, thoonk.ErrInvalid)
 	}
 	if err := ValidateVerb(j.Verb); err != nil {
 		return nil, fmt.Errorf("action job: %w", err)
 	}
-	if err := ValidateFeedName(j.Feed); err != nil {
+	if err := thoonk.ValidateFeedName(j.Feed); err != nil {
 		return nil, fmt.Errorf("action job: %w", err)
 	}
 	if j.Actor.Protocol == "" || j.Actor.ID == "" {
-		return nil, fmt.Errorf("action job: no actor: %w", ErrInvalid)
+		return nil, fmt.Errorf("action job: no actor: %w", thoonk.ErrInvalid)
 	}
 	if j.Item != nil && j.ItemBase64 != nil {
-		return nil, fmt.Errorf("action job: both item and item_base64: %w", ErrInvalid)
+		return nil, fmt.Errorf("action job: both item and item_base64: %w", thoonk.ErrInvalid)
 	}
 	return &j, nil
 }
@@ -133,7 +135,7 @@ type ActionRoute struct {
 	Verbs []string `yaml:"verbs"`
 	Queue string   `yaml:"queue"`
 
-	feeds []Pattern
+	feeds []thoonk.Pattern
 }
 
 // ActionsOptions configures Actions.
@@ -153,8 +155,8 @@ type ActionsOptions struct {
 
 // Actions turns actions into jobs.
 type Actions struct {
-	s    *Store
-	l    *Listener
+	s    *thoonk.Store
+	l    *thoonk.Listener
 	acl  *ACL
 	opts ActionsOptions
 	m    *Metrics
@@ -162,7 +164,7 @@ type Actions struct {
 
 // NewActions returns the action submitter; routes must have been compiled
 // by Config.Validate (or CompileRoutes).
-func NewActions(s *Store, l *Listener, acl *ACL, opts ActionsOptions, m *Metrics) *Actions {
+func NewActions(s *thoonk.Store, l *thoonk.Listener, acl *ACL, opts ActionsOptions, m *Metrics) *Actions {
 	return &Actions{s: s, l: l, acl: acl, opts: opts, m: m}
 }
 
@@ -183,7 +185,7 @@ func CompileRoutes(routes []ActionRoute, sec *Section, key string) error {
 				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.verbs[%d]", at, j), "%v", err))
 			}
 		}
-		if err := ValidateFeedName(r.Queue); err != nil {
+		if err := thoonk.ValidateFeedName(r.Queue); err != nil {
 			errs = append(errs, sec.Errorf(at+".queue", "name the job feed for these actions: %v", err))
 		}
 	}
@@ -250,14 +252,14 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 	if err := ValidateVerb(act.Verb); err != nil {
 		return err
 	}
-	if err := ValidateFeedName(act.Feed); err != nil {
+	if err := thoonk.ValidateFeedName(act.Feed); err != nil {
 		return err
 	}
-	if act.Actor.Protocol == "" || validateText("actor id", act.Actor.ID, 512) != nil {
-		return fmt.Errorf("action: the actor is not identified: %w", ErrInvalid)
+	if act.Actor.Protocol == "" || thoonk.ValidateText("actor id", act.Actor.ID, 512) != nil {
+		return fmt.Errorf("action: the actor is not identified: %w", thoonk.ErrInvalid)
 	}
 	if act.Actor.Display != "" {
-		if err := validateText("actor display name", act.Actor.Display, maxArgBytes); err != nil {
+		if err := thoonk.ValidateText("actor display name", act.Actor.Display, maxArgBytes); err != nil {
 			return err
 		}
 	}
@@ -268,7 +270,7 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 		return fmt.Errorf("item is %d bytes, over the limit of %d: %w", len(act.Item), a.opts.MaxItemBytes, ErrTooLarge)
 	}
 	if act.ID != "" {
-		if err := ValidateID(act.ID); err != nil {
+		if err := thoonk.ValidateID(act.ID); err != nil {
 			return err
 		}
 	}
@@ -280,7 +282,7 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 			return fmt.Errorf("an argument is %d bytes, over the limit of %d: %w", len(arg), maxArgBytes, ErrTooLarge)
 		}
 		if arg != "" {
-			if err := validateText("argument", arg, maxArgBytes); err != nil {
+			if err := thoonk.ValidateText("argument", arg, maxArgBytes); err != nil {
 				return err
 			}
 		}
@@ -289,11 +291,11 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 	switch act.Verb {
 	case VerbEdit, VerbRetract, VerbMove:
 		if act.ID == "" {
-			return fmt.Errorf("%s needs an item id: %w", act.Verb, ErrInvalid)
+			return fmt.Errorf("%s needs an item id: %w", act.Verb, thoonk.ErrInvalid)
 		}
 	}
 	if act.Verb == VerbMove || act.Position != "" {
-		if _, err := ParsePosition(act.Position); err != nil {
+		if _, err := thoonk.ParsePosition(act.Position); err != nil {
 			return err
 		}
 	}
@@ -301,11 +303,11 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 	if err != nil {
 		return err
 	}
-	if standard && typ != TypeFeed && typ != TypeSorted {
-		return &WrongTypeError{Feed: act.Feed, Want: typeItems, Got: typ}
+	if standard && typ != thoonk.TypeFeed && typ != thoonk.TypeSorted {
+		return &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeItems, Got: typ}
 	}
-	if (act.Verb == VerbMove || act.Position != "") && standard && typ != TypeSorted {
-		return &WrongTypeError{Feed: act.Feed, Want: TypeSorted, Got: typ}
+	if (act.Verb == VerbMove || act.Position != "") && standard && typ != thoonk.TypeSorted {
+		return &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeSorted, Got: typ}
 	}
 	return nil
 }
@@ -321,7 +323,7 @@ func (a *Actions) Submit(ctx context.Context, act Action) (Ticket, error) {
 // registered before the job is stored so that no result can be missed: for
 // adapters that acknowledge at once and report the result later. The
 // caller must Wait or Cancel the waiter.
-func (a *Actions) SubmitWatch(ctx context.Context, act Action) (Ticket, *ResultWaiter, error) {
+func (a *Actions) SubmitWatch(ctx context.Context, act Action) (Ticket, *thoonk.ResultWaiter, error) {
 	return a.submit(ctx, act, true)
 }
 
@@ -345,18 +347,18 @@ func (a *Actions) SubmitWait(ctx context.Context, act Action, wait time.Duration
 	return t, &r, nil
 }
 
-func (a *Actions) submit(ctx context.Context, act Action, wait bool) (Ticket, *ResultWaiter, error) {
+func (a *Actions) submit(ctx context.Context, act Action, wait bool) (Ticket, *thoonk.ResultWaiter, error) {
 	if err := a.Check(ctx, act); err != nil {
 		a.m.action(act.Actor.Protocol, act.Verb, outcomeOf(err))
 		return Ticket{}, nil, err
 	}
-	t := Ticket{Queue: a.Queue(act.Feed, act.Verb), JobID: NewID()}
-	var w *ResultWaiter
+	t := Ticket{Queue: a.Queue(act.Feed, act.Verb), JobID: thoonk.NewID()}
+	var w *thoonk.ResultWaiter
 	if wait && a.l != nil {
 		w = a.l.Expect(t.Queue, t.JobID)
 	}
-	_, err := a.s.Jobs(t.Queue).Put(ctx, EncodeActionJob(act, a.s.instance, time.Now()),
-		PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL, Submitter: act.Actor.String()})
+	_, err := a.s.Jobs(t.Queue).Put(ctx, EncodeActionJob(act, a.s.Instance(), time.Now()),
+		thoonk.PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL, Submitter: act.Actor.String()})
 	if err != nil {
 		if w != nil {
 			w.Cancel()
@@ -383,8 +385,8 @@ func outcomeOf(err error) string {
 // type), to be answered to the user, rather than a failure to store it
 // (Redis unreachable), to be logged and retried.
 func Refused(err error) bool {
-	return errors.Is(err, ErrDenied) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) ||
-		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrWrongType)
+	return errors.Is(err, ErrDenied) || errors.Is(err, thoonk.ErrNotFound) || errors.Is(err, thoonk.ErrInvalid) ||
+		errors.Is(err, ErrTooLarge) || errors.Is(err, thoonk.ErrWrongType)
 }
 
 // JobStatus is what the bridge knows of a submitted action's job.
@@ -407,7 +409,7 @@ type JobStatus struct {
 // any other job feed is reported as not found.
 func (a *Actions) Status(ctx context.Context, queue, id string) (JobStatus, error) {
 	if !slices.Contains(a.Queues(), queue) {
-		return JobStatus{}, fmt.Errorf("job status %q: not an action queue: %w", queue, ErrFeedNotFound)
+		return JobStatus{}, fmt.Errorf("job status %q: not an action queue: %w", queue, thoonk.ErrFeedNotFound)
 	}
 	st, err := a.s.Jobs(queue).State(ctx, id)
 	if err != nil {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
+	"github.com/feedbridge/feedbridge/core/thoonk/thoonktest"
 )
 
 var tester = core.Actor{Protocol: "core", ID: "tester", Display: "Test Er"}
@@ -24,32 +26,32 @@ func testACL() *core.ACL {
 	)
 }
 
-func newActions(b *backend, l *core.Listener, routes ...core.ActionRoute) *core.Actions {
+func newActions(b *thoonktest.Backend, l *thoonk.Listener, routes ...core.ActionRoute) *core.Actions {
 	root, _ := core.ParseYAML("t", nil)
 	if err := core.CompileRoutes(routes, root, "routes"); err != nil {
 		panic(err)
 	}
-	return core.NewActions(b.store, l, testACL(), core.ActionsOptions{
+	return core.NewActions(b.Store, l, testACL(), core.ActionsOptions{
 		Queue: "actions", CustomQueue: "custom", Routes: routes, MaxItemBytes: 1024, ResultTTL: time.Minute,
 	}, nil)
 }
 
 func TestSubmitStoresTheDocumentedJob(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *backend) {
-		ctx := ctxT(t)
-		create(t, b, "actions", core.TypeJob, nil)
-		create(t, b, "news", core.TypeFeed, nil)
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "actions", thoonk.TypeJob, nil)
+		b.Create(t, "news", thoonk.TypeFeed, nil)
 		a := newActions(b, nil)
 		before := time.Now().UTC()
 		tk, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte(`{"title":"hi"}`), Actor: tester})
-		must(t, err)
+		thoonktest.Must(t, err)
 		if tk.Queue != "actions" || len(tk.JobID) != 32 {
 			t.Fatalf("ticket %+v", tk)
 		}
-		raw, err := b.store.Jobs("actions").Item(ctx, tk.JobID)
-		must(t, err)
+		raw, err := b.Store.Jobs("actions").Item(ctx, tk.JobID)
+		thoonktest.Must(t, err)
 		var doc map[string]any
-		must(t, json.Unmarshal(raw, &doc))
+		thoonktest.Must(t, json.Unmarshal(raw, &doc))
 		if doc["v"] != 1.0 || doc["verb"] != "publish" || doc["feed"] != "news" || doc["item"] != `{"title":"hi"}` ||
 			doc["instance"] != "test-instance" {
 			t.Fatalf("job %s", raw)
@@ -64,25 +66,25 @@ func TestSubmitStoresTheDocumentedJob(t *testing.T) {
 		}
 		// binary payloads travel as base64
 		tk, err = a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte{0xff, 0}, Actor: tester})
-		must(t, err)
-		raw, _ = b.store.Jobs("actions").Item(ctx, tk.JobID)
+		thoonktest.Must(t, err)
+		raw, _ = b.Store.Jobs("actions").Item(ctx, tk.JobID)
 		j, err := core.DecodeActionJob(raw)
-		must(t, err)
+		thoonktest.Must(t, err)
 		if j.Item != nil || string(j.Payload()) != "\xff\x00" {
 			t.Fatalf("binary job %s", raw)
 		}
-		if st, _ := a.Status(ctx, tk.Queue, tk.JobID); st.State != core.JobQueued {
+		if st, _ := a.Status(ctx, tk.Queue, tk.JobID); st.State != thoonk.JobQueued {
 			t.Fatalf("status %+v", st)
 		}
 	})
 }
 
 func TestSubmitRefusesBeforeStoring(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *backend) {
-		ctx := ctxT(t)
-		create(t, b, "actions", core.TypeJob, nil)
-		create(t, b, "news", core.TypeFeed, nil)
-		create(t, b, "list", core.TypeSorted, nil)
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "actions", thoonk.TypeJob, nil)
+		b.Create(t, "news", thoonk.TypeFeed, nil)
+		b.Create(t, "list", thoonk.TypeSorted, nil)
 		a := newActions(b, nil)
 		stranger := core.Actor{Protocol: "xmpp", ID: "eve@example.org"}
 		for _, tc := range []struct {
@@ -92,33 +94,33 @@ func TestSubmitRefusesBeforeStoring(t *testing.T) {
 		}{
 			{"denied", core.Action{Verb: "publish", Feed: "news", Actor: stranger}, core.ErrDenied},
 			{"denied on a missing feed leaks nothing", core.Action{Verb: "publish", Feed: "nope", Actor: stranger}, core.ErrDenied},
-			{"unknown feed", core.Action{Verb: "publish", Feed: "nope", Actor: tester}, core.ErrFeedNotFound},
+			{"unknown feed", core.Action{Verb: "publish", Feed: "nope", Actor: tester}, thoonk.ErrFeedNotFound},
 			{"too large", core.Action{Verb: "publish", Feed: "news", Item: make([]byte, 1025), Actor: tester}, core.ErrTooLarge},
-			{"edit needs an id", core.Action{Verb: "edit", Feed: "news", Actor: tester}, core.ErrInvalid},
-			{"bad verb", core.Action{Verb: "Drop Table", Feed: "news", Actor: tester}, core.ErrInvalid},
-			{"bad feed name", core.Action{Verb: "publish", Feed: "a\nb", Actor: tester}, core.ErrInvalid},
-			{"no actor", core.Action{Verb: "publish", Feed: "news"}, core.ErrInvalid},
-			{"move on a plain feed", core.Action{Verb: "move", Feed: "news", ID: "1", Position: ":end", Actor: tester}, core.ErrWrongType},
-			{"move without position", core.Action{Verb: "move", Feed: "list", ID: "1", Actor: tester}, core.ErrInvalid},
-			{"publish into a job feed", core.Action{Verb: "publish", Feed: "actions", Actor: tester}, core.ErrWrongType},
+			{"edit needs an id", core.Action{Verb: "edit", Feed: "news", Actor: tester}, thoonk.ErrInvalid},
+			{"bad verb", core.Action{Verb: "Drop Table", Feed: "news", Actor: tester}, thoonk.ErrInvalid},
+			{"bad feed name", core.Action{Verb: "publish", Feed: "a\nb", Actor: tester}, thoonk.ErrInvalid},
+			{"no actor", core.Action{Verb: "publish", Feed: "news"}, thoonk.ErrInvalid},
+			{"move on a plain feed", core.Action{Verb: "move", Feed: "news", ID: "1", Position: ":end", Actor: tester}, thoonk.ErrWrongType},
+			{"move without position", core.Action{Verb: "move", Feed: "list", ID: "1", Actor: tester}, thoonk.ErrInvalid},
+			{"publish into a job feed", core.Action{Verb: "publish", Feed: "actions", Actor: tester}, thoonk.ErrWrongType},
 			{"too many arguments", core.Action{Verb: "ship", Feed: "news", Args: make([]string, core.MaxArgs+1), Actor: tester}, core.ErrTooLarge},
 			{"a huge argument", core.Action{Verb: "ship", Feed: "news", Args: []string{strings.Repeat("x", 2000)}, Actor: tester}, core.ErrTooLarge},
-			{"an argument with CR/LF", core.Action{Verb: "ship", Feed: "news", Args: []string{"a\r\nJOIN #x"}, Actor: tester}, core.ErrInvalid},
-			{"a bad position on a custom verb", core.Action{Verb: "ship", Feed: "news", Position: "\r\nx", Actor: tester}, core.ErrInvalid},
-			{"a display name with controls", core.Action{Verb: "publish", Feed: "news", Actor: core.Actor{Protocol: "core", ID: "tester", Display: "a\x00b"}}, core.ErrInvalid},
+			{"an argument with CR/LF", core.Action{Verb: "ship", Feed: "news", Args: []string{"a\r\nJOIN #x"}, Actor: tester}, thoonk.ErrInvalid},
+			{"a bad position on a custom verb", core.Action{Verb: "ship", Feed: "news", Position: "\r\nx", Actor: tester}, thoonk.ErrInvalid},
+			{"a display name with controls", core.Action{Verb: "publish", Feed: "news", Actor: core.Actor{Protocol: "core", ID: "tester", Display: "a\x00b"}}, thoonk.ErrInvalid},
 		} {
 			if _, err := a.Submit(ctx, tc.act); !errors.Is(err, tc.want) {
 				t.Errorf("%s: got %v, want %v", tc.name, err, tc.want)
 			}
 		}
-		if n, _ := b.rdb.HLen(ctx, "feed.items:actions").Result(); n != 0 {
+		if n, _ := b.RDB.HLen(ctx, "feed.items:actions").Result(); n != 0 {
 			t.Fatalf("%d jobs stored by refused actions", n)
 		}
 	})
 }
 
 func TestActionRoutes(t *testing.T) {
-	b := miniBackend(t)
+	b := thoonktest.Mini(t)
 	a := newActions(b, nil,
 		core.ActionRoute{Feeds: []string{"deploys:*"}, Verbs: []string{"ship"}, Queue: "deploy.actions"},
 		core.ActionRoute{Feeds: []string{"team:*"}, Queue: "team.actions"},
@@ -141,17 +143,17 @@ func TestActionRoutes(t *testing.T) {
 
 // The built-in worker applies each standard verb and answers like HTTP.
 func TestWorkerApply(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *backend) {
-		ctx := ctxT(t)
-		create(t, b, "news", core.TypeFeed, nil)
-		create(t, b, "list", core.TypeSorted, nil)
-		create(t, b, "tasks", core.TypeFeed, nil)
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "news", thoonk.TypeFeed, nil)
+		b.Create(t, "list", thoonk.TypeSorted, nil)
+		b.Create(t, "tasks", thoonk.TypeFeed, nil)
 		schema := filepath.Join(t.TempDir(), "task.json")
-		must(t, os.WriteFile(schema, []byte(`{"type":"object","required":["title"],"properties":{"title":{"type":"string"}}}`), 0o644))
+		thoonktest.Must(t, os.WriteFile(schema, []byte(`{"type":"object","required":["title"],"properties":{"title":{"type":"string"}}}`), 0o644))
 		root, _ := core.ParseYAML("t", nil)
 		schemas, err := core.CompileSchemas([]core.SchemaRule{{Feeds: []string{"tasks"}, File: schema}}, root, "schemas")
-		must(t, err)
-		w := core.NewWorker(b.store, core.WorkerOptions{ACL: testACL(), Schemas: schemas})
+		thoonktest.Must(t, err)
+		w := core.NewWorker(b.Store, core.WorkerOptions{ACL: testACL(), Schemas: schemas})
 		job := func(a core.Action) []byte {
 			if a.Actor == (core.Actor{}) {
 				a.Actor = tester
@@ -161,7 +163,7 @@ func TestWorkerApply(t *testing.T) {
 		apply := func(payload []byte) core.Result {
 			t.Helper()
 			r, err := w.Apply(ctx, payload)
-			must(t, err)
+			thoonktest.Must(t, err)
 			return r
 		}
 		r := apply(job(core.Action{Verb: "publish", Feed: "news", Item: []byte("one"), ID: "n1"}))
@@ -182,7 +184,7 @@ func TestWorkerApply(t *testing.T) {
 		if r := apply(job(core.Action{Verb: "edit", Feed: "news", ID: "n1", Item: []byte("edited")})); r.Code != 200 {
 			t.Fatalf("edit %+v", r)
 		}
-		if got, _ := b.store.Feed("news").Get(ctx, "n1"); string(got) != "edited" {
+		if got, _ := b.Store.Feed("news").Get(ctx, "n1"); string(got) != "edited" {
 			t.Fatalf("item after edit %q", got)
 		}
 		for _, tc := range []struct {
@@ -215,7 +217,7 @@ func TestWorkerApply(t *testing.T) {
 		if r.Code != 201 {
 			t.Fatalf("publish before %+v", r)
 		}
-		if ids, _ := b.store.Sorted("list").IDs(ctx); len(ids) != 2 || ids[0] != r.ID {
+		if ids, _ := b.Store.Sorted("list").IDs(ctx); len(ids) != 2 || ids[0] != r.ID {
 			t.Fatalf("order %v", ids)
 		}
 		if r := apply(job(core.Action{Verb: "move", Feed: "list", ID: first, Position: "begin:"})); r.Code != 200 {
@@ -233,10 +235,10 @@ func TestWorkerApply(t *testing.T) {
 // A worker that cannot reach Redis reports a transient failure, so the job
 // runs again instead of being finished with an error.
 func TestWorkerTransientFailure(t *testing.T) {
-	b := miniBackend(t)
-	create(t, b, "news", core.TypeFeed, nil)
-	w := core.NewWorker(b.store, core.WorkerOptions{ACL: testACL()})
-	b.rdb.Close()
+	b := thoonktest.Mini(t)
+	b.Create(t, "news", thoonk.TypeFeed, nil)
+	w := core.NewWorker(b.Store, core.WorkerOptions{ACL: testACL()})
+	b.RDB.Close()
 	_, err := w.Apply(context.Background(), core.EncodeActionJob(core.Action{Verb: "publish", Feed: "news", Actor: tester}, "i", time.Now()))
 	if err == nil {
 		t.Fatal("no transient error with Redis closed")
@@ -246,36 +248,36 @@ func TestWorkerTransientFailure(t *testing.T) {
 // End to end in one process: submit, the worker applies, the submitter
 // gets the result and the feed event arrives.
 func TestSubmitWaitWithWorker(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b *backend) {
-		ctx := ctxT(t)
-		create(t, b, "actions", core.TypeJob, nil)
-		create(t, b, "news", core.TypeFeed, nil)
-		l := startListener(t, b, core.ListenerOptions{})
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "actions", thoonk.TypeJob, nil)
+		b.Create(t, "news", thoonk.TypeFeed, nil)
+		l := thoonktest.Listen(t, b.Store, thoonk.ListenerOptions{})
 		sub := l.SubscribeFeed("news", 0)
 		defer sub.Close()
 		wctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			_ = core.NewWorker(b.store, core.WorkerOptions{Queues: []string{"actions"}, Concurrency: 2, ACL: testACL()}).Run(wctx)
+			_ = core.NewWorker(b.Store, core.WorkerOptions{Queues: []string{"actions"}, Concurrency: 2, ACL: testACL()}).Run(wctx)
 		}()
 		defer func() { stop(); <-done }()
 		a := newActions(b, l)
 		tk, res, err := a.SubmitWait(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte("hello"), Actor: tester}, 10*time.Second)
-		must(t, err)
+		thoonktest.Must(t, err)
 		if res == nil || !res.OK || res.Code != 201 || res.ID == "" {
 			t.Fatalf("result %+v", res)
 		}
-		ev := next(t, sub)
-		if ev.Type != core.EventPublish || ev.ID != res.ID || string(ev.Item) != "hello" {
+		ev := thoonktest.Next(t, sub)
+		if ev.Type != thoonk.EventPublish || ev.ID != res.ID || string(ev.Item) != "hello" {
 			t.Fatalf("event %v %q %q", ev.Type, ev.ID, ev.Item)
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			st, err := a.Status(ctx, tk.Queue, tk.JobID)
-			must(t, err)
+			thoonktest.Must(t, err)
 			if st.Result != nil {
-				if st.State != core.JobFinished || st.Result.ID != res.ID {
+				if st.State != thoonk.JobFinished || st.Result.ID != res.ID {
 					t.Fatalf("status %+v", st)
 				}
 				break
@@ -289,20 +291,20 @@ func TestSubmitWaitWithWorker(t *testing.T) {
 }
 
 func TestStatusNamesTheSubmitter(t *testing.T) {
-	b := miniBackend(t)
-	ctx := ctxT(t)
-	create(t, b, "actions", core.TypeJob, nil)
-	create(t, b, "news", core.TypeFeed, nil)
+	b := thoonktest.Mini(t)
+	ctx := thoonktest.Ctx(t)
+	b.Create(t, "actions", thoonk.TypeJob, nil)
+	b.Create(t, "news", thoonk.TypeFeed, nil)
 	a := newActions(b, nil)
 	tk, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: "news", Item: []byte("x"), Actor: tester})
-	must(t, err)
+	thoonktest.Must(t, err)
 	st, err := a.Status(ctx, tk.Queue, tk.JobID)
-	must(t, err)
+	thoonktest.Must(t, err)
 	if st.Submitter != "core:tester" {
 		t.Fatalf("submitter %q", st.Submitter)
 	}
-	create(t, b, "app.jobs", core.TypeJob, nil)
-	if _, err := a.Status(ctx, "app.jobs", tk.JobID); !errors.Is(err, core.ErrNotFound) {
+	b.Create(t, "app.jobs", thoonk.TypeJob, nil)
+	if _, err := a.Status(ctx, "app.jobs", tk.JobID); !errors.Is(err, thoonk.ErrNotFound) {
 		t.Fatalf("status on a job feed that is no action queue: %v", err)
 	}
 }

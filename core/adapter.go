@@ -7,6 +7,8 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Adapter is one protocol's bridge (XMPP, IRC, REST, Atom).
@@ -77,7 +79,7 @@ func StartAdapters(ctx context.Context, hub *Hub, adapters []Adapter) error {
 // RunAdapters runs every adapter until ctx ends, restarting one whose Run
 // fails (or panics) after a backoff delay. It returns once every adapter
 // has returned.
-func RunAdapters(ctx context.Context, hub *Hub, adapters []Adapter, bo Backoff) {
+func RunAdapters(ctx context.Context, hub *Hub, adapters []Adapter, bo thoonk.Backoff) {
 	var wg sync.WaitGroup
 	for _, a := range adapters {
 		wg.Go(func() { supervise(ctx, hub, a, bo) })
@@ -85,7 +87,7 @@ func RunAdapters(ctx context.Context, hub *Hub, adapters []Adapter, bo Backoff) 
 	wg.Wait()
 }
 
-func supervise(ctx context.Context, hub *Hub, a Adapter, bo Backoff) {
+func supervise(ctx context.Context, hub *Hub, a Adapter, bo thoonk.Backoff) {
 	name := a.Name()
 	attempt := 0
 	for {
@@ -108,7 +110,7 @@ func supervise(ctx context.Context, hub *Hub, a Adapter, bo Backoff) {
 			hub.Log.Error("adapter failed; restarting", "adapter", name, "err", err, "retry_in", d.Round(time.Millisecond))
 		}
 		hub.Metrics.Reconnect(name)
-		if Sleep(ctx, d) != nil {
+		if thoonk.Sleep(ctx, d) != nil {
 			hub.SetState(name, StateStopped, nil)
 			return
 		}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Config is bridge.yaml's shared part; each adapter's section is decoded
@@ -35,14 +37,14 @@ type Config struct {
 
 	root     *Section
 	adapters map[string]*Section
-	maintain []Pattern // Jobs.Maintain, compiled
+	maintain []thoonk.Pattern // Jobs.Maintain, compiled
 }
 
 // FeedSpec declares a feed to create when it is missing.
 type FeedSpec struct {
 	Name string `yaml:"name"`
 	// Type is feed, sorted_feed, queue or job.
-	Type FeedType `yaml:"type"`
+	Type thoonk.FeedType `yaml:"type"`
 	// Config holds extra config fields (title, max_length, ...).
 	Config map[string]string `yaml:"config"`
 }
@@ -153,14 +155,14 @@ func DefaultConfig() Config {
 	return Config{
 		ShutdownTimeout: 10 * time.Second,
 		Log:             LogConfig{Level: "info", Format: "text"},
-		Redis:           RedisConfig{URL: "embedded", Mode: RedisSingle, EmbeddedAddr: "127.0.0.1:6399"},
+		Redis:           RedisConfig{URL: "embedded", Mode: thoonk.RedisSingle, EmbeddedAddr: "127.0.0.1:6399"},
 		HTTP: HTTPConfig{
 			Listen: "127.0.0.1:8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, Metrics: true,
 		},
 		Feeds:   FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}},
 		Actions: ActionsConfig{Queue: "feedbridge.actions", CustomQueue: "feedbridge.custom", MaxItemBytes: 256 << 10, ResultTTL: 24 * time.Hour, CreateQueues: true},
-		Jobs:    JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: DefaultJobTimeout, Retries: DefaultJobRetries},
+		Jobs:    JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: thoonk.DefaultJobTimeout, Retries: thoonk.DefaultJobRetries},
 		Worker:  WorkerConfig{Enabled: true, Concurrency: 4},
 	}
 }
@@ -241,7 +243,7 @@ func (c *Config) validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "%q is not a format: use text or json", c.Log.Format)
 	}
-	if !slices.Contains([]string{"", RedisSingle, RedisSentinel, RedisCluster}, c.Redis.Mode) {
+	if !slices.Contains([]string{"", thoonk.RedisSingle, thoonk.RedisSentinel, thoonk.RedisCluster}, c.Redis.Mode) {
 		bad("redis.mode", "%q is not a mode: use single, sentinel or cluster", c.Redis.Mode)
 	}
 	if c.Redis.Embedded() {
@@ -249,17 +251,17 @@ func (c *Config) validate() error {
 		if ip := net.ParseIP(host); err != nil || (host != "localhost" && (ip == nil || !ip.IsLoopback())) {
 			bad("redis.embedded_addr", "%q must be a loopback host:port such as 127.0.0.1:6399 (the embedded Redis has no password)", c.Redis.EmbeddedAddr)
 		}
-		if c.Redis.Mode != "" && c.Redis.Mode != RedisSingle {
+		if c.Redis.Mode != "" && c.Redis.Mode != thoonk.RedisSingle {
 			bad("redis.mode", "the embedded Redis is a single node: use mode: single, or a redis:// url")
 		}
 	} else if c.Redis.URL == "" {
 		bad("redis.url", "set a redis:// URL, or embedded for the in-process Redis")
-	} else if rdb, err := NewRedisClient(c.Redis.URL.Reveal(), c.Redis.Mode, 0); err != nil {
+	} else if rdb, err := thoonk.NewRedisClient(c.Redis.URL.Reveal(), c.Redis.Mode, 0); err != nil {
 		bad("redis.url", "%v (the URL is not repeated here: it may hold a password)", urlProblem(err))
 	} else {
 		_ = rdb.Close()
 	}
-	if c.Redis.Mode == RedisCluster {
+	if c.Redis.Mode == thoonk.RedisCluster {
 		errs = append(errs, c.clusterNames()...)
 	}
 	if c.HTTP.Listen != "" {
@@ -282,11 +284,11 @@ func (c *Config) validate() error {
 	if err := c.Feeds.Compile(s, "feeds"); err != nil {
 		errs = append(errs, err)
 	}
-	if err := ValidateFeedName(c.Actions.Queue); err != nil {
+	if err := thoonk.ValidateFeedName(c.Actions.Queue); err != nil {
 		bad("actions.queue", "name the default job feed for actions: %v", err)
 	}
 	if c.Actions.CustomQueue != "" {
-		if err := ValidateFeedName(c.Actions.CustomQueue); err != nil {
+		if err := thoonk.ValidateFeedName(c.Actions.CustomQueue); err != nil {
 			bad("actions.custom_queue", "name the job feed for custom verbs, or leave it empty to use actions.queue: %v", err)
 		}
 	}
@@ -310,7 +312,7 @@ func (c *Config) validate() error {
 	}
 	for i, f := range c.CreateFeeds {
 		at := fmt.Sprintf("create_feeds[%d]", i)
-		if err := ValidateFeedName(f.Name); err != nil {
+		if err := thoonk.ValidateFeedName(f.Name); err != nil {
 			bad(at+".name", "%v", err)
 		}
 		if !f.Type.Valid() {
@@ -327,7 +329,7 @@ func (c *Config) validate() error {
 		bad("worker.concurrency", "must be between 1 and 256")
 	}
 	for i, q := range c.Worker.Queues {
-		if err := ValidateFeedName(q); err != nil {
+		if err := thoonk.ValidateFeedName(q); err != nil {
 			bad(fmt.Sprintf("worker.queues[%d]", i), "%v", err)
 		}
 	}
@@ -347,7 +349,7 @@ func (c *Config) validate() error {
 func (c *Config) clusterNames() []error {
 	var errs []error
 	check := func(key, name string) {
-		if name != "" && hashTag(name) == "" {
+		if name != "" && thoonk.HashTag(name) == "" {
 			errs = append(errs, c.root.Errorf(key, "%q: on Redis Cluster a feed name needs a hash tag so that its keys share a slot, such as {feedbridge}.actions", name))
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk/thoonktest"
 )
 
 func load(t *testing.T, yml string) (*core.Config, error) {
@@ -15,7 +16,7 @@ func load(t *testing.T, yml string) (*core.Config, error) {
 
 func TestConfigDefaultsAndOverrides(t *testing.T) {
 	cfg, err := load(t, "http:\n  listen: 127.0.0.1:9000\nactions:\n  result_ttl: 2h\n")
-	must(t, err)
+	thoonktest.Must(t, err)
 	def := core.DefaultConfig()
 	if cfg.HTTP.Listen != "127.0.0.1:9000" || cfg.Actions.ResultTTL != 2*time.Hour {
 		t.Fatalf("overrides not applied: %+v", cfg.HTTP)
@@ -27,7 +28,7 @@ func TestConfigDefaultsAndOverrides(t *testing.T) {
 		t.Fatalf("public base %q", cfg.PublicBase())
 	}
 	empty, err := load(t, "")
-	must(t, err)
+	thoonktest.Must(t, err)
 	if empty.Log.Level != "info" {
 		t.Fatal("an empty file does not give the defaults")
 	}
@@ -85,7 +86,7 @@ func TestConfigEnvExpansion(t *testing.T) {
 	t.Setenv("FB_TEST_WORKERS", "7")
 	t.Setenv("FB_TEST_QUEUE", "q$$x")
 	cfg, err := load(t, "http:\n  metrics: ${FB_TEST_METRICS}\nworker:\n  concurrency: ${FB_TEST_WORKERS}\nactions:\n  queue: ${FB_TEST_QUEUE}\n  custom_queue: \"lit$${NOT_EXPANDED}\"\n")
-	must(t, err)
+	thoonktest.Must(t, err)
 	if cfg.HTTP.Metrics || cfg.Worker.Concurrency != 7 {
 		t.Fatalf("typed values from the environment: metrics=%v concurrency=%d", cfg.HTTP.Metrics, cfg.Worker.Concurrency)
 	}
@@ -94,7 +95,7 @@ func TestConfigEnvExpansion(t *testing.T) {
 	}
 	t.Setenv("FB_TEST_LISTEN", "127.0.0.1:7777")
 	cfg, err = load(t, "http:\n  listen: ${FB_TEST_LISTEN}\n  public_url: ${FB_UNSET_URL:-https://feeds.example.org}\n")
-	must(t, err)
+	thoonktest.Must(t, err)
 	if cfg.HTTP.Listen != "127.0.0.1:7777" || cfg.HTTP.PublicURL != "https://feeds.example.org" {
 		t.Fatalf("expansion: %+v", cfg.HTTP)
 	}
@@ -106,9 +107,9 @@ func TestConfigEnvExpansion(t *testing.T) {
 
 func TestConfigSecretsAreMasked(t *testing.T) {
 	cfg, err := load(t, "redis:\n  url: redis://user:hunter2@db.example.org:6379/0\n")
-	must(t, err)
+	thoonktest.Must(t, err)
 	out, err := cfg.MarshalEffective()
-	must(t, err)
+	thoonktest.Must(t, err)
 	if strings.Contains(string(out), "hunter2") || !strings.Contains(string(out), "redis://user:xxxxx@db.example.org:6379/0") {
 		t.Fatalf("effective config:\n%s", out)
 	}
@@ -142,7 +143,7 @@ func TestSectionDecodeStrict(t *testing.T) {
 		Feeds   *core.FeedFilter `yaml:"feeds"`
 	}
 	root, err := core.ParseYAML("f.yaml", []byte("irc:\n  enabled: yes\n  every: 0\n  token: abc\n  items:\n    - name: a\n    - nmae: b\n"))
-	must(t, err)
+	thoonktest.Must(t, err)
 	s := section{Every: time.Hour} // a default the file's bare 0 must replace
 	err = root.Sub("irc").Decode(&s)
 	if err == nil || !strings.Contains(err.Error(), `f.yaml:7: irc.items[1].nmae: unknown key "nmae" (allowed: name)`) {
@@ -183,7 +184,7 @@ func TestConfigClusterNamesNeedHashTags(t *testing.T) {
 		}
 	}
 	_, err = load(t, "redis:\n  url: redis://n1:6379\n  mode: cluster\nactions:\n  queue: \"{fb}.actions\"\n  custom_queue: \"{fb}.custom\"\n")
-	must(t, err)
+	thoonktest.Must(t, err)
 	_, err = load(t, "redis:\n  mode: bogus\n")
 	if err == nil || !strings.Contains(err.Error(), `bridge.yaml:2: redis.mode: "bogus" is not a mode`) {
 		t.Fatalf("bad mode with the embedded Redis: %v", err)

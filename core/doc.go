@@ -1,24 +1,25 @@
-// Package core is feedbridge's shared foundation: the Thoonk schema on Redis,
-// the live event mirror, actions turned into jobs, and the contract adapters
-// implement.
+// Package core is feedbridge's runtime: the contract adapters implement,
+// the actions users submit through them, the ACL that decides, the
+// built-in worker that applies them, the strict config, and metrics. The
+// Thoonk schema itself (feeds, jobs, the event listener) lives in package
+// [github.com/feedbridge/feedbridge/core/thoonk], which core builds on and
+// which imports nothing of feedbridge.
 //
 // The model in a few lines:
 //
-//   - [Store] speaks the Thoonk schema byte for byte: the feed registry, plain
-//     feeds, sorted feeds, queues and job feeds. Every multi-step operation is
-//     one embedded Lua script run with EVALSHA, all of whose keys share the
-//     feed name (so a hash-tagged feed lives in one Redis Cluster slot).
-//   - [Listener] holds one pubsub connection per process, pattern-subscribed
-//     to every feed's channels, and fans typed [Event] values out to any
-//     number of [Subscription] values, each with a bounded queue. A consumer
-//     that falls behind, or that was following while Redis was unreachable,
-//     receives an [EventResync] and must reload its state: it never sees a
-//     silent gap.
-//   - Job feeds never lose work: [JobFeed.Maintain] puts back lost jobs,
-//     cancels jobs claimed for too long and stalls jobs that keep failing.
 //   - Adapters (XMPP, IRC, REST, Atom) implement [Adapter] and receive a
-//     [Hub]: the store, the listener, the action submitter and the ACL.
-//     Whatever a user does through a protocol becomes an [Action], stamped
-//     with the [Actor] the protocol proved, and is stored as a job for a
-//     worker to validate and apply.
+//     [Hub]: the thoonk store and listener, the action submitter, the ACL,
+//     the feed selection, metrics and logging.
+//   - Whatever a user does through a protocol becomes an [Action], stamped
+//     with the [Actor] the protocol proved. [Actions.Submit] validates it,
+//     asks the [ACL] and stores it as a job on a Thoonk job feed; it
+//     returns once the job is in Redis.
+//   - The built-in [Worker] applies the standard verbs (publish, edit,
+//     retract, move) and finishes each job with a [Result]; the change then
+//     reaches every protocol through the feeds' events.
+//   - [StartAdapters] starts adapters in order with rollback;
+//     [RunAdapters] supervises them, restarting one that fails with
+//     backoff, without disturbing the others.
+//   - Config is strict: [Section.Decode] reports unknown keys and bad values
+//     with file, line and key; [LoadConfig] lists every problem at once.
 package core

@@ -5,6 +5,8 @@ import (
 	"maps"
 	"sync"
 	"time"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Hub is what the runtime hands every adapter: the store, the event
@@ -12,8 +14,8 @@ import (
 // metrics and logging. Its fields are set before any adapter starts and
 // never change.
 type Hub struct {
-	Store   *Store
-	Events  *Listener
+	Store   *thoonk.Store
+	Events  *thoonk.Listener
 	Actions *Actions
 	ACL     *ACL
 	// Feeds is the global feed selection; an adapter's own selection

@@ -10,6 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Metrics holds the bridge's Prometheus metrics, in a registry of its own.
@@ -118,8 +120,8 @@ func (m *Metrics) adapterState(adapter string, up bool) {
 // redisCollector reads Redis latency, listener counters and queue depths on
 // each scrape.
 type redisCollector struct {
-	s      *Store
-	l      *Listener
+	s      *thoonk.Store
+	l      *thoonk.Listener
 	queues func() []string
 
 	latency, depth, received, overflows, relisten, dropped, invalid *prometheus.Desc
@@ -127,7 +129,7 @@ type redisCollector struct {
 
 // NewRedisCollector reports Redis round-trip latency, the listener's
 // counters and the depth of each queue (available, in flight, stalled).
-func NewRedisCollector(s *Store, l *Listener, queues func() []string) prometheus.Collector {
+func NewRedisCollector(s *thoonk.Store, l *thoonk.Listener, queues func() []string) prometheus.Collector {
 	return &redisCollector{
 		s: s, l: l, queues: queues,
 		latency:   prometheus.NewDesc("feedbridge_redis_latency_seconds", "Round-trip time of a Redis PING at scrape time.", nil, nil),
@@ -163,16 +165,12 @@ func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.DroppedRecords))
 	ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.CounterValue, float64(st.Invalid))
 	for _, q := range c.queues() {
-		k := feedKeys(q)
-		pipe := c.s.rdb.Pipeline()
-		avail := pipe.LLen(ctx, k.ids)
-		claimed := pipe.ZCard(ctx, k.claimed)
-		stalled := pipe.SCard(ctx, k.stalled)
-		if _, err := pipe.Exec(ctx); err != nil {
+		n, err := c.s.Jobs(q).Counts(ctx)
+		if err != nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(avail.Val()), q, "available")
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(claimed.Val()), q, "in_flight")
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(stalled.Val()), q, "stalled")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.Available), q, "available")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.InFlight), q, "in_flight")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.Stalled), q, "stalled")
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // WorkerOptions configures the built-in worker.
@@ -30,7 +32,7 @@ type WorkerOptions struct {
 
 // CompiledSchema is a JSON Schema applied to the items of matching feeds.
 type CompiledSchema struct {
-	feeds  []Pattern
+	feeds  []thoonk.Pattern
 	schema *jsonschema.Schema
 }
 
@@ -68,12 +70,12 @@ func CompileSchemas(rules []SchemaRule, sec *Section, key string) ([]CompiledSch
 // retried; a job that fails on a Redis error is cancelled, so it runs again
 // until the feed's retry limit stalls it.
 type Worker struct {
-	s    *Store
+	s    *thoonk.Store
 	opts WorkerOptions
 }
 
 // NewWorker returns the built-in worker.
-func NewWorker(s *Store, opts WorkerOptions) *Worker {
+func NewWorker(s *thoonk.Store, opts WorkerOptions) *Worker {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 1
 	}
@@ -101,17 +103,17 @@ func (w *Worker) loop(ctx context.Context, queue string) {
 	attempt := 0
 	for ctx.Err() == nil {
 		job, err := jobs.Get(ctx, time.Second)
-		if errors.Is(err, ErrTimeout) {
+		if errors.Is(err, thoonk.ErrTimeout) {
 			continue
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			d := DefaultBackoff.Delay(attempt)
+			d := thoonk.DefaultBackoff.Delay(attempt)
 			attempt++
 			w.opts.Log.Warn("worker: take job", "queue", queue, "err", err, "retry_in", d.Round(time.Millisecond))
-			_ = Sleep(ctx, d)
+			_ = thoonk.Sleep(ctx, d)
 			continue
 		}
 		attempt = 0
@@ -125,13 +127,13 @@ func (w *Worker) loop(ctx context.Context, queue string) {
 
 // handle applies and finishes a job; with claimNext it also claims the
 // next available job, which it returns with more = true.
-func (w *Worker) handle(ctx context.Context, jobs *JobFeed, job Job, claimNext bool) (next Job, more bool) {
+func (w *Worker) handle(ctx context.Context, jobs *thoonk.JobFeed, job thoonk.Job, claimNext bool) (next thoonk.Job, more bool) {
 	res, transient := w.Apply(ctx, job.Item)
 	if transient != nil {
 		cr, err := jobs.Cancel(ctx, job.ID)
 		w.opts.Log.Warn("worker: job failed; it will run again", "queue", jobs.Name(), "job", job.ID,
 			"err", transient, "failures", cr.Count, "stalled", cr.Stalled, "cancel_err", err)
-		return Job{}, false
+		return thoonk.Job{}, false
 	}
 	var err error
 	if claimNext {
@@ -141,7 +143,7 @@ func (w *Worker) handle(ctx context.Context, jobs *JobFeed, job Job, claimNext b
 	}
 	if err != nil {
 		w.opts.Log.Warn("worker: finish job", "queue", jobs.Name(), "job", job.ID, "err", err)
-		return Job{}, false
+		return thoonk.Job{}, false
 	}
 	w.opts.Metrics.result(jobs.Name(), res.Code)
 	return next, more
@@ -181,13 +183,13 @@ func (w *Worker) Apply(ctx context.Context, payload []byte) (Result, error) {
 	var id string
 	code := 200
 	switch {
-	case typ == TypeFeed && a.Verb == VerbPublish:
+	case typ == thoonk.TypeFeed && a.Verb == VerbPublish:
 		if a.Position != "" {
 			return fail(422, fmt.Errorf("feed %q is a plain feed: positions need a sorted feed", a.Feed)), nil
 		}
 		// republishing an existing id is an edit (Thoonk semantics), so
 		// it needs the edit grant too; without it the id must be new
-		var r PublishResult
+		var r thoonk.PublishResult
 		if a.ID != "" && !w.opts.ACL.Allowed(a.Actor, a.Feed, VerbEdit) {
 			r, err = w.s.Feed(a.Feed).Create(ctx, a.Item, a.ID)
 		} else {
@@ -197,29 +199,29 @@ func (w *Worker) Apply(ctx context.Context, payload []byte) (Result, error) {
 		if r.New {
 			code = 201
 		}
-	case typ == TypeFeed && a.Verb == VerbEdit:
+	case typ == thoonk.TypeFeed && a.Verb == VerbEdit:
 		id, err = a.ID, w.s.Feed(a.Feed).Edit(ctx, a.ID, a.Item)
-	case typ == TypeFeed && a.Verb == VerbRetract:
+	case typ == thoonk.TypeFeed && a.Verb == VerbRetract:
 		id, err = a.ID, w.s.Feed(a.Feed).Retract(ctx, a.ID)
-	case typ == TypeSorted && a.Verb == VerbPublish:
+	case typ == thoonk.TypeSorted && a.Verb == VerbPublish:
 		if a.ID != "" {
 			return fail(422, fmt.Errorf("sorted feed %q numbers its items itself: publish without an id", a.Feed)), nil
 		}
-		pos := Position{Kind: PosEnd}
+		pos := thoonk.Position{Kind: thoonk.PosEnd}
 		if a.Position != "" {
-			if pos, err = ParsePosition(a.Position); err != nil {
+			if pos, err = thoonk.ParsePosition(a.Position); err != nil {
 				return fail(400, err), nil
 			}
 		}
 		id, err = w.s.Sorted(a.Feed).Insert(ctx, a.Item, pos)
 		code = 201
-	case typ == TypeSorted && a.Verb == VerbEdit:
+	case typ == thoonk.TypeSorted && a.Verb == VerbEdit:
 		id, err = a.ID, w.s.Sorted(a.Feed).Edit(ctx, a.ID, a.Item)
-	case typ == TypeSorted && a.Verb == VerbRetract:
+	case typ == thoonk.TypeSorted && a.Verb == VerbRetract:
 		id, err = a.ID, w.s.Sorted(a.Feed).Retract(ctx, a.ID)
-	case typ == TypeSorted && a.Verb == VerbMove:
-		var pos Position
-		if pos, err = ParsePosition(a.Position); err != nil {
+	case typ == thoonk.TypeSorted && a.Verb == VerbMove:
+		var pos thoonk.Position
+		if pos, err = thoonk.ParsePosition(a.Position); err != nil {
 			return fail(400, err), nil
 		}
 		id, err = a.ID, w.s.Sorted(a.Feed).Move(ctx, a.ID, pos)
@@ -253,13 +255,13 @@ func fail(code int, err error) Result { return Result{OK: false, Code: code, Err
 // classify maps a store error to a result, or reports it as transient.
 func classify(err error) (Result, error) {
 	switch {
-	case errors.Is(err, ErrRelativeNotFound):
+	case errors.Is(err, thoonk.ErrRelativeNotFound):
 		return fail(409, err), nil
-	case errors.Is(err, ErrItemExists):
+	case errors.Is(err, thoonk.ErrItemExists):
 		return fail(409, fmt.Errorf("%w: republishing an existing id is an edit, which the ACL does not grant", err)), nil
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, thoonk.ErrNotFound):
 		return fail(404, err), nil
-	case errors.Is(err, ErrWrongType), errors.Is(err, ErrInvalid):
+	case errors.Is(err, thoonk.ErrWrongType), errors.Is(err, thoonk.ErrInvalid):
 		return fail(422, err), nil
 	}
 	return Result{}, err

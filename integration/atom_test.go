@@ -15,7 +15,7 @@ import (
 	"github.com/mmcdole/gofeed"
 
 	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -119,7 +119,7 @@ func TestAtomEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	const feed = "team:1/tasks ü"
 	esc := url.PathEscape(feed)
-	if err := store.Create(ctx, feed, core.TypeFeed, map[string]string{"title": "Tasks"}); err != nil {
+	if err := store.Create(ctx, feed, thoonk.TypeFeed, map[string]string{"title": "Tasks"}); err != nil {
 		t.Fatal(err)
 	}
 	f := store.Feed(feed)
@@ -225,7 +225,7 @@ func TestAtomTokenReader(t *testing.T) {
 	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
 	store := storeFor(t, rs.URL)
 	ctx := context.Background()
-	if err := store.Create(ctx, "private:plans", core.TypeFeed, map[string]string{"title": "Plans"}); err != nil {
+	if err := store.Create(ctx, "private:plans", thoonk.TypeFeed, map[string]string{"title": "Plans"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.Feed("private:plans").Publish(ctx, []byte("the plan"), "p1"); err != nil {
@@ -254,7 +254,7 @@ func TestAtomSortedFeedOrderAndTimes(t *testing.T) {
 	testenv.StartBridge(t, atomBridgeConfig(rs.URL, addr), addr)
 	store := storeFor(t, rs.URL)
 	ctx := context.Background()
-	if err := store.Create(ctx, "board", core.TypeSorted, nil); err != nil {
+	if err := store.Create(ctx, "board", thoonk.TypeSorted, nil); err != nil {
 		t.Fatal(err)
 	}
 	s := store.Sorted("board")
@@ -279,7 +279,7 @@ func TestAtomSortedFeedOrderAndTimes(t *testing.T) {
 	})
 	before, _ := atomFeed(t, addr, "atom", "board")
 	time.Sleep(2 * time.Millisecond) // a later millisecond for the move
-	if err := s.Move(ctx, ids[2], core.Position{Kind: core.PosBegin}); err != nil {
+	if err := s.Move(ctx, ids[2], thoonk.Position{Kind: thoonk.PosBegin}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the move shows with a later updated time", func() bool {

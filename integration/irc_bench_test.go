@@ -16,7 +16,7 @@ import (
 
 	"gopkg.in/irc.v4"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -24,7 +24,7 @@ import (
 // given irc section, and a person in channels; it returns the store and
 // the person's receive log (text -> arrival time).
 type benchIRC struct {
-	store  *core.Store
+	store  *thoonk.Store
 	bridge *testenv.Bridge
 	mu     sync.Mutex
 	got    map[string]time.Time
@@ -36,7 +36,7 @@ func startBenchIRC(b *testing.B, section string, feeds []string, channels []stri
 	ng := testenv.StartNgircd(b, testenv.NgircdOptions{})
 	st := storeFor(b, rs.URL)
 	for _, f := range feeds {
-		if err := st.Create(context.Background(), f, core.TypeFeed, nil); err != nil {
+		if err := st.Create(context.Background(), f, thoonk.TypeFeed, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"gopkg.in/irc.v4"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -28,7 +28,7 @@ type ircEnv struct {
 	ngircd *testenv.Ngircd
 	bridge *testenv.Bridge
 	rdb    *redis.Client
-	store  *core.Store
+	store  *thoonk.Store
 }
 
 // ircConfig renders a bridge config: the irc section's own keys (indented
@@ -74,11 +74,11 @@ func startIRC(t *testing.T, opts testenv.NgircdOptions, feeds ...string) *ircEnv
 	e.rdb = redis.NewClient(&redis.Options{Addr: e.redis.Addr})
 	t.Cleanup(func() { e.rdb.Close() })
 	var err error
-	if e.store, err = core.NewStore(e.rdb, core.StoreOptions{Instance: "irc-test"}); err != nil {
+	if e.store, err = thoonk.NewStore(e.rdb, thoonk.StoreOptions{Instance: "irc-test"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range feeds {
-		if err := e.store.Create(context.Background(), f, core.TypeFeed, nil); err != nil {
+		if err := e.store.Create(context.Background(), f, thoonk.TypeFeed, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -133,7 +133,7 @@ func (e *ircEnv) waitMark(t *testing.T, channel, feed, id string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		v, _ := e.rdb.HGet(context.Background(), key, feed).Result()
-		if c, err := core.DecodeCursor(v); err == nil && c.ID == id {
+		if c, err := thoonk.DecodeCursor(v); err == nil && c.ID == id {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -11,6 +11,7 @@ import (
 	"gopkg.in/irc.v4"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -281,7 +282,7 @@ func TestIRCAutoChannels(t *testing.T) {
 		}
 	}
 
-	if err := e.store.Create(context.Background(), "alerts", core.TypeFeed, nil); err != nil {
+	if err := e.store.Create(context.Background(), "alerts", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	alice.botJoined("#feed-alerts")

@@ -7,7 +7,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -17,16 +17,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// storeFor connects a core.Store to the test Redis at url, closed when
+// storeFor connects a thoonk.Store to the test Redis at url, closed when
 // the test ends.
-func storeFor(t testing.TB, url string) *core.Store {
+func storeFor(t testing.TB, url string) *thoonk.Store {
 	t.Helper()
-	rdb, err := core.NewRedisClient(url, core.RedisSingle, 0)
+	rdb, err := thoonk.NewRedisClient(url, thoonk.RedisSingle, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = rdb.Close() })
-	s, err := core.NewStore(rdb, core.StoreOptions{})
+	s, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,13 +21,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // restBenchBridge starts the built bridge on a real Redis with REST open to
 // anonymous readers, no rate limits, and the given events settings.
-func restBenchBridge(b *testing.B, events string) (*testenv.Bridge, *testenv.Redis, *core.Store, string) {
+func restBenchBridge(b *testing.B, events string) (*testenv.Bridge, *testenv.Redis, *thoonk.Store, string) {
 	b.Helper()
 	r := testenv.StartRedis(b)
 	addr := testenv.FreeAddr(b)
@@ -45,7 +45,7 @@ rest:
 	proc := testenv.StartBridge(b, config, addr)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr, PoolSize: 4})
 	b.Cleanup(func() { _ = rdb.Close() })
-	store, err := core.NewStore(rdb, core.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -65,7 +65,7 @@ func BenchmarkRESTGetItem(b *testing.B) {
 	}
 	_, r, store, base := restBenchBridge(b, "heartbeat: 15s")
 	ctx := context.Background()
-	if err := store.Create(ctx, "bench:items", core.TypeFeed, nil); err != nil {
+	if err := store.Create(ctx, "bench:items", thoonk.TypeFeed, nil); err != nil {
 		b.Fatal(err)
 	}
 	item := []byte(`{"title":"a typical task","done":false,"tags":["x","y"],"n":12345}`)
@@ -111,7 +111,7 @@ func BenchmarkRESTFanout(b *testing.B) {
 	const clients, rate, seconds = 100, 1000, 10
 	_, _, store, base := restBenchBridge(b, "heartbeat: 15s, replay_events: 20000")
 	ctx := context.Background()
-	if err := store.Create(ctx, "bench:fan", core.TypeFeed, nil); err != nil {
+	if err := store.Create(ctx, "bench:fan", thoonk.TypeFeed, nil); err != nil {
 		b.Fatal(err)
 	}
 	type delivery struct {
@@ -203,7 +203,7 @@ func BenchmarkRESTFanout(b *testing.B) {
 func BenchmarkRESTIdleStreams(b *testing.B) {
 	const conns = 10000
 	proc, _, store, base := restBenchBridge(b, "heartbeat: 60s, max_streams: 20000")
-	if err := store.Create(context.Background(), "bench:idle", core.TypeFeed, nil); err != nil {
+	if err := store.Create(context.Background(), "bench:idle", thoonk.TypeFeed, nil); err != nil {
 		b.Fatal(err)
 	}
 	pid := restPIDOf(b, proc.ConfigPath)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -24,7 +25,7 @@ type restBridge struct {
 	t     *testing.T
 	base  string
 	proc  *testenv.Bridge
-	store *core.Store
+	store *thoonk.Store
 	rdb   *redis.Client
 	check *resttest.Checker
 }
@@ -53,7 +54,7 @@ rest:
 	proc := testenv.StartBridge(t, config, addr)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	store, err := core.NewStore(rdb, core.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,10 +192,10 @@ func TestRESTEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	feed := "public:team:353:member:12/tasks"
 	seg := "public:team:353:member:12%2Ftasks"
-	if err := b.store.Create(ctx, feed, core.TypeFeed, map[string]string{"title": "Tasks"}); err != nil {
+	if err := b.store.Create(ctx, feed, thoonk.TypeFeed, map[string]string{"title": "Tasks"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.Create(ctx, "private", core.TypeFeed, nil); err != nil {
+	if err := b.store.Create(ctx, "private", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	resp, next := b.stream("/v1/feeds/"+seg+"/events", "")
@@ -273,7 +274,7 @@ func TestRESTEndToEnd(t *testing.T) {
 func TestRESTRestartAndShutdown(t *testing.T) {
 	b := startRESTBridge(t)
 	ctx := context.Background()
-	if err := b.store.Create(ctx, "public:r", core.TypeFeed, nil); err != nil {
+	if err := b.store.Create(ctx, "public:r", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, next := b.stream("/v1/feeds/public:r/events", "")

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
+	"github.com/feedbridge/feedbridge/core/thoonk/thoonktest"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -46,8 +47,8 @@ atom:
 // feedbridge process or an application would run.
 type client struct {
 	rdb     *redis.Client
-	store   *core.Store
-	events  *core.Listener
+	store   *thoonk.Store
+	events  *thoonk.Listener
 	actions *core.Actions
 }
 
@@ -55,27 +56,18 @@ func newClient(t *testing.T, srv *testenv.Redis) *client {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { rdb.Close() })
-	store, err := core.NewStore(rdb, core.StoreOptions{Instance: "test-client"})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Instance: "test-client"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := core.NewListener(store, core.ListenerOptions{Logger: slog.New(slog.DiscardHandler),
-		Backoff: core.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = l.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer wcancel()
-	if err := l.WaitConnected(wctx); err != nil {
-		t.Fatal(err)
-	}
+	l := thoonktest.Listen(t, store, thoonk.ListenerOptions{
+		Backoff: thoonk.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	acl := core.MustACL(core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"*"}})
 	return &client{rdb: rdb, store: store, events: l, actions: core.NewActions(store, l, acl, core.ActionsOptions{
 		Queue: "feedbridge.actions", MaxItemBytes: 1 << 20, ResultTTL: time.Hour}, nil)}
 }
 
-func waitEvent(t *testing.T, sub *core.Subscription, typ core.EventType) core.Event {
+func waitEvent(t *testing.T, sub *thoonk.Subscription, typ thoonk.EventType) thoonk.Event {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -125,7 +117,7 @@ func TestRuntimeAppliesActionsEndToEnd(t *testing.T) {
 	b := testenv.StartBridge(t, runtimeConfig(srv.URL, httpAddr), httpAddr)
 	c := newClient(t, srv)
 	ctx := context.Background()
-	if err := c.store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+	if err := c.store.Create(ctx, "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, httpAddr)
@@ -140,12 +132,12 @@ func TestRuntimeAppliesActionsEndToEnd(t *testing.T) {
 	if res == nil || !res.OK || res.Code != 201 {
 		t.Fatalf("result %+v", res)
 	}
-	ev := waitEvent(t, sub, core.EventPublish)
+	ev := waitEvent(t, sub, thoonk.EventPublish)
 	if ev.ID != res.ID || string(ev.Item) != `{"title":"hello"}` {
 		t.Fatalf("event %q %q", ev.ID, ev.Item)
 	}
 	st, err := c.actions.Status(ctx, tk.Queue, tk.JobID)
-	if err != nil || st.State != core.JobFinished {
+	if err != nil || st.State != thoonk.JobFinished {
 		t.Fatalf("status %+v %v", st, err)
 	}
 
@@ -154,7 +146,7 @@ func TestRuntimeAppliesActionsEndToEnd(t *testing.T) {
 	rogue := core.EncodeActionJob(core.Action{Verb: "retract", Feed: "news", ID: res.ID,
 		Actor: core.Actor{Protocol: "irc", ID: "mallory!m@evil"}}, "rogue", time.Now())
 	w := c.events.Expect("feedbridge.actions", "rogue-job")
-	if _, err := c.store.Jobs("feedbridge.actions").Put(ctx, rogue, core.PutOptions{ID: "rogue-job"}); err != nil {
+	if _, err := c.store.Jobs("feedbridge.actions").Put(ctx, rogue, thoonk.PutOptions{ID: "rogue-job"}); err != nil {
 		t.Fatal(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -196,7 +188,7 @@ func TestRuntimeDeniedActionCreatesNoJob(t *testing.T) {
 	testenv.StartBridge(t, cfg, httpAddr)
 	c := newClient(t, srv)
 	ctx := context.Background()
-	if err := c.store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+	if err := c.store.Create(ctx, "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitReady(t, httpAddr)
@@ -245,13 +237,13 @@ func TestRuntimeSurvivesRedisRestart(t *testing.T) {
 
 	c := newClient(t, srv)
 	ctx := context.Background()
-	if err := c.store.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+	if err := c.store.Create(ctx, "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	// the queue comes back shortly after the bridge reconnects
 	deadline = time.Now().Add(20 * time.Second)
 	for {
-		if typ, err := c.store.Type(ctx, "feedbridge.actions"); err == nil && typ == core.TypeJob {
+		if typ, err := c.store.Type(ctx, "feedbridge.actions"); err == nil && typ == thoonk.TypeJob {
 			break
 		}
 		if time.Now().After(deadline) {

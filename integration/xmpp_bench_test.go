@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -25,7 +25,7 @@ const xmppNativeService = "native-pubsub.localhost"
 // a publisher and n subscriber connections (resources of one account),
 // each subscribed to the node of both services.
 type xmppBench struct {
-	store *core.Store
+	store *thoonk.Store
 	pub   *xmppClient
 
 	mu       sync.Mutex
@@ -63,7 +63,7 @@ func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
 	x := &xmppBench{store: storeFor(b, r.URL), got: map[string]int{}, want: n,
 		complete: map[string]chan struct{}{}, arrived: map[string]time.Time{}}
 	ctx := context.Background()
-	if err := x.store.Create(ctx, "bench", core.TypeFeed, nil); err != nil {
+	if err := x.store.Create(ctx, "bench", thoonk.TypeFeed, nil); err != nil {
 		b.Fatal(err)
 	}
 	x.pub = dialXMPP(b, p, "pub", "pw-pub", "pub", nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -27,7 +28,7 @@ type xmppEnv struct {
 	redis   *testenv.Redis
 	prosody *testenv.Prosody
 	bridge  *testenv.Bridge
-	store   *core.Store
+	store   *thoonk.Store
 }
 
 // The test ACL: alice and bob may read, publish, edit and retract everywhere;
@@ -67,7 +68,7 @@ func (e *xmppEnv) client(t testing.TB, user, resource string) *xmppClient {
 	return dialXMPP(t, e.prosody, user, xmppUsers[user], resource, nil)
 }
 
-func (e *xmppEnv) create(t testing.TB, feed string, typ core.FeedType, cfg map[string]string) {
+func (e *xmppEnv) create(t testing.TB, feed string, typ thoonk.FeedType, cfg map[string]string) {
 	t.Helper()
 	if err := e.store.Create(context.Background(), feed, typ, cfg); err != nil {
 		t.Fatal(err)
@@ -151,10 +152,10 @@ actions:
       queue: test.inbox
 worker:
   queues: [feedbridge.actions]`)
-	e.create(t, "public:news", core.TypeFeed, map[string]string{"title": "News"})
-	e.create(t, "public:todo", core.TypeSorted, nil)
-	e.create(t, "secret", core.TypeFeed, nil)
-	e.create(t, "inbox:box", core.TypeFeed, nil)
+	e.create(t, "public:news", thoonk.TypeFeed, map[string]string{"title": "News"})
+	e.create(t, "public:todo", thoonk.TypeSorted, nil)
+	e.create(t, "secret", thoonk.TypeFeed, nil)
+	e.create(t, "inbox:box", thoonk.TypeFeed, nil)
 	alice := e.client(t, "alice", "laptop")
 	bob := e.client(t, "bob", "phone")
 	mallory := e.client(t, "mallory", "x")
@@ -304,7 +305,7 @@ worker:
 	})
 
 	t.Run("items with max_items and RSM across 200 items", func(t *testing.T) {
-		e.create(t, "public:many", core.TypeFeed, nil)
+		e.create(t, "public:many", thoonk.TypeFeed, nil)
 		for i := range 200 {
 			e.publish(t, "public:many", fmt.Sprintf("i%03d", i), fmt.Sprintf(`{"i":%d}`, i))
 		}
@@ -559,7 +560,7 @@ worker:
 
 func TestXMPPProsodyRestart(t *testing.T) {
 	e := startXMPPEnv(t, "")
-	e.create(t, "public:live", core.TypeFeed, nil)
+	e.create(t, "public:live", thoonk.TypeFeed, nil)
 	alice := e.client(t, "alice", "a")
 	alice.mustIQ("set", xmppService, xmppSubscribeIQ("public:live", "alice@localhost"))
 
@@ -576,7 +577,7 @@ func TestXMPPProsodyRestart(t *testing.T) {
 
 func TestXMPPBridgeRestart(t *testing.T) {
 	e := startXMPPEnv(t, "")
-	e.create(t, "public:live", core.TypeFeed, nil)
+	e.create(t, "public:live", thoonk.TypeFeed, nil)
 	alice := e.client(t, "alice", "a")
 	alice.mustIQ("set", xmppService, xmppSubscribeIQ("public:live", "alice@localhost"))
 
@@ -619,7 +620,7 @@ func xmppExpect(t *testing.T, c *xmppClient, ids ...string) {
 // live notifications go on.
 func TestXMPPBridgeRestartCatchesUp(t *testing.T) {
 	e := startXMPPEnv(t, "")
-	e.create(t, "public:live", core.TypeFeed, nil)
+	e.create(t, "public:live", thoonk.TypeFeed, nil)
 	alice := e.client(t, "alice", "a")
 	e.publish(t, "public:live", "before", `{"n":0}`)
 	alice.mustIQ("set", xmppService, xmppSubscribeIQ("public:live", "alice@localhost"))
@@ -648,7 +649,7 @@ func TestXMPPBridgeRestartCatchesUp(t *testing.T) {
 // of the last item notified.
 func TestXMPPRedisReconnectCatchesUp(t *testing.T) {
 	e := startXMPPEnv(t, "")
-	e.create(t, "public:live", core.TypeFeed, nil)
+	e.create(t, "public:live", thoonk.TypeFeed, nil)
 	alice := e.client(t, "alice", "a")
 	alice.mustIQ("set", xmppService, xmppSubscribeIQ("public:live", "alice@localhost"))
 	e.publish(t, "public:live", "seen", `{"n":0}`)

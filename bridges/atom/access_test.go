@@ -12,7 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // The tokens of the access tests: testACL lets alice read every feed and
@@ -29,8 +29,8 @@ const (
 // tells nothing about the feed.
 func TestTokenReaders(t *testing.T) {
 	h := newHarness(t, tokens)
-	h.create("open", core.TypeFeed, nil)
-	h.create("secret:x", core.TypeFeed, map[string]string{"title": "Plans"})
+	h.create("open", thoonk.TypeFeed, nil)
+	h.create("secret:x", thoonk.TypeFeed, map[string]string{"title": "Plans"})
 	h.publish("open", "1", "public")
 	h.publish("secret:x", "1", "private")
 
@@ -132,7 +132,7 @@ func mustHeader(t *testing.T, h *harness, path, name string, header ...string) s
 // proxy changes nothing.
 func TestRendersAreRateLimitedPerClient(t *testing.T) {
 	h := newHarness(t, "cache_bytes: 0\nrate_limit: {per_ip: {rate: 0.001, burst: 2}}\n"+tokens)
-	h.create("f", core.TypeFeed, nil)
+	h.create("f", thoonk.TypeFeed, nil)
 	h.publish("f", "1", "x")
 	h.ok("/atom/f")
 	h.ok("/rss/f")
@@ -158,13 +158,13 @@ func TestRendersAreRateLimitedPerClient(t *testing.T) {
 func TestCachedAnswersAreNotLimited(t *testing.T) {
 	h := newHarness(t, "rate_limit: {per_ip: {rate: 0.001, burst: 1}}\ntrusted_proxies: [127.0.0.1]")
 	ctx := context.Background()
-	h.create("f", core.TypeFeed, nil)
+	h.create("f", thoonk.TypeFeed, nil)
 	h.publish("f", "1", "x")
 	h.eventually("the publish is recorded", func() bool { return h.rdb.HExists(ctx, prefixTimes+"f", "u:1").Val() })
 	// the adapter handles events in order, a batch at a time, recording
 	// then invalidating: once a later publish is recorded, the cache has
 	// seen the publish to f
-	h.create("later", core.TypeFeed, nil)
+	h.create("later", thoonk.TypeFeed, nil)
 	h.publish("later", "1", "x")
 	h.eventually("a later publish is recorded", func() bool { return h.rdb.HExists(ctx, prefixTimes+"later", "u:1").Val() })
 	for range 10 { // at most the first renders
@@ -182,7 +182,7 @@ func TestCachedAnswersAreNotLimited(t *testing.T) {
 // it has content_text "" (an item needs content_text or content_html).
 func TestEmptyItemInEveryFormat(t *testing.T) {
 	h := newHarness(t, "")
-	h.create("blank", core.TypeFeed, nil)
+	h.create("blank", thoonk.TypeFeed, nil)
 	h.publish("blank", "e1", "")
 	for _, format := range []string{formatAtom, formatRSS, formatJSON} {
 		_, body, f := h.okFeed("/" + format + "/blank")

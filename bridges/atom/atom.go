@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Config is the atom section of bridge.yaml.
@@ -101,7 +102,7 @@ type Mapping struct {
 	// Categories names a string or a list of strings.
 	Categories string `yaml:"categories"`
 
-	patterns []core.Pattern
+	patterns []thoonk.Pattern
 }
 
 // Content types of a mapping.
@@ -116,7 +117,7 @@ func defaultConfig() Config {
 	return Config{
 		TagAuthority:  "feedbridge.invalid,2025",
 		Author:        Person{Name: "feedbridge"},
-		Entries:       core.DefaultPageSize,
+		Entries:       thoonk.DefaultPageSize,
 		MaxEntryBytes: 64 << 10,
 		TombstoneTTL:  7 * 24 * time.Hour,
 		CacheBytes:    32 << 20,
@@ -186,8 +187,8 @@ func (c *Config) validate(sec *core.Section) error {
 			bad("entry_url", "%q %v, such as https://app.example.org/feeds/{feed}/{id} (or empty for no link)", c.EntryURL, err)
 		}
 	}
-	if c.Entries < 1 || c.Entries > core.MaxPageSize {
-		bad("entries", "must be between 1 and %d, for example %d", core.MaxPageSize, core.DefaultPageSize)
+	if c.Entries < 1 || c.Entries > thoonk.MaxPageSize {
+		bad("entries", "must be between 1 and %d, for example %d", thoonk.MaxPageSize, thoonk.DefaultPageSize)
 	}
 	if c.MaxEntryBytes < 256 {
 		bad("max_entry_bytes", "must be at least 256, for example 65536")
@@ -217,7 +218,7 @@ func (m *Mapping) compile(sec *core.Section, at string) error {
 	}
 	m.patterns = nil
 	for j, g := range m.Feeds {
-		p, err := core.CompilePattern(g)
+		p, err := thoonk.CompilePattern(g)
 		if err != nil {
 			errs = append(errs, sec.Errorf(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err))
 		}
@@ -305,7 +306,7 @@ const maxBatch = 512
 // retract times in Redis and drops cached documents of changed feeds. The
 // events queued at a time are recorded together, in one round trip.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
-	sub := hub.Events.Subscribe(core.DefaultQueueSize)
+	sub := hub.Events.Subscribe(thoonk.DefaultQueueSize)
 	defer sub.Close()
 	defer func() {
 		b.following.Store(false)
@@ -314,7 +315,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	b.cache.reset()
 	b.following.Store(true)
 	hub.SetState(b.Name(), core.StateUp, nil)
-	batch := make([]core.Event, 0, maxBatch)
+	batch := make([]thoonk.Event, 0, maxBatch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
 		for len(batch) < maxBatch {
@@ -341,15 +342,15 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 // handle records a batch of events, then drops the cached documents they
 // change (all of them after a resync); it returns an error only when ctx
 // ends.
-func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []core.Event) error {
+func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []thoonk.Event) error {
 	exposed := hub.Exposed(b.cfg.Feeds)
 	resync := false
-	var changes []core.Event
+	var changes []thoonk.Event
 	for _, ev := range batch {
 		switch {
-		case ev.Type == core.EventResync:
+		case ev.Type == thoonk.EventResync:
 			resync = true
-		case ev.Type != core.EventJobFinish && exposed.Allows(ev.Feed):
+		case ev.Type != thoonk.EventJobFinish && exposed.Allows(ev.Feed):
 			changes = append(changes, ev)
 		}
 	}
@@ -362,7 +363,7 @@ func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []core.Event) 
 	}
 	for _, ev := range changes {
 		b.cache.invalidate(ev.Feed)
-		if ev.Type == core.EventCreate || ev.Type == core.EventDelete || ev.Type == core.EventConfig {
+		if ev.Type == thoonk.EventCreate || ev.Type == thoonk.EventDelete || ev.Type == thoonk.EventConfig {
 			b.cache.invalidate(indexKey)
 		}
 	}
@@ -375,7 +376,7 @@ func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []core.Event) 
 // reached, and meanwhile the adapter is reconnecting and the cache is
 // bypassed, because the events queued behind cannot invalidate it. It
 // returns an error only when ctx ends.
-func (b *Bridge) record(ctx context.Context, hub *core.Hub, evs []core.Event) error {
+func (b *Bridge) record(ctx context.Context, hub *core.Hub, evs []thoonk.Event) error {
 	for attempt := 0; len(evs) > 0; attempt++ {
 		retry, refused, err := recordEvents(ctx, hub.Store.Client(), evs, b.cfg.TombstoneTTL)
 		for _, r := range refused {
@@ -394,10 +395,10 @@ func (b *Bridge) record(ctx context.Context, hub *core.Hub, evs []core.Event) er
 			return ctx.Err()
 		}
 		b.following.Store(false)
-		d := core.DefaultBackoff.Delay(attempt)
+		d := thoonk.DefaultBackoff.Delay(attempt)
 		hub.SetState(b.Name(), core.StateReconnecting, err)
 		hub.Log.Warn("atom: recording feed events failed; retrying", "events", len(retry), "err", err, "retry_in", d.Round(time.Millisecond))
-		if core.Sleep(ctx, d) != nil {
+		if thoonk.Sleep(ctx, d) != nil {
 			return ctx.Err()
 		}
 		evs = retry

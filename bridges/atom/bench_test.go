@@ -6,7 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // BenchmarkFeed measures requests/s for a 20-entry Atom feed on a real
@@ -21,7 +21,7 @@ func BenchmarkFeed(b *testing.B) {
 				section = "cache_bytes: 0"
 			}
 			h := newHarness(b, section)
-			h.create("bench", core.TypeFeed, map[string]string{"title": "Benchmark"})
+			h.create("bench", thoonk.TypeFeed, map[string]string{"title": "Benchmark"})
 			for i := range 20 {
 				h.publish("bench", fmt.Sprint(i), fmt.Sprintf(`{"title":"Entry %d","summary":"A short summary of entry %d",
 					"content":"Some longer text for entry %d, with <markup> & entities to escape, about three hundred bytes long in all, which is typical of a chat or task feed item rather than a blog post.","categories":["bench","go"],"link":"https://example.org/%d"}`, i, i, i, i))

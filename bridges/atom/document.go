@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // document is one page of a feed as every format shows it.
@@ -42,7 +42,7 @@ func (d *document) link(format, query string) string {
 
 // pageQuery selects a page: at most one of after and before is set.
 type pageQuery struct {
-	after, before *core.Cursor
+	after, before *thoonk.Cursor
 	raw           string // "" or "?after=TOKEN" / "?before=TOKEN"
 }
 
@@ -50,17 +50,17 @@ type pageQuery struct {
 func parsePageQuery(raw string) (pageQuery, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return pageQuery{}, fmt.Errorf("query: %w", core.ErrInvalid)
+		return pageQuery{}, fmt.Errorf("query: %w", thoonk.ErrInvalid)
 	}
 	after, before := q.Get("after"), q.Get("before")
 	switch {
 	case after != "" && before != "":
-		return pageQuery{}, fmt.Errorf("give after or before, not both: %w", core.ErrInvalid)
+		return pageQuery{}, fmt.Errorf("give after or before, not both: %w", thoonk.ErrInvalid)
 	case after != "":
-		c, err := core.DecodeCursor(after)
+		c, err := thoonk.DecodeCursor(after)
 		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, err
 	case before != "":
-		c, err := core.DecodeCursor(before)
+		c, err := thoonk.DecodeCursor(before)
 		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, err
 	}
 	return pageQuery{}, nil
@@ -81,8 +81,8 @@ func (b *Bridge) tagID(feed string) string {
 
 // load reads one page of a plain or sorted feed, with its times and (on
 // the first page) its tombstones.
-func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*document, error) {
-	page, err := b.hub.Store.Page(ctx, info.Name, core.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before})
+func (b *Bridge) load(ctx context.Context, info thoonk.FeedInfo, q pageQuery) (*document, error) {
+	page, err := b.hub.Store.Page(ctx, info.Name, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before})
 	if err != nil {
 		return nil, err
 	}
@@ -95,7 +95,7 @@ func (b *Bridge) load(ctx context.Context, info core.FeedInfo, q pageQuery) (*do
 		ttl = 0 // tombstones go on the first page only
 	}
 	now := time.Now()
-	times, err := readTimes(ctx, b.hub.Store.Client(), info.Name, ids, info.Type == core.TypeSorted, ttl, now)
+	times, err := readTimes(ctx, b.hub.Store.Client(), info.Name, ids, info.Type == thoonk.TypeSorted, ttl, now)
 	if err != nil {
 		return nil, err
 	}

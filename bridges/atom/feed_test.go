@@ -15,7 +15,7 @@ import (
 
 	"github.com/mmcdole/gofeed"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // atomDoc is what the tests read back from an Atom document with
@@ -127,7 +127,7 @@ func TestEveryFieldInEveryFormat(t *testing.T) {
 	h := newHarness(t, everyField)
 	feed := "news:eu/fr ü"
 	esc := url.PathEscape(feed)
-	h.create(feed, core.TypeFeed, map[string]string{"title": "EU <news>", "description": "From Brussels"})
+	h.create(feed, thoonk.TypeFeed, map[string]string{"title": "EU <news>", "description": "From Brussels"})
 	h.publish(feed, "a/1", `{"headline":"Vote today","teaser":"Polls open","body":"<p>Doors at <b>8</b></p>",
 		"by":{"name":"Ann","email":"ann@example.org"},"url":"https://example.org/vote","edited":"2025-05-06T07:08:09Z",
 		"posted":"2025-05-01T00:00:00Z","tags":["politics","eu"]}`)
@@ -184,7 +184,7 @@ func TestEveryFieldInEveryFormat(t *testing.T) {
 
 func TestHostileContentIsEscaped(t *testing.T) {
 	h := newHarness(t, "")
-	h.create("evil", core.TypeFeed, map[string]string{"title": "</title><script>alert(1)</script>\x07"})
+	h.create("evil", thoonk.TypeFeed, map[string]string{"title": "</title><script>alert(1)</script>\x07"})
 	payloads := []string{
 		"<script>alert(1)</script>",
 		"]]><injected/>",
@@ -229,7 +229,7 @@ func TestHostileContentIsEscaped(t *testing.T) {
 func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 	h := newHarness(t, "")
 	ctx := context.Background()
-	h.create("plain", core.TypeFeed, nil)
+	h.create("plain", thoonk.TypeFeed, nil)
 	h.publish("plain", "x", "first version")
 	h.settle("/atom/plain") // the publish's time is recorded
 	d1, r1 := h.atomOf("/atom/plain")
@@ -252,7 +252,7 @@ func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 	}
 
 	// Sorted feeds keep no times: the bridge's own record of edits and moves shows.
-	h.create("list", core.TypeSorted, nil)
+	h.create("list", thoonk.TypeSorted, nil)
 	sf := h.store.Sorted("list")
 	first, err := sf.Append(ctx, []byte("one"))
 	if err != nil {
@@ -279,7 +279,7 @@ func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 		t.Fatalf("edit changed the id or another entry's time: %+v → %+v", s1.Entries, s2.Entries)
 	}
 	time.Sleep(2 * time.Millisecond)
-	if err := sf.Move(ctx, first, core.Position{Kind: core.PosEnd}); err != nil {
+	if err := sf.Move(ctx, first, thoonk.Position{Kind: thoonk.PosEnd}); err != nil {
 		t.Fatal(err)
 	}
 	h.eventually("the move shows", func() bool {
@@ -290,7 +290,7 @@ func TestIDsStableAcrossRendersAndEdits(t *testing.T) {
 
 func TestConditionalGET(t *testing.T) {
 	h := newHarness(t, "")
-	h.create("cond", core.TypeFeed, nil)
+	h.create("cond", thoonk.TypeFeed, nil)
 	h.publish("cond", "1", "hello")
 	h.settle("/atom/cond")
 	resp, _ := h.ok("/atom/cond")
@@ -327,7 +327,7 @@ func TestConditionalGET(t *testing.T) {
 
 func TestPagingWalksTheWholeFeed(t *testing.T) {
 	h := newHarness(t, "entries: 20")
-	h.create("many", core.TypeFeed, nil)
+	h.create("many", thoonk.TypeFeed, nil)
 	var want []string
 	for i := range 45 {
 		id := fmt.Sprintf("i%02d", i)
@@ -382,7 +382,7 @@ func TestPagingWalksTheWholeFeed(t *testing.T) {
 func TestRetractionsBecomeTombstones(t *testing.T) {
 	h := newHarness(t, "tombstone_ttl: 2s")
 	ctx := context.Background()
-	h.create("t", core.TypeFeed, nil)
+	h.create("t", thoonk.TypeFeed, nil)
 	h.publish("t", "keep", "kept")
 	h.publish("t", "gone", "retracted soon")
 	h.ok("/atom/t")
@@ -412,11 +412,11 @@ func TestRetractionsBecomeTombstones(t *testing.T) {
 
 func TestOnlyReadableFeedsAreServed(t *testing.T) {
 	h := newHarness(t, `feeds: {include: ["*"], exclude: ["hidden*"]}`)
-	h.create("open", core.TypeFeed, map[string]string{"title": "Open <feed>"})
-	h.create("hidden1", core.TypeFeed, nil)
-	h.create("secret:x", core.TypeFeed, nil)
-	h.create("q", core.TypeQueue, nil)
-	h.create("jobs", core.TypeJob, nil)
+	h.create("open", thoonk.TypeFeed, map[string]string{"title": "Open <feed>"})
+	h.create("hidden1", thoonk.TypeFeed, nil)
+	h.create("secret:x", thoonk.TypeFeed, nil)
+	h.create("q", thoonk.TypeQueue, nil)
+	h.create("jobs", thoonk.TypeJob, nil)
 	var notFound []byte
 	for _, name := range []string{"hidden1", "secret:x", "q", "jobs", "missing", "a%00b", "%2E%2E"} {
 		for _, format := range []string{formatAtom, formatRSS, formatJSON} {
@@ -457,7 +457,7 @@ func TestOnlyReadableFeedsAreServed(t *testing.T) {
 	if err := xml.Unmarshal(body, &o); err != nil || len(o.Outlines) != 1 || r.Header.Get("Content-Type") != "text/x-opml; charset=utf-8" {
 		t.Fatalf("OPML: %v %s", err, body)
 	}
-	h.create("later", core.TypeFeed, nil)
+	h.create("later", thoonk.TypeFeed, nil)
 	h.eventually("a new feed is listed", func() bool {
 		_, page := h.ok("/atom/")
 		return strings.Contains(string(page), "/atom/later")
@@ -470,7 +470,7 @@ func TestOnlyReadableFeedsAreServed(t *testing.T) {
 func TestLastModifiedMovesOnEveryChange(t *testing.T) {
 	h := newHarness(t, "tombstone_ttl: 0s")
 	ctx := context.Background()
-	h.create("lm", core.TypeFeed, nil)
+	h.create("lm", thoonk.TypeFeed, nil)
 	h.publish("lm", "old", `{"title":"Old","updated":"2020-01-01T00:00:00Z"}`)
 	// age makes the feed's last change years old, as if untouched since,
 	// and returns its Last-Modified.
@@ -515,7 +515,7 @@ func TestLastModifiedMovesOnEveryChange(t *testing.T) {
 // feedbridge_requests_in_total, like the other adapters' requests.
 func TestRequestsAreCounted(t *testing.T) {
 	h := newHarness(t, "")
-	h.create("counted", core.TypeFeed, nil)
+	h.create("counted", thoonk.TypeFeed, nil)
 	h.ok("/atom/counted")
 	h.ok("/json/counted")
 	h.ok("/atom/")
@@ -532,7 +532,7 @@ func TestRequestsAreCounted(t *testing.T) {
 func TestSortedEditIsNotTakenForThePublish(t *testing.T) {
 	h := newHarness(t, "")
 	ctx := context.Background()
-	h.create("board", core.TypeSorted, nil)
+	h.create("board", thoonk.TypeSorted, nil)
 	sf := h.store.Sorted("board")
 	id, err := sf.Append(ctx, []byte("one"))
 	if err != nil {
@@ -568,7 +568,7 @@ func TestLinkTemplatesEscapeQueryCharacters(t *testing.T) {
 	h := newHarness(t, `entry_url: "https://app.example.org/item?feed={feed}&id={id}"
 alternate_url: "https://app.example.org/feed?name={feed}"`)
 	const feed, id = "a&b=c", "1&admin=1+2"
-	h.create(feed, core.TypeFeed, nil)
+	h.create(feed, thoonk.TypeFeed, nil)
 	h.publish(feed, id, "text")
 	_, body, f := h.okFeed("/atom/" + url.PathEscape(feed))
 	link, err := url.Parse(f.Items[0].Link)

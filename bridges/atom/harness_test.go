@@ -17,6 +17,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -26,7 +27,7 @@ import (
 type harness struct {
 	t      testing.TB
 	rdb    *redis.Client
-	store  *core.Store
+	store  *thoonk.Store
 	bridge *Bridge
 	srv    *httptest.Server
 	mux    *http.ServeMux
@@ -52,7 +53,7 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 	for _, hook := range hooks {
 		rdb.AddHook(hook)
 	}
-	store, err := core.NewStore(rdb, core.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	// A long ping interval keeps the listener from sending commands that
 	// would blur the command counts some tests assert.
-	l := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: time.Hour})
+	l := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log, PingInterval: time.Hour})
 	h := &harness{t: tb, rdb: rdb, store: store, bridge: b, mux: http.NewServeMux(), logs: logs}
 	h.srv = httptest.NewUnstartedServer(h.mux)
 	hub := &core.Hub{Store: store, Events: l, ACL: testACL, Metrics: core.NewMetrics(), Log: log, PublicURL: "http://" + h.srv.Listener.Addr().String()}
@@ -186,7 +187,7 @@ func (h *harness) commands() int {
 	return 0
 }
 
-func (h *harness) create(name string, typ core.FeedType, config map[string]string) {
+func (h *harness) create(name string, typ thoonk.FeedType, config map[string]string) {
 	h.t.Helper()
 	if err := h.store.Create(context.Background(), name, typ, config); err != nil {
 		h.t.Fatal(err)

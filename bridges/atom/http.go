@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/feeds"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // renderTimeout bounds one render; it runs detached from the request that
@@ -25,7 +26,7 @@ import (
 const renderTimeout = 10 * time.Second
 
 // errNoFeed means the feed does not exist or holds no readable items.
-var errNoFeed = fmt.Errorf("no such feed: %w", core.ErrNotFound)
+var errNoFeed = fmt.Errorf("no such feed: %w", thoonk.ErrNotFound)
 
 // MountHTTP serves /atom/{feed}, /rss/{feed}, /json/{feed} and the
 // discovery page /atom/ on the shared listener.
@@ -108,7 +109,7 @@ func (b *Bridge) readable(reader core.Actor, feed string) bool {
 func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		feed, err := url.PathUnescape(c.Param("feed"))
-		if err != nil || core.ValidateFeedName(feed) != nil || !b.readable(readerOf(c), feed) {
+		if err != nil || thoonk.ValidateFeedName(feed) != nil || !b.readable(readerOf(c), feed) {
 			problem(c, http.StatusNotFound, "no such feed")
 			return
 		}
@@ -135,11 +136,11 @@ func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuer
 	if err != nil {
 		return nil, err
 	}
-	if len(infos) == 0 || (infos[0].Type != core.TypeFeed && infos[0].Type != core.TypeSorted) {
+	if len(infos) == 0 || (infos[0].Type != thoonk.TypeFeed && infos[0].Type != thoonk.TypeSorted) {
 		return nil, errNoFeed
 	}
 	d, err := b.load(ctx, infos[0], q)
-	if errors.Is(err, core.ErrFeedNotFound) || errors.Is(err, core.ErrWrongType) {
+	if errors.Is(err, thoonk.ErrFeedNotFound) || errors.Is(err, thoonk.ErrWrongType) {
 		return nil, fmt.Errorf("%w: it changed while rendering: %w", errNoFeed, err)
 	}
 	if err != nil {
@@ -194,7 +195,7 @@ func (b *Bridge) cached(c *gin.Context, key, variant string, render func(context
 	switch {
 	case errors.Is(err, errNoFeed):
 		problem(c, http.StatusNotFound, "no such feed")
-	case errors.Is(err, core.ErrItemNotFound):
+	case errors.Is(err, thoonk.ErrItemNotFound):
 		problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
 	case err != nil:
 		b.unavailable(c, err)
@@ -272,7 +273,7 @@ func (b *Bridge) renderIndex(ctx context.Context, format string, reader core.Act
 	base := b.baseURL()
 	var list []listed
 	for _, info := range infos {
-		if info.Type != core.TypeFeed && info.Type != core.TypeSorted {
+		if info.Type != thoonk.TypeFeed && info.Type != thoonk.TypeSorted {
 			continue
 		}
 		p := url.PathEscape(info.Name)

@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Limits on what an item contributes to an entry.
@@ -150,7 +150,7 @@ func jsonTime(v any) time.Time {
 		t, _ = time.Parse(time.RFC3339Nano, strings.TrimSpace(x))
 	case float64:
 		if x > 0 && x < 1e15 {
-			t = core.ScoreTime(x)
+			t = thoonk.ScoreTime(x)
 		}
 	}
 	if t.Year() < 1970 || t.Year() > 9999 {

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // pipelineHook is a redis.Hook that only looks at pipelines.
@@ -51,8 +52,8 @@ func recordsTimes(cmds []redis.Cmder) bool {
 func TestRecordSkipsEventsRedisRefuses(t *testing.T) {
 	h := newHarness(t, "")
 	ctx := context.Background()
-	h.create("ok", core.TypeFeed, nil)
-	h.create("broken", core.TypeFeed, nil)
+	h.create("ok", thoonk.TypeFeed, nil)
+	h.create("broken", thoonk.TypeFeed, nil)
 	h.publish("ok", "1", "first")
 	h.settle("/atom/ok")
 	if err := h.rdb.Set(ctx, prefixTimes+"broken", "not a hash", 0).Err(); err != nil {
@@ -104,7 +105,7 @@ func TestRecordRetriesConnectionFailures(t *testing.T) {
 	})
 	h := newHarness(t, "", cut)
 	ctx := context.Background()
-	h.create("ok", core.TypeFeed, nil)
+	h.create("ok", thoonk.TypeFeed, nil)
 	h.publish("ok", "1", "first")
 	h.settle("/atom/ok")
 	failing.Store(true)
@@ -151,7 +152,7 @@ func TestRunRecordsQueuedEventsInOneRoundTrip(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	h.create("many", core.TypeFeed, nil)
+	h.create("many", thoonk.TypeFeed, nil)
 	h.eventually("the feed's creation is recorded", func() bool { return h.rdb.HExists(ctx, prefixTimes+"many", "c").Val() })
 	// The listener queues every event for the adapter before it queues it
 	// for this subscription of one feed.
@@ -201,7 +202,7 @@ func TestFeedDeletedWhileRenderingIs404(t *testing.T) {
 		}
 	})
 	h := newHarness(t, "", deleter)
-	h.create("gone", core.TypeFeed, nil)
+	h.create("gone", thoonk.TypeFeed, nil)
 	h.publish("gone", "1", "soon deleted")
 	var delErr error
 	del := func() { delErr = h.store.Delete(context.Background(), "gone") }

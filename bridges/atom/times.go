@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // The adapter's own Redis keys (not Thoonk's). Both end with the feed's
@@ -33,7 +33,7 @@ const maxTombstones = 500
 
 // refusal is an event Redis refused to record, and why.
 type refusal struct {
-	ev  core.Event
+	ev  thoonk.Event
 	err error
 }
 
@@ -44,7 +44,7 @@ type refusal struct {
 // with the first error that stopped one of them (a connection failure, or
 // a passing server state such as LOADING), and the events Redis refused
 // for good (an error reply such as WRONGTYPE, which no retry can fix).
-func recordEvents(ctx context.Context, rdb redis.UniversalClient, evs []core.Event, ttl time.Duration) (retry []core.Event, refused []refusal, err error) {
+func recordEvents(ctx context.Context, rdb redis.UniversalClient, evs []thoonk.Event, ttl time.Duration) (retry []thoonk.Event, refused []refusal, err error) {
 	pipe := rdb.Pipeline()
 	cmds := make([][]redis.Cmder, len(evs))
 	for i, ev := range evs {
@@ -73,17 +73,17 @@ func recordEvents(ctx context.Context, rdb redis.UniversalClient, evs []core.Eve
 }
 
 // queueRecord queues the writes that record ev and returns them.
-func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev core.Event, ttl time.Duration) []redis.Cmder {
+func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev thoonk.Event, ttl time.Duration) []redis.Cmder {
 	tk, dk := prefixTimes+ev.Feed, prefixDeleted+ev.Feed
 	at := ev.At.UnixMilli()
 	var cmds []redis.Cmder
 	add := func(c ...redis.Cmder) { cmds = append(cmds, c...) }
 	switch ev.Type {
-	case core.EventPublish:
+	case thoonk.EventPublish:
 		add(pipe.HSetNX(ctx, tk, "p:"+ev.ID, at), pipe.HSet(ctx, tk, "u:"+ev.ID, at), pipe.ZRem(ctx, dk, ev.ID))
-	case core.EventEdit, core.EventPosition:
+	case thoonk.EventEdit, thoonk.EventPosition:
 		add(pipe.HSet(ctx, tk, "u:"+ev.ID, at))
-	case core.EventRetract:
+	case thoonk.EventRetract:
 		add(pipe.HDel(ctx, tk, "p:"+ev.ID, "u:"+ev.ID))
 		if ttl > 0 {
 			add(pipe.ZAdd(ctx, dk, redis.Z{Score: float64(at), Member: ev.ID}),
@@ -91,9 +91,9 @@ func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev core.Event, ttl t
 				pipe.ZRemRangeByRank(ctx, dk, 0, -maxTombstones-1),
 				pipe.PExpire(ctx, dk, ttl))
 		}
-	case core.EventCreate, core.EventConfig:
+	case thoonk.EventCreate, thoonk.EventConfig:
 		// only the feed's time, below
-	case core.EventDelete:
+	case thoonk.EventDelete:
 		return []redis.Cmder{pipe.Del(ctx, tk, dk)}
 	default:
 		return nil

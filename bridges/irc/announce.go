@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // sortedWait is how long a sorted feed's publish event waits for the
@@ -34,7 +34,7 @@ const recentMargin = 32
 type mark struct {
 	channel string // folded
 	feed    string
-	cur     core.Cursor
+	cur     thoonk.Cursor
 }
 
 // announcer turns feed events into channel announcements, runs catch-up
@@ -43,11 +43,11 @@ type mark struct {
 // IRC read goroutine.
 type announcer struct {
 	b     *Bridge
-	types map[string]core.FeedType
+	types map[string]thoonk.FeedType
 	// queued is the last item queued per channel and feed in the
 	// channel's current stay (the resync catch-up point); the delivered
 	// one is in the mark store.
-	queued map[string]map[string]core.Cursor
+	queued map[string]map[string]thoonk.Cursor
 	// recent holds the ids a catch-up covered, per channel and feed, with
 	// a hash of the content it read for each.
 	recent map[string]map[string]map[string]uint64
@@ -62,17 +62,17 @@ type announcer struct {
 	baseline map[string]map[string]map[string]bool
 	// caughtUp is when each channel's last catch-up started reading.
 	caughtUp map[string]time.Time
-	pending  *core.Event // a sorted feed's publish, waiting for its position
+	pending  *thoonk.Event // a sorted feed's publish, waiting for its position
 }
 
 func newAnnouncer(b *Bridge) *announcer {
-	return &announcer{b: b, types: map[string]core.FeedType{},
-		queued: map[string]map[string]core.Cursor{}, recent: map[string]map[string]map[string]uint64{},
+	return &announcer{b: b, types: map[string]thoonk.FeedType{},
+		queued: map[string]map[string]thoonk.Cursor{}, recent: map[string]map[string]map[string]uint64{},
 		early: map[string]map[string]map[string]bool{}, baseline: map[string]map[string]map[string]bool{},
 		caughtUp: map[string]time.Time{}}
 }
 
-func (a *announcer) run(ctx context.Context, sub *core.Subscription) {
+func (a *announcer) run(ctx context.Context, sub *thoonk.Subscription) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -131,21 +131,21 @@ func (a *announcer) housekeeping(ctx context.Context) {
 	}
 }
 
-func (a *announcer) handle(ctx context.Context, ev core.Event) {
+func (a *announcer) handle(ctx context.Context, ev thoonk.Event) {
 	b := a.b
 	// a channel joined since the last wake-up is caught up before any
 	// event: an event in flight from before the join is then covered by
 	// the catch-up, never posted ahead of the items it missed
 	a.housekeeping(ctx)
 	switch ev.Type {
-	case core.EventResync:
+	case thoonk.EventResync:
 		a.flushPending()
 		s := b.current()
 		if s == nil {
 			return
 		}
 		level := slog.LevelDebug // the listener's first connection
-		if ev.Reason == core.ResyncOverflow || b.hub.Events.Stats().Reconnects > 0 {
+		if ev.Reason == thoonk.ResyncOverflow || b.hub.Events.Stats().Reconnects > 0 {
 			level = slog.LevelInfo
 		}
 		b.log.Log(ctx, level, "irc: events may have been lost; catching up from Redis", "reason", ev.Reason)
@@ -156,47 +156,47 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 			a.catchUp(ctx, s, n, false)
 		}
 		return
-	case core.EventCreate, core.EventDelete, core.EventConfig:
+	case thoonk.EventCreate, thoonk.EventDelete, thoonk.EventConfig:
 		delete(a.types, ev.Feed)
-		if s := b.current(); ev.Type == core.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) &&
+		if s := b.current(); ev.Type == thoonk.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) &&
 			holdsItems(a.feedType(ctx, ev.Feed)) {
 			if name := autoChannel(b.cfg.AutoChannels.Prefix, ev.Feed, s.channelLen()); name != "" && !b.isJoined(name) {
 				b.join(s, []string{name})
 			}
 		}
 		return
-	case core.EventJobFinish:
+	case thoonk.EventJobFinish:
 		return
 	}
 	if p := a.pending; p != nil {
 		a.pending = nil
-		if ev.Type == core.EventPosition && ev.Feed == p.Feed && ev.ID == p.ID {
+		if ev.Type == thoonk.EventPosition && ev.Feed == p.Feed && ev.ID == p.ID {
 			a.announce(p.At, kindPublish, p.Feed, p.ID, p.Item, "", a.cursorOf(ctx, p.Feed, p.ID))
 			return
 		}
-		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", thoonk.Cursor{})
 	}
 	if live, waiting := b.targets(ev.Feed); len(live)+len(waiting) == 0 {
 		return
 	}
 	switch ev.Type {
-	case core.EventPublish:
+	case thoonk.EventPublish:
 		switch a.feedType(ctx, ev.Feed) {
-		case core.TypeSorted:
+		case thoonk.TypeSorted:
 			a.pending = &ev
-		case core.TypeFeed:
+		case thoonk.TypeFeed:
 			a.announce(ev.At, kindPublish, ev.Feed, ev.ID, ev.Item, "", a.cursorOf(ctx, ev.Feed, ev.ID))
 		}
-	case core.EventEdit:
-		a.announce(ev.At, kindEdit, ev.Feed, ev.ID, ev.Item, "", core.Cursor{})
-	case core.EventRetract:
-		a.announce(ev.At, kindRetract, ev.Feed, ev.ID, nil, "", core.Cursor{})
-	case core.EventPosition:
+	case thoonk.EventEdit:
+		a.announce(ev.At, kindEdit, ev.Feed, ev.ID, ev.Item, "", thoonk.Cursor{})
+	case thoonk.EventRetract:
+		a.announce(ev.At, kindRetract, ev.Feed, ev.ID, nil, "", thoonk.Cursor{})
+	case thoonk.EventPosition:
 		item, err := b.hub.Store.Sorted(ev.Feed).Get(ctx, ev.ID)
-		if err != nil && !errors.Is(err, core.ErrNotFound) {
+		if err != nil && !errors.Is(err, thoonk.ErrNotFound) {
 			b.log.Warn("irc: reading a moved item", "feed", ev.Feed, "id", ev.ID, "err", err)
 		}
-		a.announce(ev.At, kindPosition, ev.Feed, ev.ID, item, ev.Position, core.Cursor{})
+		a.announce(ev.At, kindPosition, ev.Feed, ev.ID, item, ev.Position, thoonk.Cursor{})
 	}
 }
 
@@ -204,11 +204,11 @@ func (a *announcer) handle(ctx context.Context, ev core.Event) {
 func (a *announcer) flushPending() {
 	if p := a.pending; p != nil {
 		a.pending = nil
-		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", core.Cursor{})
+		a.announce(p.At, kindEdit, p.Feed, p.ID, p.Item, "", thoonk.Cursor{})
 	}
 }
 
-func (a *announcer) feedType(ctx context.Context, feed string) core.FeedType {
+func (a *announcer) feedType(ctx context.Context, feed string) thoonk.FeedType {
 	if t, ok := a.types[feed]; ok {
 		return t
 	}
@@ -226,13 +226,13 @@ func (a *announcer) feedType(ctx context.Context, feed string) core.FeedType {
 // cursorOf returns an item's cursor as Redis places it, for its
 // announcement's mark; an item already gone (or unreadable) gives none,
 // and the channel's previous mark stays.
-func (a *announcer) cursorOf(ctx context.Context, feed, id string) core.Cursor {
+func (a *announcer) cursorOf(ctx context.Context, feed, id string) thoonk.Cursor {
 	it, err := a.b.hub.Store.Item(ctx, feed, id)
 	if err != nil {
-		if !errors.Is(err, core.ErrNotFound) {
+		if !errors.Is(err, thoonk.ErrNotFound) {
 			a.b.log.Warn("irc: reading an announced item's position", "feed", feed, "id", id, "err", err)
 		}
-		return core.Cursor{}
+		return thoonk.Cursor{}
 	}
 	return it.Cursor()
 }
@@ -242,7 +242,7 @@ func (a *announcer) cursorOf(ctx context.Context, feed, id string) core.Cursor {
 // recorded once the server confirms its line. An edit or move received
 // before a channel's catch-up read the item is left out there: the
 // catch-up already showed (or counted) the item as it is.
-func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, position string, cur core.Cursor) {
+func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, position string, cur thoonk.Cursor) {
 	b := a.b
 	s := b.current()
 	if s == nil {
@@ -261,7 +261,7 @@ func (a *announcer) announce(at time.Time, kind, feed, id string, item []byte, p
 		}
 		key := cm.fold(t.name)
 		read, covered := a.recent[key][feed][id]
-		if kind != kindPublish && covered && (at.Before(a.caughtUp[key]) || kind == kindEdit && read == core.ContentSum(item)) {
+		if kind != kindPublish && covered && (at.Before(a.caughtUp[key]) || kind == kindEdit && read == thoonk.ContentSum(item)) {
 			continue // the catch-up read the item after this change (it may reach us late)
 		}
 		var m *mark
@@ -370,7 +370,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	if ok {
 		n, err := countAfter(ctx, b.hub.Store, feed, typ, cur)
 		switch {
-		case errors.Is(err, core.ErrNotFound):
+		case errors.Is(err, thoonk.ErrNotFound):
 			ok = false // the marked item is gone without a hint: start over from the newest
 		case err != nil:
 			return err
@@ -412,7 +412,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	}
 	recent := map[string]uint64{}
 	for _, it := range covered {
-		recent[it.ID] = core.ContentSum(it.Data)
+		recent[it.ID] = thoonk.ContentSum(it.Data)
 	}
 	a.recent[key][feed] = recent
 	for i, it := range shown {
@@ -424,7 +424,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 	}
 	more := missed // the summary counts the missed items not shown
 	for _, it := range shown {
-		if slices.IndexFunc(items, func(x core.Item) bool { return x.ID == it.ID }) >= len(items)-missed {
+		if slices.IndexFunc(items, func(x thoonk.Item) bool { return x.ID == it.ID }) >= len(items)-missed {
 			more--
 		}
 	}
@@ -449,9 +449,9 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 // after it may still have their events in flight); with a mark, the
 // refused ones are posted whatever catch_up says, even when the mark
 // covers them (a first baseline can precede an item's live line).
-func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []core.Item {
+func pickShown(items []thoonk.Item, show int, ok bool, early map[string]bool) []thoonk.Item {
 	newest := max(len(items)-show, 0)
-	unseen := func(it core.Item) bool {
+	unseen := func(it thoonk.Item) bool {
 		refused, known := early[it.ID]
 		return refused || (known && !ok)
 	}
@@ -462,7 +462,7 @@ func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []co
 	case !ok:
 		return items[first:]
 	}
-	var picked []core.Item
+	var picked []thoonk.Item
 	for i, it := range items {
 		if i >= newest || unseen(it) {
 			picked = append(picked, it)
@@ -473,45 +473,45 @@ func pickShown(items []core.Item, show int, ok bool, early map[string]bool) []co
 
 // feedStart is the cursor before every item of a plain or sorted feed: a
 // gone id whose hint places it at score 0 (plain) or index 0 (sorted).
-var feedStart = core.Cursor{ID: "-", Hint: "0"}
+var feedStart = thoonk.Cursor{ID: "-", Hint: "0"}
 
 // justBefore returns a cursor placed just before the item at cur, so that
 // the item counts as after it: a gone id at the float just below the
 // item's score (plain feed) or at its index (sorted feed).
-func justBefore(cur core.Cursor, typ core.FeedType) core.Cursor {
+func justBefore(cur thoonk.Cursor, typ thoonk.FeedType) thoonk.Cursor {
 	f, err := strconv.ParseFloat(cur.Hint, 64)
 	if err != nil {
 		return feedStart
 	}
-	if typ == core.TypeFeed {
+	if typ == thoonk.TypeFeed {
 		f = math.Nextafter(f, math.Inf(-1))
 	}
-	return core.Cursor{ID: feedStart.ID, Hint: strconv.FormatFloat(f, 'g', -1, 64)}
+	return thoonk.Cursor{ID: feedStart.ID, Hint: strconv.FormatFloat(f, 'g', -1, 64)}
 }
 
 // countAfter counts the items newer than cur: published after it on a
 // plain feed, placed after it on a sorted feed.
-func countAfter(ctx context.Context, st *core.Store, feed string, typ core.FeedType, cur core.Cursor) (int, error) {
-	if typ == core.TypeFeed {
-		p, err := st.Page(ctx, feed, core.PageRequest{Before: &cur, Limit: 1})
+func countAfter(ctx context.Context, st *thoonk.Store, feed string, typ thoonk.FeedType, cur thoonk.Cursor) (int, error) {
+	if typ == thoonk.TypeFeed {
+		p, err := st.Page(ctx, feed, thoonk.PageRequest{Before: &cur, Limit: 1})
 		return int(p.Start) + len(p.Items), err
 	}
-	p, err := st.Page(ctx, feed, core.PageRequest{After: &cur, Limit: 1})
+	p, err := st.Page(ctx, feed, thoonk.PageRequest{After: &cur, Limit: 1})
 	return int(max(p.Total-p.Start, 0)), err
 }
 
 // newestItems returns up to n of the newest items, oldest first.
-func newestItems(ctx context.Context, st *core.Store, feed string, typ core.FeedType, n int) ([]core.Item, error) {
-	if typ == core.TypeFeed {
-		p, err := st.Page(ctx, feed, core.PageRequest{Limit: n})
+func newestItems(ctx context.Context, st *thoonk.Store, feed string, typ thoonk.FeedType, n int) ([]thoonk.Item, error) {
+	if typ == thoonk.TypeFeed {
+		p, err := st.Page(ctx, feed, thoonk.PageRequest{Limit: n})
 		slices.Reverse(p.Items)
 		return p.Items, err
 	}
-	p, err := st.Page(ctx, feed, core.PageRequest{Limit: 1})
+	p, err := st.Page(ctx, feed, thoonk.PageRequest{Limit: 1})
 	if err != nil {
 		return nil, err
 	}
-	p, err = st.Page(ctx, feed, core.PageRequest{Offset: max(p.Total-int64(n), 0), Limit: n})
+	p, err = st.Page(ctx, feed, thoonk.PageRequest{Offset: max(p.Total-int64(n), 0), Limit: n})
 	return p.Items, err
 }
 
@@ -549,9 +549,9 @@ type markStore struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	known  map[string]map[string]core.Cursor
+	known  map[string]map[string]thoonk.Cursor
 	loaded map[string]bool
-	dirty  map[string]map[string]core.Cursor
+	dirty  map[string]map[string]thoonk.Cursor
 	notify chan struct{}
 }
 
@@ -560,27 +560,27 @@ const markTTL = 30 * 24 * time.Hour
 
 func newMarkStore(rdb redis.UniversalClient, server string, log *slog.Logger) *markStore {
 	return &markStore{rdb: rdb, prefix: "feedbridge.irc.last:" + server + ":", log: log,
-		known: map[string]map[string]core.Cursor{}, loaded: map[string]bool{},
-		dirty: map[string]map[string]core.Cursor{}, notify: make(chan struct{}, 1)}
+		known: map[string]map[string]thoonk.Cursor{}, loaded: map[string]bool{},
+		dirty: map[string]map[string]thoonk.Cursor{}, notify: make(chan struct{}, 1)}
 }
 
 // get returns the delivered mark of a channel's feed, loading the channel's
 // marks from Redis once.
-func (m *markStore) get(ctx context.Context, channel, feed string) (core.Cursor, bool, error) {
+func (m *markStore) get(ctx context.Context, channel, feed string) (thoonk.Cursor, bool, error) {
 	m.mu.Lock()
 	loaded := m.loaded[channel]
 	m.mu.Unlock()
 	if !loaded {
 		vals, err := m.rdb.HGetAll(ctx, m.prefix+channel).Result()
 		if err != nil {
-			return core.Cursor{}, false, fmt.Errorf("load marks of %s: %w", channel, err)
+			return thoonk.Cursor{}, false, fmt.Errorf("load marks of %s: %w", channel, err)
 		}
 		m.mu.Lock()
 		for f, v := range vals {
 			if _, set := m.known[channel][f]; set {
 				continue
 			}
-			if c, err := core.DecodeCursor(v); err == nil {
+			if c, err := thoonk.DecodeCursor(v); err == nil {
 				setNested(m.known, channel, f, c)
 			}
 		}
@@ -611,12 +611,12 @@ func (m *markStore) run(ctx context.Context) {
 			return
 		case <-m.notify:
 		}
-		if core.Sleep(ctx, 200*time.Millisecond) != nil {
+		if thoonk.Sleep(ctx, 200*time.Millisecond) != nil {
 			return
 		}
 		if err := m.flush(ctx); err != nil {
 			m.log.Warn("irc: saving announcement marks; retrying", "err", err)
-			if core.Sleep(ctx, 5*time.Second) != nil {
+			if thoonk.Sleep(ctx, 5*time.Second) != nil {
 				return
 			}
 			m.poke()
@@ -635,7 +635,7 @@ func (m *markStore) poke() {
 func (m *markStore) flush(ctx context.Context) error {
 	m.mu.Lock()
 	dirty := m.dirty
-	m.dirty = map[string]map[string]core.Cursor{}
+	m.dirty = map[string]map[string]thoonk.Cursor{}
 	m.mu.Unlock()
 	if len(dirty) == 0 {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // TestCatchUpSummaryCountsEveryItem: a catch-up that meets a channel lane
@@ -18,14 +19,14 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	b := testBridge(t, "  enabled: true\n  server: 127.0.0.1:6667\n  queue_lines: 4\n  links: {feed: \"\"}\n  channels: [{name: \"#news\", feeds: [news]}]\n")
 	ctx := context.Background()
 	st := b.hub.Store
-	if err := st.Create(ctx, "news", core.TypeFeed, nil); err != nil {
+	if err := st.Create(ctx, "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	seen, err := st.Feed("news").Publish(ctx, []byte("seen"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.marks.delivered(mark{channel: "#news", feed: "news", cur: core.Cursor{ID: seen.ID}})
+	b.marks.delivered(mark{channel: "#news", feed: "news", cur: thoonk.Cursor{ID: seen.ID}})
 	time.Sleep(2 * time.Millisecond) // the missed items come strictly later (items of one millisecond tie)
 	for i := range 30 {
 		if _, err := st.Feed("news").Publish(ctx, []byte(fmt.Sprint("missed ", i)), ""); err != nil {
@@ -57,11 +58,11 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 func TestCatchUpByPosition(t *testing.T) {
 	for name, tc := range map[string]struct {
 		config map[string]string
-		away   func(t *testing.T, f *core.Feed, tick func(), two string)
+		away   func(t *testing.T, f *thoonk.Feed, tick func(), two string)
 		want   []string
 	}{
 		"edited": {
-			away: func(t *testing.T, f *core.Feed, tick func(), two string) {
+			away: func(t *testing.T, f *thoonk.Feed, tick func(), two string) {
 				tick()
 				if err := f.Edit(context.Background(), two, []byte("two, corrected")); err != nil {
 					t.Fatal(err)
@@ -71,7 +72,7 @@ func TestCatchUpByPosition(t *testing.T) {
 			want: []string{"PRIVMSG #news :[news] two, corrected", "PRIVMSG #news :[news] three"},
 		},
 		"retracted": {
-			away: func(t *testing.T, f *core.Feed, tick func(), two string) {
+			away: func(t *testing.T, f *thoonk.Feed, tick func(), two string) {
 				tick()
 				if err := f.Retract(context.Background(), two); err != nil {
 					t.Fatal(err)
@@ -82,7 +83,7 @@ func TestCatchUpByPosition(t *testing.T) {
 		},
 		"trimmed": {
 			config: map[string]string{"max_length": "2"},
-			away: func(t *testing.T, f *core.Feed, tick func(), _ string) {
+			away: func(t *testing.T, f *thoonk.Feed, tick func(), _ string) {
 				publishAt(t, f, tick, "three") // trims one
 				publishAt(t, f, tick, "four")  // trims two, the mark
 			},
@@ -104,7 +105,7 @@ func TestCatchUpByPosition(t *testing.T) {
 			clock := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 			tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
 			tick()
-			if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, tc.config); err != nil {
+			if err := b.hub.Store.Create(context.Background(), "news", thoonk.TypeFeed, tc.config); err != nil {
 				t.Fatal(err)
 			}
 			feed := b.hub.Store.Feed("news")
@@ -170,14 +171,14 @@ func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
 // newsBridge returns a bridge (not connected) whose channel #news shows
 // the public plain feed news on a miniredis whose clock tick moves one
 // second on; extra adds keys to the irc section.
-func newsBridge(t *testing.T, extra string) (*Bridge, *core.Feed, func()) {
+func newsBridge(t *testing.T, extra string) (*Bridge, *thoonk.Feed, func()) {
 	t.Helper()
 	b, mr := testBridgeRedis(t, "  enabled: true\n  server: 127.0.0.1:6667\n"+extra+"  channels: [{name: \"#news\", feeds: [news]}]\n")
 	makePublic(b)
 	clock := time.Now().Truncate(time.Second)
 	tick := func() { clock = clock.Add(time.Second); mr.SetTime(clock) }
 	tick()
-	if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, nil); err != nil {
+	if err := b.hub.Store.Create(context.Background(), "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	return b, b.hub.Store.Feed("news"), tick
@@ -208,11 +209,11 @@ func TestLateEditAfterCatchUp(t *testing.T) {
 		t.Fatalf("catch-up lines %q, want %q", got, want)
 	}
 	late := time.Now().Add(time.Second) // received after the catch-up began
-	a.announce(late, kindEdit, "news", two, []byte("two, corrected"), "", core.Cursor{})
+	a.announce(late, kindEdit, "news", two, []byte("two, corrected"), "", thoonk.Cursor{})
 	if got := drain(b.q); len(got) != 0 {
 		t.Errorf("the late edit event was announced again: %q", got)
 	}
-	a.announce(late, kindEdit, "news", two, []byte("two, again"), "", core.Cursor{})
+	a.announce(late, kindEdit, "news", two, []byte("two, again"), "", thoonk.Cursor{})
 	if got := drain(b.q); len(got) != 1 || !strings.Contains(got[0], "two, again") {
 		t.Errorf("a later edit gave %q", got)
 	}
@@ -221,12 +222,12 @@ func TestLateEditAfterCatchUp(t *testing.T) {
 // newsOnFake runs a bridge on the fake server f whose #news shows the
 // public plain feed news, with no rate limit and a join_retry of 1s; extra
 // adds keys to the irc section. It returns once the bot is in #news.
-func newsOnFake(t *testing.T, f *fakeServer, extra string) (*Bridge, *core.Feed) {
+func newsOnFake(t *testing.T, f *fakeServer, extra string) (*Bridge, *thoonk.Feed) {
 	t.Helper()
 	b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n  join_retry: 1s\n"+
 		extra+"  channels: [{name: \"#news\", feeds: [news]}]\n")
 	makePublic(b)
-	if err := b.hub.Store.Create(context.Background(), "news", core.TypeFeed, nil); err != nil {
+	if err := b.hub.Store.Create(context.Background(), "news", thoonk.TypeFeed, nil); err != nil {
 		t.Fatal(err)
 	}
 	runBridge(t, b, f)
@@ -331,13 +332,13 @@ func TestLostBeforeAnyConfirmation(t *testing.T) {
 
 // savedMark returns the catch-up mark stored in Redis for a channel's
 // feed (zero when none).
-func savedMark(t *testing.T, b *Bridge, channel, feed string) core.Cursor {
+func savedMark(t *testing.T, b *Bridge, channel, feed string) thoonk.Cursor {
 	t.Helper()
 	v, err := b.hub.Store.Client().HGet(context.Background(), "feedbridge.irc.last:"+b.cfg.Server+":"+channel, feed).Result()
 	if err != nil {
-		return core.Cursor{}
+		return thoonk.Cursor{}
 	}
-	c, err := core.DecodeCursor(v)
+	c, err := thoonk.DecodeCursor(v)
 	if err != nil {
 		t.Fatalf("stored mark %q: %v", v, err)
 	}
@@ -363,7 +364,7 @@ func registerAndWait(f *fakeServer, b *Bridge, channel string) {
 	f.until("saw its JOIN of "+channel, func() bool { return b.inChannel(channel) })
 }
 
-func publish(t *testing.T, f *core.Feed, item string) string {
+func publish(t *testing.T, f *thoonk.Feed, item string) string {
 	t.Helper()
 	r, err := f.Publish(context.Background(), []byte(item), "")
 	if err != nil {
@@ -373,7 +374,7 @@ func publish(t *testing.T, f *core.Feed, item string) string {
 }
 
 // publishAt publishes one second later on Redis' clock.
-func publishAt(t *testing.T, f *core.Feed, tick func(), item string) string {
+func publishAt(t *testing.T, f *thoonk.Feed, tick func(), item string) string {
 	t.Helper()
 	tick()
 	return publish(t, f, item)

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/irc.v4"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // request is a command someone sent, handed from the read goroutine to a
@@ -260,7 +261,7 @@ func (b *Bridge) act(ctx context.Context, r request, a core.Action) {
 		}
 	}
 	var t core.Ticket
-	var w *core.ResultWaiter
+	var w *thoonk.ResultWaiter
 	var err error
 	if watch {
 		t, w, err = b.hub.Actions.SubmitWatch(ctx, a)
@@ -291,7 +292,7 @@ func describeError(a core.Action, err error) string {
 	switch {
 	case errors.Is(err, core.ErrDenied):
 		return fmt.Sprintf("denied: you may not %s on %s", a.Verb, a.Feed)
-	case errors.Is(err, core.ErrFeedNotFound):
+	case errors.Is(err, thoonk.ErrFeedNotFound):
 		return fmt.Sprintf("no feed %q", a.Feed)
 	case core.Refused(err):
 		return "refused: " + err.Error()
@@ -301,7 +302,7 @@ func describeError(a core.Action, err error) string {
 
 // awaitResult reports a job's result to the person who asked; w was
 // registered before the job was stored.
-func (b *Bridge) awaitResult(ctx context.Context, r request, t core.Ticket, w *core.ResultWaiter) {
+func (b *Bridge) awaitResult(ctx context.Context, r request, t core.Ticket, w *thoonk.ResultWaiter) {
 	wctx, cancel := context.WithTimeout(ctx, b.cfg.Commands.ResultWait)
 	defer cancel()
 	raw, err := w.Wait(wctx)
@@ -309,7 +310,7 @@ func (b *Bridge) awaitResult(ctx context.Context, r request, t core.Ticket, w *c
 	case err == nil:
 		res := core.ParseResult(raw)
 		b.reply(r, resultText(t.JobID, &res), true)
-	case errors.Is(err, core.ErrNoResult):
+	case errors.Is(err, thoonk.ErrNoResult):
 		b.reply(r, fmt.Sprintf("job %s finished", t.JobID), true)
 	case ctx.Err() == nil:
 		b.reply(r, fmt.Sprintf("job %s is still pending after %s", t.JobID, b.cfg.Commands.ResultWait), true)
@@ -360,16 +361,16 @@ func (b *Bridge) listFeeds(ctx context.Context, r request) {
 // listItems answers "items FEED N" with the feed's first N items in
 // display order, one line each.
 func (b *Bridge) listItems(ctx context.Context, r request, feed string, n int) {
-	if core.ValidateFeedName(feed) != nil || !b.exposed(feed) || !b.hub.ACL.Allowed(r.actor, feed, core.OpRead) {
+	if thoonk.ValidateFeedName(feed) != nil || !b.exposed(feed) || !b.hub.ACL.Allowed(r.actor, feed, core.OpRead) {
 		b.notice(r, fmt.Sprintf("no feed %q you may read", feed), false)
 		return
 	}
-	p, err := b.hub.Store.Page(ctx, feed, core.PageRequest{Limit: n})
+	p, err := b.hub.Store.Page(ctx, feed, thoonk.PageRequest{Limit: n})
 	switch {
-	case errors.Is(err, core.ErrNotFound):
+	case errors.Is(err, thoonk.ErrNotFound):
 		b.notice(r, fmt.Sprintf("no feed %q you may read", feed), false)
 		return
-	case errors.Is(err, core.ErrWrongType):
+	case errors.Is(err, thoonk.ErrWrongType):
 		b.notice(r, fmt.Sprintf("%s has no items to show (%v)", feed, err), false)
 		return
 	case err != nil:

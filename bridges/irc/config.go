@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Config is the irc section of bridge.yaml.
@@ -261,14 +262,14 @@ type compiled struct {
 	tls      *tls.Config // nil: plain TCP
 	channels []*channel
 	auto     *announceSpec // nil: no auto channels
-	ignore   []core.Pattern
+	ignore   []thoonk.Pattern
 }
 
 // channel is one configured channel, compiled.
 type channel struct {
 	name  string
 	key   string
-	feeds []core.Pattern
+	feeds []thoonk.Pattern
 	verbs map[string]string
 	spec  *announceSpec
 }
@@ -392,7 +393,7 @@ func compile(cfg *Config, sec *core.Section) (*compiled, error) {
 			bad(at+".key", "a channel key must be one word without spaces, commas or controls")
 		}
 		for j, g := range ch.Feeds {
-			p, err := core.CompilePattern(g)
+			p, err := thoonk.CompilePattern(g)
 			if err != nil {
 				bad(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err)
 			}
@@ -404,7 +405,7 @@ func compile(cfg *Config, sec *core.Section) (*compiled, error) {
 			} else if slices.Contains(builtinCommands, verb) {
 				bad(at+".verbs."+verb, "%q is a built-in command: choose another verb", verb)
 			}
-			if err := core.ValidateFeedName(feed); err != nil {
+			if err := thoonk.ValidateFeedName(feed); err != nil {
 				bad(at+".verbs."+verb, "name the feed the %s action targets: %v", verb, err)
 			}
 		}
@@ -433,7 +434,7 @@ func compile(cfg *Config, sec *core.Section) (*compiled, error) {
 		bad("commands.items_max", "must be 1 to 50")
 	}
 	for i, g := range cm.Ignore {
-		p, err := core.CompilePattern(strings.ToLower(g))
+		p, err := thoonk.CompilePattern(strings.ToLower(g))
 		if err != nil {
 			bad(fmt.Sprintf("commands.ignore[%d]", i), "%v", err)
 		}

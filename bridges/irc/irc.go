@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Bridge is the IRC adapter.
@@ -132,7 +133,7 @@ func (b *Bridge) setup(hub *core.Hub) {
 
 // connectLoop runs sessions one after another until ctx ends.
 func (b *Bridge) connectLoop(ctx context.Context) {
-	bo := core.Backoff{Min: b.cfg.Reconnect.Min, Max: b.cfg.Reconnect.Max}
+	bo := thoonk.Backoff{Min: b.cfg.Reconnect.Min, Max: b.cfg.Reconnect.Max}
 	attempt := 0
 	for {
 		start := time.Now()
@@ -155,7 +156,7 @@ func (b *Bridge) connectLoop(ctx context.Context) {
 		b.hub.SetState(b.Name(), core.StateReconnecting, err)
 		b.hub.Metrics.Reconnect(b.Name())
 		b.log.Warn("irc: disconnected; reconnecting", "err", err, "retry_in", d.Round(time.Millisecond))
-		if core.Sleep(ctx, d) != nil {
+		if thoonk.Sleep(ctx, d) != nil {
 			return
 		}
 	}
@@ -474,7 +475,7 @@ func (b *Bridge) autoFeeds(ctx context.Context) ([]string, error) {
 }
 
 // holdsItems reports whether a feed type holds announceable items.
-func holdsItems(t core.FeedType) bool { return t == core.TypeFeed || t == core.TypeSorted }
+func holdsItems(t thoonk.FeedType) bool { return t == thoonk.TypeFeed || t == thoonk.TypeSorted }
 
 // target is a joined channel that shows a feed.
 type target struct {
@@ -546,7 +547,7 @@ func (b *Bridge) channelFeeds(ctx context.Context, s *session, name string) ([]s
 	}), b.c.auto, nil
 }
 
-func matchAny(ps []core.Pattern, s string) bool {
+func matchAny(ps []thoonk.Pattern, s string) bool {
 	for _, p := range ps {
 		if p.Match(s) {
 			return true

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 func drain(q *queue) []string {
@@ -80,4 +80,4 @@ func TestQueueReset(t *testing.T) {
 	}
 }
 
-func cursorID(i int) core.Cursor { return core.Cursor{ID: fmt.Sprint(i)} }
+func cursorID(i int) thoonk.Cursor { return thoonk.Cursor{ID: fmt.Sprint(i)} }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // itemView is what an announcement template sees.
@@ -78,16 +78,16 @@ func firstString(m map[string]any, keys ...string) string {
 }
 
 func describePosition(pos string) string {
-	p, err := core.ParsePosition(pos)
+	p, err := thoonk.ParsePosition(pos)
 	if err != nil {
 		return pos
 	}
 	switch p.Kind {
-	case core.PosBegin:
+	case thoonk.PosBegin:
 		return "to the top"
-	case core.PosBefore:
+	case thoonk.PosBefore:
 		return "before " + p.Rel
-	case core.PosAfter:
+	case thoonk.PosAfter:
 		return "after " + p.Rel
 	}
 	return "to the end"

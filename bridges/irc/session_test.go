@@ -21,6 +21,7 @@ import (
 	"gopkg.in/irc.v4"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // fakeServer plays a scripted IRC server on loopback, for what no server
@@ -176,12 +177,12 @@ func testBridgeRedis(t *testing.T, section string) (*Bridge, *miniredis.Miniredi
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	st, err := core.NewStore(rdb, core.StoreOptions{})
+	st, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := a.(*Bridge)
-	b.setup(&core.Hub{Store: st, Events: core.NewListener(st, core.ListenerOptions{}), Metrics: core.NewMetrics(),
+	b.setup(&core.Hub{Store: st, Events: thoonk.NewListener(st, thoonk.ListenerOptions{}), Metrics: core.NewMetrics(),
 		Log: slog.New(slog.DiscardHandler), Feeds: &core.FeedFilter{}})
 	return b, mr
 }
@@ -713,7 +714,7 @@ func TestAutoChannelsOnlyForItemFeeds(t *testing.T) {
 	b.hub.Feeds = nil // every feed exposed
 	b.hub.ACL = core.MustACL(core.ACLRule{Actors: []string{"*"}, Feeds: []string{"*"}, Allow: []string{"read"}})
 	ctx := context.Background()
-	for name, typ := range map[string]core.FeedType{"news": core.TypeFeed, "tasks": core.TypeSorted, "deploy.actions": core.TypeJob, "mail": core.TypeQueue} {
+	for name, typ := range map[string]thoonk.FeedType{"news": thoonk.TypeFeed, "tasks": thoonk.TypeSorted, "deploy.actions": thoonk.TypeJob, "mail": thoonk.TypeQueue} {
 		if err := b.hub.Store.Create(ctx, name, typ, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -723,11 +724,11 @@ func TestAutoChannelsOnlyForItemFeeds(t *testing.T) {
 		t.Errorf("auto channels at start: %q, want #feed-news #feed-tasks", got)
 	}
 	a := newAnnouncer(b)
-	for name, typ := range map[string]core.FeedType{"alerts": core.TypeFeed, "more.actions": core.TypeJob} {
+	for name, typ := range map[string]thoonk.FeedType{"alerts": thoonk.TypeFeed, "more.actions": thoonk.TypeJob} {
 		if err := b.hub.Store.Create(ctx, name, typ, nil); err != nil {
 			t.Fatal(err)
 		}
-		a.handle(ctx, core.Event{Type: core.EventCreate, Feed: name})
+		a.handle(ctx, thoonk.Event{Type: thoonk.EventCreate, Feed: name})
 	}
 	if got := strings.Join(drain(b.q), " "); got != "JOIN #feed-alerts" {
 		t.Errorf("joins for created feeds: %q, want JOIN #feed-alerts", got)

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // idemPrefix prefixes the Redis keys that remember Idempotency-Keys.
@@ -184,7 +185,7 @@ func atEOF(dec *json.Decoder) bool {
 func (b *Bridge) act(c *gin.Context, act core.Action) {
 	feed, actor := param(c, "feed"), actorOf(c)
 	act.Feed, act.Actor = feed, actor
-	if err := core.ValidateFeedName(feed); err != nil {
+	if err := thoonk.ValidateFeedName(feed); err != nil {
 		fail(c, "bad-request", err.Error())
 		return
 	}
@@ -195,7 +196,7 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 	ctx := c.Request.Context()
 	if err := b.hub.Actions.Check(ctx, act); err != nil {
 		if errors.Is(err, core.ErrDenied) && !b.hub.ACL.Allowed(actor, feed, core.OpRead) {
-			err = core.ErrFeedNotFound // may neither read nor do this: no existence leak
+			err = thoonk.ErrFeedNotFound // may neither read nor do this: no existence leak
 		}
 		b.failErr(c, err)
 		return
@@ -207,7 +208,7 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 		case err == nil:
 			body, _ := json.Marshal(it)
 			etag = etagOf(append(body, '\n'))
-		case !errors.Is(err, core.ErrNotFound):
+		case !errors.Is(err, thoonk.ErrNotFound):
 			b.failErr(c, err)
 			return
 		}
@@ -239,7 +240,7 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 // that a graceful shutdown never waits for a worker.
 func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Duration,
 	stored func(core.Ticket)) (core.Ticket, *core.Result, error) {
-	var w *core.ResultWaiter
+	var w *thoonk.ResultWaiter
 	var t core.Ticket
 	var err error
 	if wait > 0 {
@@ -270,9 +271,9 @@ func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Dura
 // submitted is the status of a job just stored: finished when its result
 // is known, else queued.
 func submitted(t core.Ticket, res *core.Result) core.JobStatus {
-	st := core.JobStatus{Queue: t.Queue, JobID: t.JobID, State: core.JobQueued, Result: res}
+	st := core.JobStatus{Queue: t.Queue, JobID: t.JobID, State: thoonk.JobQueued, Result: res}
 	if res != nil {
-		st.State = core.JobFinished
+		st.State = thoonk.JobFinished
 	}
 	return st
 }
@@ -454,7 +455,7 @@ func (b *Bridge) jobStatus(c *gin.Context) {
 		b.failErr(c, err)
 		return
 	}
-	if st.State == core.JobUnknown || st.Submitter != actorOf(c).String() {
+	if st.State == thoonk.JobUnknown || st.Submitter != actorOf(c).String() {
 		fail(c, "not-found", "") // another actor's job looks like no job
 		return
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -52,7 +53,7 @@ type env struct {
 	t      *testing.T
 	srv    *httptest.Server
 	hub    *core.Hub
-	store  *core.Store
+	store  *thoonk.Store
 	rdb    *redis.Client
 	bridge *Bridge
 	check  *resttest.Checker
@@ -74,7 +75,7 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 	for _, h := range hooks {
 		rdb.AddHook(h)
 	}
-	store, err := core.NewStore(rdb, core.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +87,8 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 	// a Redis kill is seen at once (the connection closes); the ping only
 	// finds a silent one, and a short interval would take a loaded
 	// machine's pause for a dead connection (a resync resets the streams)
-	listener := core.NewListener(store, core.ListenerOptions{Logger: log, PingInterval: time.Second,
-		Backoff: core.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
+	listener := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log, PingInterval: time.Second,
+		Backoff: thoonk.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}})
 	acl := core.MustACL(testACL...)
 	feeds := &core.FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}}
 	if err := feeds.Compile(&core.Section{File: "test"}, "feeds"); err != nil {
@@ -102,7 +103,7 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 		Actions: core.NewActions(store, listener, acl, core.ActionsOptions{
 			Queue: "feedbridge.actions", Routes: routes, MaxItemBytes: 2048, ResultTTL: time.Hour}, metrics)}
 	for _, q := range hub.Actions.Queues() {
-		if err := store.Create(ctx, q, core.TypeJob, nil); err != nil && !errors.Is(err, core.ErrFeedExists) {
+		if err := store.Create(ctx, q, thoonk.TypeJob, nil); err != nil && !errors.Is(err, thoonk.ErrFeedExists) {
 			t.Fatal(err)
 		}
 	}
@@ -247,7 +248,7 @@ func (e *env) appJobs() int64 {
 }
 
 // create makes a feed.
-func (e *env) create(feed string, typ core.FeedType, cfg map[string]string) {
+func (e *env) create(feed string, typ thoonk.FeedType, cfg map[string]string) {
 	e.t.Helper()
 	if err := e.store.Create(context.Background(), feed, typ, cfg); err != nil {
 		e.t.Fatal(err)

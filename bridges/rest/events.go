@@ -14,7 +14,7 @@ import (
 	"github.com/gin-contrib/sse"
 	"github.com/gin-gonic/gin"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // batchSize bounds the events written between two flushes.
@@ -66,9 +66,9 @@ func (b *Bridge) events(c *gin.Context) {
 	if len(globs) == 0 {
 		globs = []string{"*"}
 	}
-	pats := make([]core.Pattern, 0, len(globs))
+	pats := make([]thoonk.Pattern, 0, len(globs))
 	for _, g := range globs {
-		p, err := core.CompilePattern(g)
+		p, err := thoonk.CompilePattern(g)
 		if err != nil {
 			fail(c, "bad-request", "feeds: "+err.Error())
 			return
@@ -97,7 +97,7 @@ func (b *Bridge) events(c *gin.Context) {
 // idle stream costs a few kilobytes. The body is delimited by closing the
 // connection (Connection: close), which every SSE client accepts. Where
 // hijacking is impossible (HTTP/2) the stream runs in the handler.
-func (b *Bridge) stream(c *gin.Context, feed string, pats []core.Pattern, match func(string) bool) {
+func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, match func(string) bool) {
 	h := c.Writer.Header()
 	if c.Request.Method == http.MethodHead { // the stream's headers; no stream opens
 		streamHeaders(h)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // wantEvent reads the next frame and checks its type and (part of) its data.
@@ -39,7 +39,7 @@ func TestStreamAndResume(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
 	feed := "public:ünï/côdé"
-	e.create(feed, core.TypeFeed, nil)
+	e.create(feed, thoonk.TypeFeed, nil)
 	f := e.store.Feed(feed)
 	path := "/v1/feeds/" + strings.ReplaceAll(url.PathEscape(feed), ":", "%3A") + "/events"
 	res, rd := e.stream(path, "")
@@ -105,8 +105,8 @@ func TestStreamAndResume(t *testing.T) {
 func TestStreamResets(t *testing.T) {
 	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, replay_events: 4}", 1))
 	ctx := context.Background()
-	e.create("public:a", core.TypeSorted, nil)
-	e.create("public:b", core.TypeFeed, nil)
+	e.create("public:a", thoonk.TypeSorted, nil)
+	e.create("public:b", thoonk.TypeFeed, nil)
 	s := e.store.Sorted("public:a")
 	_, rd := e.stream("/v1/events?feeds=public:a", "")
 	hello := e.next(rd)
@@ -149,7 +149,7 @@ func TestStreamFilters(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
 	for _, f := range []string{"public:x", "secret:y", "other"} {
-		e.create(f, core.TypeFeed, nil)
+		e.create(f, thoonk.TypeFeed, nil)
 	}
 	_, anon := e.stream("/v1/events", "")
 	// EventSource cannot send headers: the token may come as ?access_token=
@@ -169,7 +169,7 @@ func TestStreamFilters(t *testing.T) {
 
 func TestHeartbeatAndLimits(t *testing.T) {
 	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, max_streams: 1}", 1))
-	e.create("public:h", core.TypeFeed, nil)
+	e.create("public:h", thoonk.TypeFeed, nil)
 	res, _ := e.stream("/v1/feeds/public:h/events", "")
 	buf := make([]byte, 4096)
 	got := ""
@@ -192,7 +192,7 @@ func TestHeartbeatAndLimits(t *testing.T) {
 func TestLongPoll(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
-	e.create("public:p", core.TypeFeed, nil)
+	e.create("public:p", thoonk.TypeFeed, nil)
 	f := e.store.Feed("public:p")
 	base := "/v1/feeds/public:p/items"
 	// nothing yet: 204 after the wait
@@ -233,8 +233,8 @@ func TestLongPoll(t *testing.T) {
 // streams and long polls, and Run returns when its context ends.
 func TestShutdownEndsStreams(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("public:s", core.TypeFeed, nil)
-	e.create("public:empty", core.TypeFeed, nil)
+	e.create("public:s", thoonk.TypeFeed, nil)
+	e.create("public:empty", thoonk.TypeFeed, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", e.bridge.engine)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -271,7 +271,7 @@ func TestShutdownEndsStreams(t *testing.T) {
 	}()
 	// an action waiting for a result that no worker will give (the "stamp"
 	// queue has none): shutdown does not wait for it, the client gets 202
-	e.create("routed", core.TypeFeed, nil)
+	e.create("routed", thoonk.TypeFeed, nil)
 	acted := make(chan *http.Response, 1)
 	go func() {
 		req, _ := http.NewRequest("POST", base+"/v1/feeds/routed/actions/stamp", strings.NewReader(`{}`))
@@ -342,7 +342,7 @@ func TestAliveProbe(t *testing.T) {
 // stream is served from its handler, with the same events and resume.
 func TestStreamHTTP2(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("public:h2", core.TypeFeed, nil)
+	e.create("public:h2", thoonk.TypeFeed, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", e.bridge.engine)
 	srv := httptest.NewUnstartedServer(mux)
@@ -382,7 +382,7 @@ func TestStreamHTTP2(t *testing.T) {
 // and Run returns (the env's cleanup waits for it).
 func TestRunEndsStreams(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("public:r", core.TypeFeed, nil)
+	e.create("public:r", thoonk.TypeFeed, nil)
 	var readers []*resttest.Reader
 	for range 3 {
 		_, rd := e.stream("/v1/feeds/public:r/events", "")
@@ -410,8 +410,8 @@ func TestRunEndsStreams(t *testing.T) {
 func TestQuietFeedResumes(t *testing.T) {
 	e := newEnv(t, strings.Replace(baseConfig, "events: {heartbeat: 1s}", "events: {heartbeat: 1s, replay_events: 4}", 1))
 	ctx := context.Background()
-	e.create("public:quiet", core.TypeFeed, nil)
-	e.create("public:busy", core.TypeFeed, nil)
+	e.create("public:quiet", thoonk.TypeFeed, nil)
+	e.create("public:busy", thoonk.TypeFeed, nil)
 	noise := func() {
 		t.Helper()
 		want := e.bridge.ring.now().seq + 6
@@ -473,7 +473,7 @@ func TestRingEvictionBound(t *testing.T) {
 func TestFeedEventsOfUnknownFeed(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
-	e.create("secret:y", core.TypeFeed, nil)
+	e.create("secret:y", thoonk.TypeFeed, nil)
 	var bodies []string
 	for _, c := range []struct{ path, token string }{
 		{"/v1/feeds/public:nope/events", ""}, {"/v1/feeds/nope/events", tokReader}, {"/v1/feeds/secret:y/events", ""},
@@ -497,7 +497,7 @@ func TestFeedEventsOfUnknownFeed(t *testing.T) {
 	}
 	_, rd := e.stream("/v1/events?feeds=public:later*", "")
 	e.next(rd)
-	e.create("public:later", core.TypeFeed, nil)
+	e.create("public:later", thoonk.TypeFeed, nil)
 	if _, err := e.store.Feed("public:later").Publish(ctx, []byte("first"), "1"); err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,13 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // FeedJSON describes a feed.
 type FeedJSON struct {
 	Name   string            `json:"name"`
-	Type   core.FeedType     `json:"type"`
+	Type   thoonk.FeedType   `json:"type"`
 	Config map[string]string `json:"config"`
 	Count  int64             `json:"count"`
 }
@@ -34,11 +34,11 @@ type FeedList struct {
 
 // ItemList is a page of a feed's items in display order.
 type ItemList struct {
-	Feed  string        `json:"feed"`
-	Type  core.FeedType `json:"type"`
-	Total int64         `json:"total"`
-	Start int64         `json:"start"`
-	Items []ItemJSON    `json:"items"`
+	Feed  string          `json:"feed"`
+	Type  thoonk.FeedType `json:"type"`
+	Total int64           `json:"total"`
+	Start int64           `json:"start"`
+	Items []ItemJSON      `json:"items"`
 }
 
 // writeJSON answers with v as JSON and returns the body written.
@@ -53,7 +53,7 @@ func writeJSON(c *gin.Context, status int, v any) []byte {
 // answers with the same 404 for unknown, hidden and unreadable feeds.
 func (b *Bridge) feedParam(c *gin.Context) (string, bool) {
 	feed := param(c, "feed")
-	if err := core.ValidateFeedName(feed); err != nil {
+	if err := thoonk.ValidateFeedName(feed); err != nil {
 		fail(c, "bad-request", err.Error())
 		return "", false
 	}
@@ -68,11 +68,11 @@ func (b *Bridge) feedParam(c *gin.Context) (string, bool) {
 func limitParam(c *gin.Context) (int, bool) {
 	s := c.Query("limit")
 	if s == "" {
-		return core.DefaultPageSize, true
+		return thoonk.DefaultPageSize, true
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > core.MaxPageSize {
-		fail(c, "bad-request", "limit must be a whole number from 1 to "+strconv.Itoa(core.MaxPageSize))
+	if err != nil || n < 1 || n > thoonk.MaxPageSize {
+		fail(c, "bad-request", "limit must be a whole number from 1 to "+strconv.Itoa(thoonk.MaxPageSize))
 		return 0, false
 	}
 	return n, true
@@ -169,12 +169,12 @@ func (b *Bridge) getItem(c *gin.Context) {
 }
 
 // cursorParam decodes the cursor in query parameter name, if any.
-func cursorParam(c *gin.Context, name string) (*core.Cursor, bool) {
+func cursorParam(c *gin.Context, name string) (*thoonk.Cursor, bool) {
 	s := c.Query(name)
 	if s == "" {
 		return nil, true
 	}
-	cur, err := core.DecodeCursor(s)
+	cur, err := thoonk.DecodeCursor(s)
 	if err != nil {
 		fail(c, "bad-request", name+": not a cursor from this API")
 		return nil, false
@@ -213,7 +213,7 @@ func (b *Bridge) listItems(c *gin.Context) {
 		b.poll(c, feed, after, limit, wait)
 		return
 	}
-	page, err := b.hub.Store.Page(c.Request.Context(), feed, core.PageRequest{Limit: limit, After: next, Before: before})
+	page, err := b.hub.Store.Page(c.Request.Context(), feed, thoonk.PageRequest{Limit: limit, After: next, Before: before})
 	if err != nil {
 		b.failErr(c, err)
 		return
@@ -241,7 +241,7 @@ func btoi(b bool) int {
 	return 0
 }
 
-func itemList(feed string, page core.Page) ItemList {
+func itemList(feed string, page thoonk.Page) ItemList {
 	out := ItemList{Feed: feed, Type: page.Type, Total: page.Total, Start: page.Start, Items: make([]ItemJSON, 0, len(page.Items))}
 	for _, it := range page.Items {
 		out.Items = append(out.Items, listedItem(it))
@@ -267,15 +267,15 @@ func waitParam(c *gin.Context, max time.Duration) (time.Duration, bool) {
 // there is none) as soon as one exists, or 204 when the wait runs out. It
 // registers for the feed's events before reading, so an item published
 // between the read and the wait still ends the wait.
-func (b *Bridge) poll(c *gin.Context, feed string, after *core.Cursor, limit int, wait time.Duration) {
+func (b *Bridge) poll(c *gin.Context, feed string, after *thoonk.Cursor, limit int, wait time.Duration) {
 	ctx := c.Request.Context()
 	typ, err := b.hub.Store.Type(ctx, feed)
 	if err != nil {
 		b.failErr(c, err)
 		return
 	}
-	req := core.PageRequest{Limit: limit}
-	if after != nil && typ == core.TypeSorted {
+	req := thoonk.PageRequest{Limit: limit}
+	if after != nil && typ == thoonk.TypeSorted {
 		req.After = after
 	} else if after != nil {
 		req.Before = after // plain feeds show newest first: newer is before
@@ -302,7 +302,7 @@ func (b *Bridge) poll(c *gin.Context, feed string, after *core.Cursor, limit int
 		}
 		if len(page.Items) > 0 {
 			newest := page.Items[0]
-			if typ == core.TypeSorted {
+			if typ == thoonk.TypeSorted {
 				newest = page.Items[len(page.Items)-1]
 			}
 			q := url.Values{"after": {newest.Cursor().Encode()}, "limit": {strconv.Itoa(limit)}, "wait": {strconv.Itoa(int(wait.Seconds()))}}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // FuzzPayload: every payload renders as JSON without raw line breaks (one
@@ -121,7 +121,7 @@ func FuzzFeedPath(f *testing.F) {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", e)
 	f.Fuzz(func(t *testing.T, feed, id string) {
-		if core.ValidateFeedName(feed) != nil || core.ValidateID(id) != nil {
+		if thoonk.ValidateFeedName(feed) != nil || thoonk.ValidateID(id) != nil {
 			return
 		}
 		gotFeed, gotID = "", ""

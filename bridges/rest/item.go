@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Item encodings: how the opaque payload is carried in JSON.
@@ -52,7 +52,7 @@ type ItemJSON struct {
 	Cursor string `json:"cursor,omitempty"`
 }
 
-func listedItem(it core.Item) ItemJSON {
+func listedItem(it thoonk.Item) ItemJSON {
 	j := ItemJSON{ID: it.ID, Payload: payloadOf(it.Data), Cursor: it.Cursor().Encode()}
 	idx := it.Index
 	j.Position = &idx
@@ -67,7 +67,7 @@ func listedItem(it core.Item) ItemJSON {
 // (plain feeds), in one round trip. Its position and cursor are left out:
 // they change whenever other items come and go, and the representation
 // (and so its ETag) must change only when the item does.
-func readItem(ctx context.Context, s *core.Store, feed, id string) (ItemJSON, error) {
+func readItem(ctx context.Context, s *thoonk.Store, feed, id string) (ItemJSON, error) {
 	it, err := s.Item(ctx, feed, id)
 	if err != nil {
 		return ItemJSON{}, err
@@ -112,9 +112,9 @@ type EventJSON struct {
 	Time     time.Time `json:"time"`
 }
 
-func renderEvent(ev core.Event) []byte {
+func renderEvent(ev thoonk.Event) []byte {
 	j := EventJSON{Feed: ev.Feed, ID: ev.ID, Position: ev.Position, Time: ev.At.UTC()}
-	if ev.Type == core.EventPublish || ev.Type == core.EventEdit {
+	if ev.Type == thoonk.EventPublish || ev.Type == thoonk.EventEdit {
 		p := payloadOf(ev.Item)
 		j.Payload = &p
 	}

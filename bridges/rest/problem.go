@@ -8,6 +8,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // problemPath is where problem type URIs live; each kind is served there.
@@ -87,13 +88,13 @@ func (b *Bridge) failErr(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, core.ErrDenied):
 		fail(c, "forbidden", err.Error())
-	case errors.Is(err, core.ErrNotFound):
+	case errors.Is(err, thoonk.ErrNotFound):
 		fail(c, "not-found", "")
 	case errors.Is(err, core.ErrTooLarge):
 		fail(c, "too-large", err.Error())
-	case errors.Is(err, core.ErrWrongType):
+	case errors.Is(err, thoonk.ErrWrongType):
 		fail(c, "conflict", err.Error())
-	case errors.Is(err, core.ErrInvalid):
+	case errors.Is(err, thoonk.ErrInvalid):
 		fail(c, "bad-request", err.Error())
 	case c.Request.Context().Err() != nil:
 		c.Abort() // the client is gone

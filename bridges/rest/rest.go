@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // openAPI is the API description served at /v1/openapi.json.
@@ -173,14 +174,14 @@ func (b *Bridge) setState(hub *core.Hub) {
 }
 
 // mirror puts one core event into the ring.
-func (b *Bridge) mirror(hub *core.Hub, ev core.Event) {
+func (b *Bridge) mirror(hub *core.Hub, ev thoonk.Event) {
 	switch ev.Type {
-	case core.EventResync:
+	case thoonk.EventResync:
 		hub.Log.Info("rest: event streams reset", "reason", ev.Reason.String())
 		b.ring.newEpoch()
 		b.setState(hub)
 		return
-	case core.EventPublish, core.EventEdit, core.EventRetract, core.EventPosition, core.EventDelete:
+	case thoonk.EventPublish, thoonk.EventEdit, thoonk.EventRetract, thoonk.EventPosition, thoonk.EventDelete:
 	default:
 		return
 	}

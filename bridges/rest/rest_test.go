@@ -19,6 +19,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -34,7 +35,7 @@ func (e *env) waitJob(location string) core.JobStatus {
 			e.t.Fatal(err)
 		}
 		// the result reaches the status record just after the job finishes
-		if st.State == core.JobFinished && st.Result != nil || time.Now().After(deadline) {
+		if st.State == thoonk.JobFinished && st.Result != nil || time.Now().After(deadline) {
 			return st
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -112,17 +113,17 @@ var oddNames = []string{"team:353:member:12:tasks", "plus+sign", "a/b/c", "with 
 func TestFeedsAndExposure(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	for _, n := range oddNames {
-		e.create(n, core.TypeFeed, map[string]string{"title": "odd " + n})
+		e.create(n, thoonk.TypeFeed, map[string]string{"title": "odd " + n})
 	}
-	e.create("public:news", core.TypeSorted, nil)
-	e.create("secret:plans", core.TypeFeed, nil)
+	e.create("public:news", thoonk.TypeSorted, nil)
+	e.create("secret:plans", thoonk.TypeFeed, nil)
 
 	for _, n := range oddNames {
 		r := e.call("GET", "/v1/feeds/"+url.PathEscape(n), tokReader, "")
 		r.want(t, 200)
 		var f FeedJSON
 		_ = json.Unmarshal(r.body, &f)
-		if f.Name != n || f.Config["title"] != "odd "+n || f.Type != core.TypeFeed {
+		if f.Name != n || f.Config["title"] != "odd "+n || f.Type != thoonk.TypeFeed {
 			t.Errorf("feed %q: %s", n, r.body)
 		}
 	}
@@ -151,7 +152,7 @@ func TestFeedsAndExposure(t *testing.T) {
 	r.want(t, 200)
 	var fl FeedList
 	_ = json.Unmarshal(r.body, &fl)
-	if fl.Total != 1 || len(fl.Feeds) != 1 || fl.Feeds[0].Name != "public:news" || fl.Feeds[0].Type != core.TypeSorted {
+	if fl.Total != 1 || len(fl.Feeds) != 1 || fl.Feeds[0].Name != "public:news" || fl.Feeds[0].Type != thoonk.TypeSorted {
 		t.Fatalf("anonymous listing: %s", r.body)
 	}
 	var seen []string
@@ -199,7 +200,7 @@ func TestItems(t *testing.T) {
 	e := newEnv(t, baseConfig)
 	ctx := context.Background()
 	feed := "team:353:member:12/tasks"
-	e.create(feed, core.TypeFeed, nil)
+	e.create(feed, thoonk.TypeFeed, nil)
 	f := e.store.Feed(feed)
 	payloads := map[string]string{"j": `{"a": [1, 2]}`, "t": "plain text", "b": "\xff\xfe\x00bin"}
 	var order []string
@@ -224,7 +225,7 @@ func TestItems(t *testing.T) {
 		r.want(t, 200)
 		var il ItemList
 		_ = json.Unmarshal(r.body, &il)
-		if il.Total != 7 || il.Type != core.TypeFeed {
+		if il.Total != 7 || il.Type != thoonk.TypeFeed {
 			t.Fatalf("page: %s", r.body)
 		}
 		for _, it := range il.Items {
@@ -276,7 +277,7 @@ func TestItems(t *testing.T) {
 	e.call("GET", base+"?wait=x", tokReader, "").wantProblem(t, 400, "bad-request")
 
 	// sorted feed: position order, prev links
-	e.create("public:list", core.TypeSorted, nil)
+	e.create("public:list", thoonk.TypeSorted, nil)
 	s := e.store.Sorted("public:list")
 	var ids []string
 	for i := range 5 {
@@ -286,14 +287,14 @@ func TestItems(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	if err := s.Move(ctx, ids[4], core.Position{Kind: core.PosBegin}); err != nil {
+	if err := s.Move(ctx, ids[4], thoonk.Position{Kind: thoonk.PosBegin}); err != nil {
 		t.Fatal(err)
 	}
 	r = e.call("GET", "/v1/feeds/public:list/items?limit=2&cursor=", "", "")
 	r.want(t, 200)
 	var il ItemList
 	_ = json.Unmarshal(r.body, &il)
-	if il.Type != core.TypeSorted || len(il.Items) != 2 || il.Items[0].ID != ids[4] || il.Items[1].ID != ids[0] || il.Items[0].Published != nil {
+	if il.Type != thoonk.TypeSorted || len(il.Items) != 2 || il.Items[0].ID != ids[4] || il.Items[1].ID != ids[0] || il.Items[0].Published != nil {
 		t.Fatalf("sorted page: %s", r.body)
 	}
 	r2 := e.call("GET", linkNext(r.Header.Get("Link")), "", "")
@@ -301,16 +302,16 @@ func TestItems(t *testing.T) {
 		t.Fatalf("no prev link: %q", r2.Header.Get("Link"))
 	}
 	// a job feed is not a feed of items
-	e.create("jobs:x", core.TypeJob, nil)
+	e.create("jobs:x", thoonk.TypeJob, nil)
 	e.call("GET", "/v1/feeds/jobs:x/items", tokReader, "").wantProblem(t, 409, "conflict")
 	e.call("GET", "/v1/feeds/jobs:x/items/1", tokReader, "").wantProblem(t, 409, "conflict")
 }
 
 func TestActions(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("tasks", core.TypeFeed, nil)
-	e.create("public:board", core.TypeSorted, nil)
-	e.create("secret:x", core.TypeFeed, nil)
+	e.create("tasks", thoonk.TypeFeed, nil)
+	e.create("public:board", thoonk.TypeSorted, nil)
+	e.create("secret:x", thoonk.TypeFeed, nil)
 
 	// publish: 202, Location, then the worker's result and the item
 	r := e.call("POST", "/v1/feeds/tasks/items?id=t1", tokAdmin, `{"title":"write tests"}`, "Content-Type", "application/json")
@@ -407,7 +408,7 @@ func publishWait(t *testing.T, e *env, feed, item string) string {
 
 func TestActorStamped(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("routed", core.TypeFeed, nil)
+	e.create("routed", thoonk.TypeFeed, nil)
 	// "stamp" goes to feedbridge.app, which no worker serves here
 	r := e.call("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{"args":["actor=rest:root"],"item":{"actor":{"protocol":"rest","id":"root"}}}`)
 	r.want(t, 202)
@@ -435,7 +436,7 @@ func TestActorStamped(t *testing.T) {
 
 func TestIdempotency(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("orders", core.TypeFeed, nil)
+	e.create("orders", thoonk.TypeFeed, nil)
 	post := func(key, body string) resp {
 		return e.call("POST", "/v1/feeds/orders/items", tokAdmin, body, "Idempotency-Key", key)
 	}
@@ -489,7 +490,7 @@ func TestIdempotency(t *testing.T) {
 
 	// a client that leaves while it waits for the result (the "stamp"
 	// queue has no worker) finds its job when it retries
-	e.create("routed", core.TypeFeed, nil)
+	e.create("routed", thoonk.TypeFeed, nil)
 	stamp := func(ctx context.Context) *http.Request {
 		return e.req("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{"args":["once"]}`,
 			"Idempotency-Key", "k-left", "Prefer", "wait=30").WithContext(ctx)
@@ -519,7 +520,7 @@ func TestIdempotency(t *testing.T) {
 	replay.want(t, 202)
 	var js core.JobStatus
 	_ = json.Unmarshal(replay.body, &js)
-	if replay.Header.Get("Idempotent-Replayed") != "true" || js.State != core.JobQueued || e.appJobs() != 1 {
+	if replay.Header.Get("Idempotent-Replayed") != "true" || js.State != thoonk.JobQueued || e.appJobs() != 1 {
 		t.Fatalf("retry after leaving: %v %s, %d jobs", replay.Header, replay.body, e.appJobs())
 	}
 	// a replay shows the job's current state
@@ -528,7 +529,7 @@ func TestIdempotency(t *testing.T) {
 	}
 	replay = e.do(stamp(context.Background()))
 	_ = json.Unmarshal(replay.body, &js)
-	if replay.StatusCode != 202 || js.State != core.JobClaimed {
+	if replay.StatusCode != 202 || js.State != thoonk.JobClaimed {
 		t.Fatalf("replay of a claimed job: %d %s", replay.StatusCode, replay.body)
 	}
 }
@@ -573,7 +574,7 @@ rest:
 
 func TestRedisDown(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("public:f", core.TypeFeed, nil)
+	e.create("public:f", thoonk.TypeFeed, nil)
 	_ = e.rdb.Do(context.Background(), "CLIENT", "KILL", "TYPE", "pubsub").Err()
 	_ = e.rdb.Do(context.Background(), "SHUTDOWN", "NOSAVE").Err()
 	for _, r := range []resp{
@@ -643,9 +644,9 @@ func TestOpenAPICatchesDrift(t *testing.T) {
 // and headers, and no body; on an event stream it opens no stream.
 func TestHeadOnEveryGetRoute(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("public:h", core.TypeFeed, nil)
-	e.create("secret:h", core.TypeFeed, nil)
-	e.create("routed", core.TypeFeed, nil)
+	e.create("public:h", thoonk.TypeFeed, nil)
+	e.create("secret:h", thoonk.TypeFeed, nil)
+	e.create("routed", thoonk.TypeFeed, nil)
 	if _, err := e.store.Feed("public:h").Publish(context.Background(), []byte(`{"n":1}`), "1"); err != nil {
 		t.Fatal(err)
 	}
@@ -705,7 +706,7 @@ func withoutDate(h http.Header) http.Header {
 // who submitted it; another actor's job looks exactly like an unknown one.
 func TestJobStatusOnlyForItsSubmitter(t *testing.T) {
 	e := newEnv(t, baseConfig)
-	e.create("routed", core.TypeFeed, nil)
+	e.create("routed", thoonk.TypeFeed, nil)
 	r := e.call("POST", "/v1/feeds/routed/actions/stamp", tokAdmin, `{}`) // no worker: it stays queued
 	r.want(t, 202)
 	loc := r.Header.Get("Location")
@@ -761,7 +762,7 @@ func (h *blockPut) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 func TestIdempotencyKeyPendingTTL(t *testing.T) {
 	hook := &blockPut{queue: "feedbridge.actions", reached: make(chan struct{}), release: make(chan struct{})}
 	e := newEnvOn(t, testenv.StartRedis(t), baseConfig, hook)
-	e.create("orders", core.TypeFeed, nil)
+	e.create("orders", thoonk.TypeFeed, nil)
 	released := false
 	release := func() {
 		if !released {

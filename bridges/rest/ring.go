@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // entry is one event kept for replay, rendered once for every stream.
@@ -181,8 +181,8 @@ func (r *ring) read(p position, match func(feed string) bool, max int) (out []en
 
 // watch wakes one stream or long poll when an event it may want arrives.
 type watch struct {
-	feed string         // one feed, or
-	pats []core.Pattern // any feed matching
+	feed string           // one feed, or
+	pats []thoonk.Pattern // any feed matching
 	ch   chan struct{}
 }
 
@@ -206,7 +206,7 @@ func (w *watch) wake() {
 }
 
 // watch registers a watcher; call the returned function to remove it.
-func (r *ring) watch(feed string, pats []core.Pattern) (*watch, func()) {
+func (r *ring) watch(feed string, pats []thoonk.Pattern) (*watch, func()) {
 	w := &watch{feed: feed, pats: pats, ch: make(chan struct{}, 1)}
 	r.wmu.Lock()
 	defer r.wmu.Unlock()

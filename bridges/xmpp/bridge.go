@@ -17,6 +17,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // workerQueue bounds the requests waiting for each worker; a request
@@ -66,7 +67,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 		d := b.cfg.Reconnect.Delay(attempt)
 		hub.SetState(b.Name(), core.StateReconnecting, err)
 		s.log.Warn("xmpp: load subscriptions", "err", err, "retry_in", d.Round(time.Millisecond))
-		if core.Sleep(ctx, d) != nil {
+		if thoonk.Sleep(ctx, d) != nil {
 			return nil
 		}
 	}
@@ -95,7 +96,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 		hub.SetState(b.Name(), core.StateReconnecting, err)
 		s.log.Warn("xmpp: component connection lost", "server", b.cfg.Server, "jid", b.cfg.JID, "err", err,
 			"retry_in", d.Round(time.Millisecond))
-		if core.Sleep(ctx, d) != nil {
+		if thoonk.Sleep(ctx, d) != nil {
 			return nil
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 func section(t *testing.T, yaml string) *core.Section {
@@ -185,8 +186,8 @@ func TestXMPPFanout(t *testing.T) {
 	const many = 1000
 	e, conn := startEnv(t, "pubsub.test", nil)
 	ctx := context.Background()
-	must(t, e.store.Create(ctx, "big", core.TypeFeed, nil))
-	must(t, e.store.Create(ctx, "small", core.TypeFeed, nil))
+	must(t, e.store.Create(ctx, "big", thoonk.TypeFeed, nil))
+	must(t, e.store.Create(ctx, "small", thoonk.TypeFeed, nil))
 	s := e.bridge.current.Load()
 	for i := range many {
 		if _, err := s.subs.add(ctx, "big", fmt.Sprintf("u%d@test", i)); err != nil {
@@ -359,9 +360,9 @@ func TestXMPPHandlerAnswersAtOnce(t *testing.T) {
 func TestXMPPNodeListCutShortSaysSo(t *testing.T) {
 	e, conn := startEnv(t, "pubsub.test", nil)
 	ctx := context.Background()
-	const nodes = core.MaxPageSize + 1
+	const nodes = thoonk.MaxPageSize + 1
 	for i := range nodes {
-		must(t, e.store.Create(ctx, fmt.Sprintf("n%04d", i), core.TypeFeed, nil))
+		must(t, e.store.Create(ctx, fmt.Sprintf("n%04d", i), thoonk.TypeFeed, nil))
 	}
 	list := func(rsm string) (int, *element) {
 		t.Helper()
@@ -379,11 +380,11 @@ func TestXMPPNodeListCutShortSaysSo(t *testing.T) {
 		return items, query.child(nsRSM, "set")
 	}
 	n, set := list("")
-	if n != core.MaxPageSize || set == nil {
-		t.Fatalf("got %d nodes and set %v; want %d and a <set/> saying the list goes on", n, set, core.MaxPageSize)
+	if n != thoonk.MaxPageSize || set == nil {
+		t.Fatalf("got %d nodes and set %v; want %d and a <set/> saying the list goes on", n, set, thoonk.MaxPageSize)
 	}
 	count, last := set.child(nsRSM, "count"), set.child(nsRSM, "last")
-	if count == nil || count.text() != strconv.Itoa(nodes) || last == nil || last.text() != fmt.Sprintf("n%04d", core.MaxPageSize-1) {
+	if count == nil || count.text() != strconv.Itoa(nodes) || last == nil || last.text() != fmt.Sprintf("n%04d", thoonk.MaxPageSize-1) {
 		raw, _ := set.marshal()
 		t.Fatalf("set %s, want count %d and the last node listed", raw, nodes)
 	}
@@ -493,7 +494,7 @@ func TestXMPPWaitingPublishHoldsNoWorker(t *testing.T) {
 		c.Workers = 1
 		c.Wait = time.Minute
 	})
-	must(t, e.store.Create(context.Background(), "f", core.TypeFeed, nil))
+	must(t, e.store.Create(context.Background(), "f", thoonk.TypeFeed, nil))
 	conn.send(t, `<iq type='set' id='p1' from='a@test/r' to='pubsub.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>`+
 		`<publish node='f'><item id='i1'><json xmlns='urn:xmpp:json:0'>{}</json></item></publish></pubsub></iq>`)
 	reply := conn.ask(t, `<iq type='get' id='q1' from='b@test/r' to='pubsub.test'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>`)
@@ -510,13 +511,13 @@ func TestXMPPWaitingPublishHoldsNoWorker(t *testing.T) {
 // meta-data announces a payload type (format json or text), a payload of
 // another namespace is refused with invalid-payload and stores no job.
 func TestXMPPPublishMatchesNodeType(t *testing.T) {
-	all, err := core.CompilePattern("*")
+	all, err := thoonk.CompilePattern("*")
 	must(t, err)
 	e, conn := startEnv(t, "pubsub.test", func(c *Config) {
-		c.Payloads = []PayloadRule{{Feeds: []string{"*"}, Format: formatJSON, feeds: []core.Pattern{all}}}
+		c.Payloads = []PayloadRule{{Feeds: []string{"*"}, Format: formatJSON, feeds: []thoonk.Pattern{all}}}
 	})
 	ctx := context.Background()
-	must(t, e.store.Create(ctx, "f", core.TypeFeed, nil))
+	must(t, e.store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	publish := func(id, payload string) *element {
 		return conn.ask(t, `<iq type='set' id='`+id+`' from='a@test/r' to='pubsub.test'><pubsub xmlns='http://jabber.org/protocol/pubsub'>`+
 			`<publish node='f'><item>`+payload+`</item></publish></pubsub></iq>`)

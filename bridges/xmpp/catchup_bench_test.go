@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -29,13 +29,13 @@ func BenchmarkXMPPResyncCatchUp(b *testing.B) {
 				}
 			}
 			for i := range nodes {
-				must(b, hub.Store.Create(ctx, feed(i), core.TypeFeed, nil))
+				must(b, hub.Store.Create(ctx, feed(i), thoonk.TypeFeed, nil))
 				_, err := s.subs.add(ctx, feed(i), "x@test")
 				must(b, err)
 				_, _, err = s.startCursor(ctx, feed(i), "")
 				must(b, err)
 			}
-			resync := core.Event{Type: core.EventResync, Reason: core.ResyncConnected}
+			resync := thoonk.Event{Type: thoonk.EventResync, Reason: thoonk.ResyncConnected}
 			b.ResetTimer()
 			for range b.N {
 				b.StopTimer()

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // drain plays the notifier's sending without a connection: it takes every
@@ -47,7 +48,7 @@ func subscribeIQ(id, node, j string) string {
 func TestXMPPRestartCatchesUp(t *testing.T) {
 	e, conn := startEnv(t, "pubsub.test", nil)
 	ctx := context.Background()
-	must(t, e.store.Create(ctx, "f", core.TypeFeed, nil))
+	must(t, e.store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	publish := func(id, item string) {
 		t.Helper()
 		_, err := e.store.Feed("f").Publish(ctx, []byte(item), id)
@@ -88,14 +89,14 @@ func TestXMPPRestartCatchesUp(t *testing.T) {
 func TestXMPPBurstInOneMillisecond(t *testing.T) {
 	e, conn := startEnv(t, "pubsub.test", nil)
 	ctx := context.Background()
-	must(t, e.store.Create(ctx, "f", core.TypeFeed, nil))
+	must(t, e.store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	if typ, _ := conn.ask(t, subscribeIQ("s1", "f", "a@test")).attr("type"); typ != "result" {
 		t.Fatal("subscribe failed")
 	}
 	e.mini.SetTime(time.Now())
 	want := map[string]bool{}
 	for range 200 {
-		id := core.NewID()
+		id := thoonk.NewID()
 		want[id] = true
 		_, err := e.store.Feed("f").Publish(ctx, []byte(`{}`), id)
 		must(t, err)
@@ -125,7 +126,7 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 	}
 	resync := func() []string {
 		t.Helper()
-		s.onEvent(ctx, core.Event{Type: core.EventResync, Reason: core.ResyncConnected}, &batch{ids: map[string][]string{}})
+		s.onEvent(ctx, thoonk.Event{Type: thoonk.EventResync, Reason: thoonk.ResyncConnected}, &batch{ids: map[string][]string{}})
 		return drain(t, s.notify)
 	}
 	at := time.UnixMilli(1_800_000_000_000)
@@ -170,7 +171,7 @@ func TestXMPPWriterWithSlowClock(t *testing.T) {
 	must(t, err)
 	at := time.UnixMilli(1_800_000_000_000)
 	m.SetTime(at)
-	deliver := func(evs ...core.Event) []string {
+	deliver := func(evs ...thoonk.Event) []string {
 		t.Helper()
 		b := &batch{ids: map[string][]string{}}
 		for _, ev := range evs {
@@ -181,8 +182,8 @@ func TestXMPPWriterWithSlowClock(t *testing.T) {
 		}
 		return drain(t, s.notify)
 	}
-	published := func(id string) core.Event {
-		return core.Event{Type: core.EventPublish, Feed: "f", ID: id}
+	published := func(id string) thoonk.Event {
+		return thoonk.Event{Type: thoonk.EventPublish, Feed: "f", ID: id}
 	}
 	_, err = hub.Store.Feed("f").Publish(ctx, []byte("fast"), "fast")
 	must(t, err)
@@ -213,7 +214,7 @@ func TestXMPPCatchUpMax(t *testing.T) {
 	cfg := testConfig("pubsub.test", "127.0.0.1:1")
 	cfg.CatchUpMax = 2
 	s := newService(cfg, hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
+	must(t, hub.Store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	publish := func(id string) {
 		t.Helper()
 		_, err := hub.Store.Feed("f").Publish(ctx, []byte(`{}`), id)
@@ -321,7 +322,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 	want := map[string]bool{}
 	for i := range 100 {
 		feed := "n" + strconv.Itoa(i)
-		must(t, hub.Store.Create(ctx, feed, core.TypeFeed, nil))
+		must(t, hub.Store.Create(ctx, feed, thoonk.TypeFeed, nil))
 		_, err := s.subs.add(ctx, feed, "x@test")
 		must(t, err)
 		_, _, err = s.startCursor(ctx, feed, "")
@@ -335,7 +336,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 	must(t, err)
 	must(t, hub.Store.Delete(ctx, "f"))
 
-	s.onEvent(ctx, core.Event{Type: core.EventResync, Reason: core.ResyncConnected}, &batch{ids: map[string][]string{}})
+	s.onEvent(ctx, thoonk.Event{Type: thoonk.EventResync, Reason: thoonk.ResyncConnected}, &batch{ids: map[string][]string{}})
 	deleted := 0
 	for {
 		q, d, _, to := s.notify.take()

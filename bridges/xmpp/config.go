@@ -10,6 +10,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // Config is the xmpp section of bridge.yaml.
@@ -67,7 +68,7 @@ type Config struct {
 	// ConnectTimeout bounds the TCP connection and the handshake.
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// Reconnect spaces reconnection attempts.
-	Reconnect core.Backoff `yaml:"reconnect"`
+	Reconnect thoonk.Backoff `yaml:"reconnect"`
 
 	// writeTimeout bounds one write to the server (not a config key:
 	// tests shorten it).
@@ -81,7 +82,7 @@ type PayloadRule struct {
 	// Format is auto, json, xml or text.
 	Format string `yaml:"format"`
 
-	feeds []core.Pattern
+	feeds []thoonk.Pattern
 }
 
 // RateLimit is a token bucket per sender's bare JID and another per
@@ -113,7 +114,7 @@ func defaultConfig() Config {
 		Workers:          16,
 		RateLimit:        RateLimit{PerSecond: 20, Burst: 100, DomainPerSecond: 200, DomainBurst: 1000},
 		ConnectTimeout:   10 * time.Second,
-		Reconnect:        core.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
+		Reconnect:        thoonk.Backoff{Min: 500 * time.Millisecond, Max: 30 * time.Second},
 
 		MaxSubscriptionsPerJID: 100,
 
@@ -167,7 +168,7 @@ func (c *Config) validate(sec *core.Section) error {
 		bad("name", "set the service's name shown in service discovery, for example feedbridge")
 	}
 	if c.NodePrefix != "" {
-		if err := core.ValidateID(c.NodePrefix); err != nil {
+		if err := thoonk.ValidateID(c.NodePrefix); err != nil {
 			bad("node_prefix", "%v", err)
 		}
 	}
@@ -187,7 +188,7 @@ func (c *Config) validate(sec *core.Section) error {
 		}
 		r.feeds = nil
 		for j, g := range r.Feeds {
-			p, err := core.CompilePattern(g)
+			p, err := thoonk.CompilePattern(g)
 			if err != nil {
 				bad(fmt.Sprintf("%s.feeds[%d]", at, j), "%v", err)
 			}
@@ -206,8 +207,8 @@ func (c *Config) validate(sec *core.Section) error {
 	if c.MaxStanzaBytes < 16<<10 {
 		bad("max_stanza_bytes", "must be at least 16384; set it to the server's limit (Prosody's component_stanza_size_limit, 524288 by default)")
 	}
-	if c.PageSize < 1 || c.PageSize > core.MaxPageSize {
-		bad("page_size", "must be between 1 and %d, for example 100", core.MaxPageSize)
+	if c.PageSize < 1 || c.PageSize > thoonk.MaxPageSize {
+		bad("page_size", "must be between 1 and %d, for example 100", thoonk.MaxPageSize)
 	}
 	if c.QueueSize < 1 || c.QueueSize > 1<<20 {
 		bad("queue_size", "must be between 1 and 1048576, for example 1024")

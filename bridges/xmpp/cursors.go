@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 const (
@@ -61,30 +61,30 @@ const markID = "-"
 // later one (its hint is the float just below the mark's score, so no
 // item of that millisecond is left out whatever its id); has then tells
 // the ones already notified.
-func (m mark) cursor() core.Cursor {
+func (m mark) cursor() thoonk.Cursor {
 	id := markID
 	if len(m.Seen) > 0 {
 		id = m.Seen[len(m.Seen)-1].ID
 	}
 	f, err := strconv.ParseFloat(m.Hint, 64)
 	if err != nil {
-		return core.Cursor{ID: id, Hint: m.Hint}
+		return thoonk.Cursor{ID: id, Hint: m.Hint}
 	}
-	return core.Cursor{ID: id, Hint: strconv.FormatFloat(math.Nextafter(f, math.Inf(-1)), 'g', -1, 64)}
+	return thoonk.Cursor{ID: id, Hint: strconv.FormatFloat(math.Nextafter(f, math.Inf(-1)), 'g', -1, 64)}
 }
 
 // has reports whether it was notified already (same score, id and payload).
-func (m mark) has(it core.Item) bool {
+func (m mark) has(it thoonk.Item) bool {
 	if !sameScore(it.Cursor().Hint, m.Hint) {
 		return false
 	}
-	seen := seenItem{ID: it.ID, Sum: core.ContentSum(it.Data)}
+	seen := seenItem{ID: it.ID, Sum: thoonk.ContentSum(it.Data)}
 	return slices.Contains(m.Seen, seen)
 }
 
 // next returns the mark once it is notified too (items come oldest first).
-func (m mark) next(it core.Item) mark {
-	seen := seenItem{ID: it.ID, Sum: core.ContentSum(it.Data)}
+func (m mark) next(it thoonk.Item) mark {
+	seen := seenItem{ID: it.ID, Sum: thoonk.ContentSum(it.Data)}
 	if !sameScore(it.Cursor().Hint, m.Hint) {
 		return mark{Hint: it.Cursor().Hint, Seen: []seenItem{seen}}
 	}
@@ -94,7 +94,7 @@ func (m mark) next(it core.Item) mark {
 
 // markOf returns the mark of a feed whose newest items (a page, newest
 // first) were all notified: the first item and those sharing its score.
-func markOf(newest []core.Item) mark {
+func markOf(newest []thoonk.Item) mark {
 	if len(newest) == 0 {
 		return emptyMark
 	}

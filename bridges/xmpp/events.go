@@ -9,11 +9,12 @@ import (
 	"sync/atomic"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 const (
 	// eventQueue bounds the feed events waiting for the dispatcher; on
-	// overflow core replaces them with a resync (see core.Subscription).
+	// overflow core replaces them with a resync (see thoonk.Subscription).
 	eventQueue = 8192
 	// maxBatch bounds the events handled before the feeds they concern
 	// are read.
@@ -66,7 +67,7 @@ func (b *batch) reset() {
 // every item published since the node's cursor. One code path thus serves
 // live events, resyncs and restarts, a burst of publishes on one feed
 // costs one read, and nothing is notified twice.
-func (s *service) dispatch(ctx context.Context, events *core.Subscription) {
+func (s *service) dispatch(ctx context.Context, events *thoonk.Subscription) {
 	s.catchUp(ctx, "start")
 	b := &batch{ids: map[string][]string{}}
 	for {
@@ -89,34 +90,34 @@ func (s *service) dispatch(ctx context.Context, events *core.Subscription) {
 	}
 }
 
-func (s *service) onEvent(ctx context.Context, ev core.Event, b *batch) {
+func (s *service) onEvent(ctx context.Context, ev thoonk.Event, b *batch) {
 	switch ev.Type {
-	case core.EventPublish, core.EventEdit:
+	case thoonk.EventPublish, thoonk.EventEdit:
 		if !s.feeds.Allows(ev.Feed) || len(s.subs.subscribers(ev.Feed)) == 0 {
 			return
 		}
 		typ, err := s.feedType(ctx, ev.Feed)
-		if err != nil && !errors.Is(err, core.ErrNotFound) {
+		if err != nil && !errors.Is(err, thoonk.ErrNotFound) {
 			s.log.Warn("xmpp: read feed type", "feed", ev.Feed, "err", err)
 		}
 		switch typ {
-		case core.TypeFeed:
+		case thoonk.TypeFeed:
 			b.add(ev.Feed, ev.ID)
-		case core.TypeSorted:
+		case thoonk.TypeSorted:
 			s.notify.push(ev.Feed, s.itemEvent(ev.Feed, ev.ID, ev.Item), s.recipients(ev.Feed), nil)
 		}
-	case core.EventRetract:
+	case thoonk.EventRetract:
 		// the items published before the retraction are notified before it
 		if ids, ok := b.take(ev.Feed); ok {
 			s.pull(ctx, ev.Feed, ids)
 		}
 		s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
-	case core.EventDelete:
+	case thoonk.EventDelete:
 		b.take(ev.Feed)
 		s.feedGone(ctx, ev.Feed)
-	case core.EventCreate:
+	case thoonk.EventCreate:
 		delete(s.types, ev.Feed) // a feed of that name may come back with another type
-	case core.EventResync:
+	case thoonk.EventResync:
 		b.reset()
 		s.resync(ctx, ev.Reason)
 	}
@@ -144,7 +145,7 @@ func (s *service) forgetIdle(feed string) {
 // feedType returns a feed's type, cached for the dispatcher (which alone
 // uses the cache: a feed's type never changes, and a deleted feed's entry
 // goes with its delete event or a resync).
-func (s *service) feedType(ctx context.Context, feed string) (core.FeedType, error) {
+func (s *service) feedType(ctx context.Context, feed string) (thoonk.FeedType, error) {
 	if t, ok := s.types[feed]; ok {
 		return t, nil
 	}
@@ -171,7 +172,7 @@ func (s *service) recipients(feed string) []string {
 // reconnected, or the event queue overflowed): the subscriptions are
 // reloaded from Redis and every plain feed with subscribers is caught up.
 // Retractions lost meanwhile cannot be known and are not replayed.
-func (s *service) resync(ctx context.Context, reason core.ResyncReason) {
+func (s *service) resync(ctx context.Context, reason thoonk.ResyncReason) {
 	if err := s.subs.load(ctx); err != nil {
 		s.log.Warn("xmpp: reload subscriptions after resync", "err", err)
 	}
@@ -188,7 +189,7 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 		s.forgetIdle(feed)
 	}
 	feeds := slices.DeleteFunc(s.subs.feeds(), func(f string) bool { return !s.feeds.Allows(f) })
-	types := make([]core.FeedType, len(feeds))
+	types := make([]thoonk.FeedType, len(feeds))
 	errs := make([]error, len(feeds))
 	parallel(len(feeds), func(i int) {
 		if t, ok := s.types[feeds[i]]; ok {
@@ -200,13 +201,13 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 	var plain []string
 	for i, feed := range feeds {
 		switch err := errs[i]; {
-		case errors.Is(err, core.ErrFeedNotFound):
+		case errors.Is(err, thoonk.ErrFeedNotFound):
 			s.feedGone(ctx, feed) // deleted while its events were lost
 		case err != nil:
 			s.log.Warn("xmpp: catch up: read feed type", "feed", feed, "err", err)
 		default:
 			s.types[feed] = types[i]
-			if types[i] == core.TypeFeed {
+			if types[i] == thoonk.TypeFeed {
 				plain = append(plain, feed)
 			}
 		}
@@ -262,7 +263,7 @@ func (s *service) pull(ctx context.Context, feed string, ids []string) int {
 	cur, checked := m.cursor(), false
 	for budget > 0 {
 		limit := min(budget, pullBatch)
-		page, err := store.Page(ctx, feed, core.PageRequest{Before: &cur, Limit: limit})
+		page, err := store.Page(ctx, feed, thoonk.PageRequest{Before: &cur, Limit: limit})
 		if err != nil {
 			s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
 			break
@@ -280,7 +281,7 @@ func (s *service) pull(ctx context.Context, feed string, ids []string) int {
 			// those left out (at index budget in newest-first order)
 			checked = true
 			missed := fresh - int64(budget)
-			at, err := store.Page(ctx, feed, core.PageRequest{Offset: int64(budget), Limit: 1})
+			at, err := store.Page(ctx, feed, thoonk.PageRequest{Offset: int64(budget), Limit: 1})
 			if err != nil {
 				s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
 				break
@@ -334,7 +335,7 @@ func (s *service) pullBehind(ctx context.Context, feed string, nc *nodeCursor, s
 		}
 		it, err := s.hub.Store.Item(ctx, feed, id)
 		if err != nil {
-			if !errors.Is(err, core.ErrNotFound) {
+			if !errors.Is(err, thoonk.ErrNotFound) {
 				s.log.Warn("xmpp: read an item placed before the cursor", "feed", feed, "id", id, "err", err)
 			}
 			continue // retracted meanwhile
@@ -382,7 +383,7 @@ func (s *service) startCursor(ctx context.Context, feed, firstID string) (*nodeC
 			return nc, m, nil
 		}
 	}
-	page, err := store.Page(ctx, feed, core.PageRequest{Limit: pullBatch})
+	page, err := store.Page(ctx, feed, thoonk.PageRequest{Limit: pullBatch})
 	if err != nil {
 		return nil, mark{}, err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
@@ -175,7 +176,7 @@ func (fc *fakeConn) ask(t testing.TB, raw string) *element {
 // fake server.
 type testEnv struct {
 	hub    *core.Hub
-	store  *core.Store
+	store  *thoonk.Store
 	mini   *miniredis.Miniredis
 	server *fakeServer
 	bridge *Bridge
@@ -188,7 +189,7 @@ func testConfig(domain, addr string) Config {
 	cfg := defaultConfig()
 	cfg.Enabled, cfg.JID, cfg.Server, cfg.Secret = true, domain, addr, "s3cret"
 	cfg.Wait = 0
-	cfg.Reconnect = core.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
+	cfg.Reconnect = thoonk.Backoff{Min: 10 * time.Millisecond, Max: 50 * time.Millisecond}
 	return cfg
 }
 
@@ -205,15 +206,15 @@ func hubOn(t testing.TB, addr string) *core.Hub {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })
-	store, err := core.NewStore(rdb, core.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Create(context.Background(), "feedbridge.actions", core.TypeJob, nil); err != nil {
+	if err := store.Create(context.Background(), "feedbridge.actions", thoonk.TypeJob, nil); err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l := core.NewListener(store, core.ListenerOptions{Logger: log})
+	l := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = l.Run(ctx); close(done) }()
@@ -236,7 +237,7 @@ func offlineService(t testing.TB) (*service, *core.Hub, *miniredis.Miniredis) {
 	t.Helper()
 	hub, m := newHub(t)
 	s := newService(testConfig("pubsub.test", "127.0.0.1:1"), hub, newConns())
-	must(t, hub.Store.Create(context.Background(), "f", core.TypeFeed, nil))
+	must(t, hub.Store.Create(context.Background(), "f", thoonk.TypeFeed, nil))
 	return s, hub, m
 }
 

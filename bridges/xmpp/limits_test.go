@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 const discoInfo = `<query xmlns='http://jabber.org/protocol/disco#info'/>`
@@ -36,7 +37,7 @@ func TestXMPPSubscriptionCap(t *testing.T) {
 	e, conn := startEnv(t, "pubsub.test", func(c *Config) { c.MaxSubscriptionsPerJID = 2 })
 	ctx := context.Background()
 	for _, f := range []string{"f1", "f2", "f3"} {
-		must(t, e.store.Create(ctx, f, core.TypeFeed, nil))
+		must(t, e.store.Create(ctx, f, thoonk.TypeFeed, nil))
 	}
 	subscribe := func(id, node, j string) *element {
 		t.Helper()
@@ -196,7 +197,7 @@ func TestXMPPDomainRateLimit(t *testing.T) {
 func TestXMPPUnsubscribeWithoutReadAccess(t *testing.T) {
 	hub, m := newHub(t)
 	ctx := context.Background()
-	must(t, hub.Store.Create(ctx, "f", core.TypeFeed, nil))
+	must(t, hub.Store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	// subscribed when the ACL let a@test read; it no longer does
 	_, err := newRegistry(hub.Store.Client(), "pubsub.test").add(ctx, "f", "a@test")
 	must(t, err)

@@ -13,6 +13,7 @@ import (
 	"mellium.im/xmpp"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // perTurn is how many messages of one node go out before the next node
@@ -90,7 +91,7 @@ func (n *notifier) push(feed string, body []xml.Token, to []string, sent func())
 	for _, j := range to {
 		size += int64(len(j))
 	}
-	d := &delivery{body: body, to: to, id: core.NewID()[:16], size: size, sent: sent}
+	d := &delivery{body: body, to: to, id: thoonk.NewID()[:16], size: size, sent: sent}
 	n.mu.Lock()
 	q := n.queues[feed]
 	if q == nil {

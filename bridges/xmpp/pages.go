@@ -6,12 +6,13 @@ import (
 	"errors"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // fitPage keeps the parts that fit in a stanza and returns them with the
 // RSM <set/> describing them; the set is left out when the client did
 // not ask for RSM and got the whole list.
-func (s *service) fitPage(parts [][]xml.Token, uids []string, pg core.Page, wantSet bool) ([]xml.Token, []xml.Token) {
+func (s *service) fitPage(parts [][]xml.Token, uids []string, pg thoonk.Page, wantSet bool) ([]xml.Token, []xml.Token) {
 	n := fit(parts, s.budget())
 	if n == 0 && len(parts) > 0 {
 		n = 1 // one item always goes: itemTokens dropped its payload if it was too large
@@ -72,32 +73,32 @@ func pageList(total int, index func(uid string) (int, bool), rsm *rsmRequest, li
 // reports whether the reply must carry an RSM <set/>: when the client
 // asked for RSM, or when the service cut the list short (not when the
 // client asked for max_items).
-func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxItems int) (core.Page, bool, *stanzaError) {
-	pr := core.PageRequest{Limit: s.cfg.PageSize}
+func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxItems int) (thoonk.Page, bool, *stanzaError) {
+	pr := thoonk.PageRequest{Limit: s.cfg.PageSize}
 	if maxItems > 0 {
-		pr.Limit = min(maxItems, core.MaxPageSize)
+		pr.Limit = min(maxItems, thoonk.MaxPageSize)
 	}
 	store := s.hub.Store
 	if rsm != nil {
 		if rsm.Max == 0 {
 			n, err := store.Count(ctx, feed)
 			if err != nil {
-				return core.Page{}, false, s.storeError(err)
+				return thoonk.Page{}, false, s.storeError(err)
 			}
-			return core.Page{Total: n}, true, nil
+			return thoonk.Page{Total: n}, true, nil
 		}
 		if rsm.Max > 0 {
-			pr.Limit = min(rsm.Max, core.MaxPageSize)
+			pr.Limit = min(rsm.Max, thoonk.MaxPageSize)
 		}
 		switch {
 		case rsm.After != "":
-			pr.After = &core.Cursor{ID: rsm.After}
+			pr.After = &thoonk.Cursor{ID: rsm.After}
 		case rsm.HasBefore && rsm.Before != "":
-			pr.Before = &core.Cursor{ID: rsm.Before}
+			pr.Before = &thoonk.Cursor{ID: rsm.Before}
 		case rsm.HasBefore:
 			n, err := store.Count(ctx, feed)
 			if err != nil {
-				return core.Page{}, false, s.storeError(err)
+				return thoonk.Page{}, false, s.storeError(err)
 			}
 			pr.Offset = max(0, n-int64(pr.Limit))
 		case rsm.Index > 0:
@@ -106,7 +107,7 @@ func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxIte
 	}
 	page, err := store.Page(ctx, feed, pr)
 	if err != nil {
-		return core.Page{}, false, s.storeError(err)
+		return thoonk.Page{}, false, s.storeError(err)
 	}
 	cut := maxItems == 0 && (page.HasNext() || page.HasPrev())
 	return page, rsm != nil || cut, nil
@@ -115,9 +116,9 @@ func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxIte
 // storeError maps a store error to a stanza error.
 func (s *service) storeError(err error) *stanzaError {
 	switch {
-	case errors.Is(err, core.ErrNotFound):
+	case errors.Is(err, thoonk.ErrNotFound):
 		return errNotFound("no such item: " + errorText(err))
-	case errors.Is(err, core.ErrInvalid):
+	case errors.Is(err, thoonk.ErrInvalid):
 		return errBadRequest("", errorText(err))
 	}
 	s.log.Warn("xmpp: read feed", "err", err)
@@ -163,7 +164,7 @@ func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.To
 	var (
 		parts [][]xml.Token
 		uids  []string
-		pg    core.Page
+		pg    thoonk.Page
 		want  bool
 	)
 	if len(req.ItemIDs) > 0 {

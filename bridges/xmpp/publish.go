@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // publish turns a publish request (XEP-0060 7.1) into an action. It
@@ -47,10 +48,10 @@ func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.
 	}
 	act := core.Action{Verb: core.VerbPublish, Feed: feed, ID: req.Item.ID, Item: data, Actor: who.actor}
 	switch {
-	case typ == core.TypeSorted && act.ID != "":
+	case typ == thoonk.TypeSorted && act.ID != "":
 		act.Verb = core.VerbEdit // a sorted feed numbers new items itself
-	case typ == core.TypeFeed && act.ID == "":
-		act.ID = core.NewID() // known now, so the reply can carry it
+	case typ == thoonk.TypeFeed && act.ID == "":
+		act.ID = thoonk.NewID() // known now, so the reply can carry it
 	}
 	w, e := s.submit(ctx, act)
 	if e != nil {
@@ -118,9 +119,9 @@ type pending func(ctx context.Context) []xml.Token
 // submit stores an action as a job, mapping refusals to XEP-0060 errors.
 // With wait configured, it also returns a waiter for the job's result,
 // registered before the job was stored, for settle.
-func (s *service) submit(ctx context.Context, act core.Action) (*core.ResultWaiter, *stanzaError) {
+func (s *service) submit(ctx context.Context, act core.Action) (*thoonk.ResultWaiter, *stanzaError) {
 	var (
-		w   *core.ResultWaiter
+		w   *thoonk.ResultWaiter
 		err error
 	)
 	if s.cfg.Wait > 0 {
@@ -134,9 +135,9 @@ func (s *service) submit(ctx context.Context, act core.Action) (*core.ResultWait
 		return nil, errForbidden(act.Actor.ID + " may not " + act.Verb + " on this node")
 	case errors.Is(err, core.ErrTooLarge):
 		return nil, errPayloadTooBig(len(act.Item), s.cfg.MaxItemBytes)
-	case errors.Is(err, core.ErrNotFound), errors.Is(err, core.ErrWrongType):
+	case errors.Is(err, thoonk.ErrNotFound), errors.Is(err, thoonk.ErrWrongType):
 		return nil, errNotFound(errorText(err))
-	case errors.Is(err, core.ErrInvalid):
+	case errors.Is(err, thoonk.ErrInvalid):
 		return nil, errBadRequest("", errorText(err))
 	default:
 		s.log.Warn("xmpp: submit action", "verb", act.Verb, "feed", act.Feed, "err", err)
@@ -149,7 +150,7 @@ func (s *service) submit(ctx context.Context, act core.Action) (*core.ResultWait
 // worker's refusal to the XEP-0060 error. A nil result with no error
 // means the wait ran out (or the result cannot be known): the job is
 // stored and will still run.
-func (s *service) settle(ctx context.Context, w *core.ResultWaiter) (*core.Result, *stanzaError) {
+func (s *service) settle(ctx context.Context, w *thoonk.ResultWaiter) (*core.Result, *stanzaError) {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.Wait)
 	defer cancel()
 	raw, err := w.Wait(wctx)
@@ -183,13 +184,13 @@ func (s *service) settle(ctx context.Context, w *core.ResultWaiter) (*core.Resul
 // checkOptions checks publish-options (XEP-0060 7.1.5) as preconditions
 // against the node's actual configuration; an option the service cannot
 // guarantee is not met.
-func (s *service) checkOptions(ctx context.Context, feed string, typ core.FeedType, opts map[string][]string) *stanzaError {
+func (s *service) checkOptions(ctx context.Context, feed string, typ thoonk.FeedType, opts map[string][]string) *stanzaError {
 	infos, err := s.hub.Store.Describe(ctx, feed)
 	if err != nil || len(infos) == 0 {
-		return s.storeError(fmt.Errorf("describe %q: %w", feed, core.ErrFeedNotFound))
+		return s.storeError(fmt.Errorf("describe %q: %w", feed, thoonk.ErrFeedNotFound))
 	}
 	maxItems := "max"
-	if n, err := strconv.Atoi(infos[0].Config["max_length"]); err == nil && n > 0 && typ == core.TypeFeed {
+	if n, err := strconv.Atoi(infos[0].Config["max_length"]); err == nil && n > 0 && typ == thoonk.TypeFeed {
 		maxItems = strconv.Itoa(n)
 	}
 	access := "whitelist"

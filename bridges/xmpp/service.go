@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // features are the disco#info features of the service: exactly what it
@@ -61,7 +62,7 @@ type service struct {
 	wg      sync.WaitGroup
 
 	// types caches feed types for the event dispatcher (its goroutine only).
-	types map[string]core.FeedType
+	types map[string]thoonk.FeedType
 }
 
 func newService(cfg Config, hub *core.Hub, c *conns) *service {
@@ -81,7 +82,7 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 		reqLimits:  limits{bytes: cfg.MaxItemBytes + 16<<10, depth: 64, elements: 16 << 10},
 		itemLimits: limits{bytes: cfg.MaxItemBytes, depth: 64, elements: 16 << 10},
 		waiting:    make(chan struct{}, cfg.Workers*workerQueue),
-		types:      map[string]core.FeedType{},
+		types:      map[string]thoonk.FeedType{},
 	}
 }
 
@@ -136,14 +137,14 @@ func (s *service) node(feed string) string { return s.cfg.NodePrefix + feed }
 // feedOf returns the feed a node name stands for, if it is one.
 func (s *service) feedOf(node string) (string, bool) {
 	feed, ok := strings.CutPrefix(node, s.cfg.NodePrefix)
-	return feed, ok && core.ValidateFeedName(feed) == nil
+	return feed, ok && thoonk.ValidateFeedName(feed) == nil
 }
 
 // resolve finds the feed behind req's node for an operation: "read" or an
 // action verb. A node the caller may neither read nor act on, or that
 // does not exist, is item-not-found (hidden); a node the caller may read
 // but not act on is forbidden.
-func (s *service) resolve(ctx context.Context, req *request, who caller, op string) (string, core.FeedType, *stanzaError) {
+func (s *service) resolve(ctx context.Context, req *request, who caller, op string) (string, thoonk.FeedType, *stanzaError) {
 	if !req.HasNode || req.Node == "" {
 		return "", "", errBadRequest("nodeid-required", "name the node")
 	}
@@ -160,12 +161,12 @@ func (s *service) resolve(ctx context.Context, req *request, who caller, op stri
 	}
 	typ, err := s.hub.Store.Type(ctx, feed)
 	switch {
-	case errors.Is(err, core.ErrNotFound):
+	case errors.Is(err, thoonk.ErrNotFound):
 		return "", "", hidden
 	case err != nil:
 		s.log.Warn("xmpp: read feed type", "feed", feed, "err", err)
 		return "", "", errInternal("the feed store is unavailable; try again")
-	case typ != core.TypeFeed && typ != core.TypeSorted:
+	case typ != thoonk.TypeFeed && typ != thoonk.TypeSorted:
 		return "", "", hidden
 	case !canDo:
 		return "", "", errForbidden(who.bare + " may not " + op + " on this node")
@@ -229,7 +230,7 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 	var (
 		uids  []string
 		parts [][]xml.Token
-		pg    core.Page
+		pg    thoonk.Page
 		want  bool
 	)
 	if req.Node != "" {
@@ -255,12 +256,12 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 			names[i] = s.node(n.Name)
 		}
 		index := func(uid string) (int, bool) { return slices.BinarySearch(names, uid) }
-		start, end, w, e := pageList(len(names), index, req.RSM, core.MaxPageSize)
+		start, end, w, e := pageList(len(names), index, req.RSM, thoonk.MaxPageSize)
 		if e != nil {
 			return nil, e
 		}
 		// a list cut short carries a <set/>, as items replies do
-		want, pg = w || end < len(names), core.Page{Total: int64(len(names)), Start: int64(start)}
+		want, pg = w || end < len(names), thoonk.Page{Total: int64(len(names)), Start: int64(start)}
 		for i, n := range nodes[start:end] {
 			uids = append(uids, names[start+i])
 			parts = append(parts, el(local("item"), []string{"jid", req.To, "node", names[start+i], "name", n.Config["title"]}))
@@ -271,7 +272,7 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 }
 
 // visibleNodes returns the feeds shown as nodes to who, sorted by name.
-func (s *service) visibleNodes(ctx context.Context, who caller) ([]core.FeedInfo, error) {
+func (s *service) visibleNodes(ctx context.Context, who caller) ([]thoonk.FeedInfo, error) {
 	all, err := s.hub.Store.Feeds(ctx)
 	if err != nil {
 		return nil, err
@@ -283,8 +284,8 @@ func (s *service) visibleNodes(ctx context.Context, who caller) ([]core.FeedInfo
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(infos, func(i core.FeedInfo) bool {
-		return i.Type != core.TypeFeed && i.Type != core.TypeSorted
+	return slices.DeleteFunc(infos, func(i thoonk.FeedInfo) bool {
+		return i.Type != thoonk.TypeFeed && i.Type != thoonk.TypeSorted
 	}), nil
 }
 
@@ -325,7 +326,7 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		return nil, nil, &stanzaError{Type: "wait", Condition: "policy-violation", App: "too-many-subscriptions",
 			Text: fmt.Sprintf("%s has %d subscriptions, the most this service allows", who.bare, s.cfg.MaxSubscriptionsPerJID)}
 	}
-	if typ != core.TypeFeed {
+	if typ != thoonk.TypeFeed {
 		sub, err := s.subs.add(ctx, feed, j)
 		if err != nil {
 			s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
@@ -367,7 +368,7 @@ func subscribed(node, j string, sub subscription) []xml.Token {
 // lastNotified returns the newest item of a plain feed at or before the
 // mark m: the last notified one still there unchanged, else the newest
 // item published before the mark's millisecond.
-func (s *service) lastNotified(ctx context.Context, feed string, m mark) (core.Item, bool) {
+func (s *service) lastNotified(ctx context.Context, feed string, m mark) (thoonk.Item, bool) {
 	store := s.hub.Store
 	for i := len(m.Seen) - 1; i >= max(0, len(m.Seen)-3); i-- {
 		it, err := store.Item(ctx, feed, m.Seen[i].ID)
@@ -376,9 +377,9 @@ func (s *service) lastNotified(ctx context.Context, feed string, m mark) (core.I
 		}
 	}
 	c := m.cursor()
-	page, err := store.Page(ctx, feed, core.PageRequest{After: &c, Limit: 1})
+	page, err := store.Page(ctx, feed, thoonk.PageRequest{After: &c, Limit: 1})
 	if err != nil || len(page.Items) == 0 {
-		return core.Item{}, false
+		return thoonk.Item{}, false
 	}
 	return page.Items[0], true
 }
@@ -390,7 +391,7 @@ func (s *service) sendLastSorted(ctx context.Context, feed, to string) {
 	if err != nil || n == 0 {
 		return
 	}
-	page, err := s.hub.Store.Page(ctx, feed, core.PageRequest{Offset: n - 1, Limit: 1})
+	page, err := s.hub.Store.Page(ctx, feed, thoonk.PageRequest{Offset: n - 1, Limit: 1})
 	if err != nil || len(page.Items) == 0 {
 		return
 	}
@@ -400,7 +401,7 @@ func (s *service) sendLastSorted(ctx context.Context, feed, to string) {
 // sendLast queues a node's last item for one new subscriber, stamped
 // with its publish time when it has one (XEP-0060 6.1.7; sorted feeds
 // keep no times).
-func (s *service) sendLast(feed string, it core.Item, to string) {
+func (s *service) sendLast(feed string, it thoonk.Item, to string) {
 	body := s.itemEvent(feed, it.ID, it.Data)
 	if !it.Published.IsZero() {
 		body = append(body, delayStamp(it.Published)...)
@@ -466,7 +467,7 @@ func (s *service) subscriptions(req *request, who caller) ([]xml.Token, *stanzaE
 		parts = append(parts, el(local("subscription"),
 			[]string{"node", s.node(sub.Feed), "jid", sub.JID, "subid", sub.SubID, "subscription", "subscribed"}))
 	}
-	content, set := s.fitPage(parts, uids, core.Page{Total: int64(len(subs)), Start: int64(start)}, want)
+	content, set := s.fitPage(parts, uids, thoonk.Page{Total: int64(len(subs)), Start: int64(start)}, want)
 	return el(ns(nsPubsub, "pubsub"), nil, el(local("subscriptions"), []string{"node", req.Node}, content), set), nil
 }
 

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // keyPrefix starts every Redis key the adapter owns.
@@ -95,7 +95,7 @@ func (r *registry) add(ctx context.Context, feed, jid string) (subscription, err
 	if s, ok := r.get(feed, jid); ok {
 		return s, nil
 	}
-	s := subscription{Feed: feed, JID: jid, SubID: core.NewID(), Since: time.Now().UTC()}
+	s := subscription{Feed: feed, JID: jid, SubID: thoonk.NewID(), Since: time.Now().UTC()}
 	v, _ := json.Marshal(s) // cannot fail: plain fields
 	if err := r.rdb.HSet(ctx, r.key, field(feed, jid), v).Err(); err != nil {
 		return subscription{}, fmt.Errorf("store subscription: %w", err)

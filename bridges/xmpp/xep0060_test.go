@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // TestXMPPXEP0060Examples plays the fixtures in testdata/xep0060 in order
@@ -18,7 +18,7 @@ import (
 func TestXMPPXEP0060Examples(t *testing.T) {
 	e, conn := startEnv(t, "pubsub.shakespeare.lit", nil)
 	ctx := context.Background()
-	if err := e.store.Create(ctx, "princely_musings", core.TypeFeed,
+	if err := e.store.Create(ctx, "princely_musings", thoonk.TypeFeed,
 		map[string]string{"title": "Princely Musings (Atom)", "description": "Updates for Hamlet"}); err != nil {
 		t.Fatal(err)
 	}

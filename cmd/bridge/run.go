@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // run starts the bridge and blocks until ctx ends, then stops it within the
@@ -43,7 +44,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		rollback()
 		return err
 	}
-	store, err := core.NewStore(rdb, core.StoreOptions{Instance: cfg.Instance})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Instance: cfg.Instance})
 	if err != nil {
 		rollback()
 		return err
@@ -61,7 +62,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 
 	metrics := core.NewMetrics()
 	actionQueues := cfg.ActionQueues()
-	listener := core.NewListener(store, core.ListenerOptions{Logger: log.With("component", "events"),
+	listener := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log.With("component", "events"),
 		RecordFeeds: func(feed string) bool { return slices.Contains(actionQueues, feed) }})
 	bg.Go(func() { _ = listener.Run(runCtx) })
 	// Adapters start with events flowing when Redis allows it (a failure
@@ -95,7 +96,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	}
 	if cfg.Jobs.MaintenanceInterval > 0 {
 		bg.Go(func() {
-			core.MaintainJobs(runCtx, store, cfg.Jobs.MaintenanceInterval, cfg.MaintainedJobs, log.With("component", "jobs"))
+			thoonk.MaintainJobs(runCtx, store, cfg.Jobs.MaintenanceInterval, cfg.MaintainedJobs, log.With("component", "jobs"))
 		})
 	}
 
@@ -123,7 +124,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		return err
 	}
 	var adaptersDone sync.WaitGroup
-	adaptersDone.Go(func() { core.RunAdapters(adapterCtx, hub, l.adapters, core.DefaultBackoff) })
+	adaptersDone.Go(func() { core.RunAdapters(adapterCtx, hub, l.adapters, thoonk.DefaultBackoff) })
 	log.Info("feedbridge running", "version", version, "http", cfg.HTTP.Listen, "public_url", cfg.PublicBase(),
 		"adapters", adapterNames(l.adapters))
 
@@ -193,14 +194,14 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 		*undo = append(*undo, m.Close)
 		log.Warn("using the embedded in-process Redis: data lives in memory only and is lost when the bridge stops; set redis.url to a real Redis to keep it",
 			"addr", m.Addr(), "connect", "redis-cli -h "+m.Host()+" -p "+m.Port())
-		url, mode = "redis://"+m.Addr(), core.RedisSingle
+		url, mode = "redis://"+m.Addr(), thoonk.RedisSingle
 	}
 	// one connection per worker goroutine waiting in BRPOP, and room for the rest
 	pool := 0
 	if cfg.Worker.Enabled {
 		pool = len(cfg.WorkerQueues())*cfg.Worker.Concurrency + 20
 	}
-	rdb, err := core.NewRedisClient(url, mode, pool)
+	rdb, err := thoonk.NewRedisClient(url, mode, pool)
 	if err != nil {
 		return nil, err
 	}
@@ -215,16 +216,16 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 
 // prepareFeeds creates the action queues (when actions.create_queues) and
 // the create_feeds that are missing.
-func prepareFeeds(ctx context.Context, s *core.Store, cfg *core.Config, log *slog.Logger) error {
+func prepareFeeds(ctx context.Context, s *thoonk.Store, cfg *core.Config, log *slog.Logger) error {
 	var want []core.FeedSpec
 	if cfg.Actions.CreateQueues {
 		queues := append(cfg.ActionQueues(), cfg.WorkerQueues()...)
 		slices.Sort(queues)
 		for _, q := range slices.Compact(queues) {
-			want = append(want, core.FeedSpec{Name: q, Type: core.TypeJob, Config: map[string]string{
-				core.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
-				core.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
-				"title":               "feedbridge actions",
+			want = append(want, core.FeedSpec{Name: q, Type: thoonk.TypeJob, Config: map[string]string{
+				thoonk.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
+				thoonk.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
+				"title":                 "feedbridge actions",
 			}})
 		}
 	}
@@ -233,7 +234,7 @@ func prepareFeeds(ctx context.Context, s *core.Store, cfg *core.Config, log *slo
 		switch {
 		case err == nil:
 			log.Info("created feed", "feed", f.Name, "type", f.Type)
-		case errors.Is(err, core.ErrFeedExists):
+		case errors.Is(err, thoonk.ErrFeedExists):
 			if typ, err := s.Type(ctx, f.Name); err == nil && typ != f.Type {
 				return fmt.Errorf("feed %q exists but is a %s, not a %s", f.Name, typ, f.Type)
 			}
@@ -247,7 +248,7 @@ func prepareFeeds(ctx context.Context, s *core.Store, cfg *core.Config, log *slo
 // keepFeeds re-creates the action queues and create_feeds after Redis lost
 // them: when the listener reconnects (a restarted Redis may come back
 // empty) or when one is deleted.
-func keepFeeds(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.Config, log *slog.Logger) {
+func keepFeeds(ctx context.Context, l *thoonk.Listener, s *thoonk.Store, cfg *core.Config, log *slog.Logger) {
 	sub := l.Subscribe(64)
 	defer sub.Close()
 	for {
@@ -256,8 +257,8 @@ func keepFeeds(ctx context.Context, l *core.Listener, s *core.Store, cfg *core.C
 			return
 		}
 		// a resync (reconnect, or this consumer's overflow) may hide a delete
-		lost := ev.Type == core.EventResync ||
-			(ev.Type == core.EventDelete && (cfg.MaintainedJobs(ev.Feed) ||
+		lost := ev.Type == thoonk.EventResync ||
+			(ev.Type == thoonk.EventDelete && (cfg.MaintainedJobs(ev.Feed) ||
 				slices.ContainsFunc(cfg.CreateFeeds, func(f core.FeedSpec) bool { return f.Name == ev.Feed })))
 		if !lost {
 			continue

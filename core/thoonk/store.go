@@ -1,0 +1,312 @@
+package thoonk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Store speaks the Thoonk schema on one Redis deployment (single node,
+// Sentinel or Cluster). It is safe for concurrent use; concurrent calls are
+// pipelined onto shared connections automatically.
+type Store struct {
+	rdb      redis.UniversalClient // blocking commands and pubsub
+	cmd      redis.UniversalClient // autopipelined face for everything else
+	instance string
+	cluster  bool
+}
+
+// StoreOptions tunes a Store; the zero value is ready to use.
+type StoreOptions struct {
+	// Instance identifies this process in newfeed/delfeed/conffeed payloads;
+	// empty means a random id.
+	Instance string
+}
+
+// NewStore wraps a go-redis universal client. The caller keeps ownership of
+// rdb and closes it after the Store is no longer used.
+func NewStore(rdb redis.UniversalClient, opts StoreOptions) (*Store, error) {
+	// Several batches in flight keep Redis busy while replies travel back;
+	// each caller still waits for its own command, so a goroutine's
+	// commands stay in order (only unrelated callers' may interleave).
+	ap, err := rdb.AutoPipelineWithOptions(&redis.AutoPipelineOptions{MaxConcurrentBatches: 4, Unordered: true})
+	if err != nil {
+		return nil, fmt.Errorf("redis autopipeline: %w", err)
+	}
+	s := &Store{rdb: rdb, cmd: ap, instance: opts.Instance}
+	if s.instance == "" {
+		s.instance = NewID()
+	}
+	_, s.cluster = rdb.(*redis.ClusterClient)
+	return s, nil
+}
+
+// Client returns the underlying go-redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// Instance returns this process's instance id.
+func (s *Store) Instance() string { return s.instance }
+
+// Ping checks that Redis answers and returns the round-trip time.
+func (s *Store) Ping(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return 0, fmt.Errorf("redis ping: %w", err)
+	}
+	return time.Since(start), nil
+}
+
+// run executes a script on the pipelined face.
+func (s *Store) run(ctx context.Context, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return sc.Run(ctx, s.cmd, keys, args...)
+}
+
+// Create creates a feed of the given type with extra config fields
+// (title, max_length, ...): SADD to the registry, write the config hash,
+// publish newfeed then conffeed. It fails with ErrFeedExists when the
+// name is taken.
+func (s *Store) Create(ctx context.Context, feed string, typ FeedType, config map[string]string) error {
+	if err := s.validFeed(feed); err != nil {
+		return err
+	}
+	if !typ.Valid() {
+		return fmt.Errorf("create %q: type %q is not one of feed, sorted_feed, queue, job: %w", feed, typ, ErrInvalid)
+	}
+	added, err := s.cmd.SAdd(ctx, keyFeeds, feed).Result()
+	if err != nil {
+		return fmt.Errorf("create %q: %w", feed, err)
+	}
+	if added == 0 {
+		return fmt.Errorf("create %q: %w", feed, ErrFeedExists)
+	}
+	cfg := maps.Clone(config)
+	if cfg == nil {
+		cfg = map[string]string{}
+	}
+	cfg["type"] = string(typ)
+	if err := s.writeConfig(ctx, feed, cfg, true); err != nil {
+		// undo the registration so that a retry can create the feed
+		_ = s.cmd.SRem(context.WithoutCancel(ctx), keyFeeds, feed).Err()
+		return fmt.Errorf("create %q: %w", feed, err)
+	}
+	return nil
+}
+
+// SetConfig merges fields into a feed's config and publishes conffeed. The
+// type field cannot be changed.
+func (s *Store) SetConfig(ctx context.Context, feed string, config map[string]string) error {
+	if err := s.validFeed(feed); err != nil {
+		return err
+	}
+	typ, err := s.Type(ctx, feed)
+	if err != nil {
+		return err
+	}
+	if t, ok := config["type"]; ok && FeedType(t) != typ {
+		return fmt.Errorf("set config %q: the type cannot change from %s to %s: %w", feed, typ, t, ErrInvalid)
+	}
+	return s.writeConfig(ctx, feed, config, false)
+}
+
+func (s *Store) writeConfig(ctx context.Context, feed string, cfg map[string]string, isNew bool) error {
+	args := make([]any, 0, 3+2*len(cfg))
+	args = append(args, feed, s.instance, boolArg(isNew))
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
+		args = append(args, k, cfg[k])
+	}
+	if err := s.run(ctx, scripts.configSet, []string{prefixConfig + feed}, args...).Err(); err != nil {
+		return scriptError(err, feed, "", "set config")
+	}
+	return nil
+}
+
+// Config returns a feed's config hash.
+func (s *Store) Config(ctx context.Context, feed string) (map[string]string, error) {
+	if err := s.validFeed(feed); err != nil {
+		return nil, err
+	}
+	cfg, err := s.cmd.HGetAll(ctx, prefixConfig+feed).Result()
+	if err != nil {
+		return nil, fmt.Errorf("config %q: %w", feed, err)
+	}
+	if len(cfg) == 0 {
+		return nil, fmt.Errorf("config %q: %w", feed, ErrFeedNotFound)
+	}
+	if cfg["type"] == "" {
+		cfg["type"] = string(TypeFeed)
+	}
+	return cfg, nil
+}
+
+// Delete removes a feed and every key it owns, then publishes delfeed. On a
+// single node or Sentinel this is one atomic script; on Cluster the registry
+// lives in another slot, so the registry removal comes first and decides
+// which caller deletes.
+func (s *Store) Delete(ctx context.Context, feed string) error {
+	if err := s.validFeed(feed); err != nil {
+		return err
+	}
+	k := feedKeys(feed).all()
+	check := "1"
+	if s.cluster {
+		n, err := s.cmd.SRem(ctx, keyFeeds, feed).Result()
+		if err != nil {
+			return fmt.Errorf("delete %q: %w", feed, err)
+		}
+		if n == 0 {
+			return fmt.Errorf("delete %q: %w", feed, ErrFeedNotFound)
+		}
+		check = "0"
+	} else {
+		k = append([]string{keyFeeds}, k...)
+	}
+	if err := s.run(ctx, scripts.del, k, feed, s.instance, check).Err(); err != nil {
+		return scriptError(err, feed, "", "delete")
+	}
+	return nil
+}
+
+// Feeds returns the names of every feed in the registry, sorted.
+func (s *Store) Feeds(ctx context.Context) ([]string, error) {
+	names, err := s.cmd.SMembers(ctx, keyFeeds).Result()
+	if err != nil {
+		return nil, fmt.Errorf("list feeds: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// Exists reports whether the feed is in the registry.
+func (s *Store) Exists(ctx context.Context, feed string) (bool, error) {
+	if err := s.validFeed(feed); err != nil {
+		return false, err
+	}
+	ok, err := s.cmd.SIsMember(ctx, keyFeeds, feed).Result()
+	if err != nil {
+		return false, fmt.Errorf("feed exists %q: %w", feed, err)
+	}
+	return ok, nil
+}
+
+// Type returns a feed's type from its config (a config without a type
+// field means a plain feed).
+func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
+	if err := s.validFeed(feed); err != nil {
+		return "", err
+	}
+	t, err := s.run(ctx, scripts.read, readKeys(feed), "type").Text()
+	if err != nil {
+		return "", scriptError(err, feed, "", "feed type")
+	}
+	return FeedType(t), nil
+}
+
+// Item returns one item of a plain or sorted feed (see Feed.Item).
+func (s *Store) Item(ctx context.Context, feed, id string) (Item, error) {
+	f := newItems(s, feed)
+	return f.Item(ctx, id)
+}
+
+// Count returns the number of items of any feed type (for queues and job
+// feeds: the jobs not yet taken or finished).
+func (s *Store) Count(ctx context.Context, feed string) (int64, error) {
+	if err := s.validFeed(feed); err != nil {
+		return 0, err
+	}
+	n, err := s.run(ctx, scripts.read, readKeys(feed), "count").Int64()
+	if err != nil {
+		return 0, scriptError(err, feed, "", "count")
+	}
+	return n, nil
+}
+
+func readKeys(feed string) []string {
+	return []string{prefixConfig + feed, prefixIDs + feed, prefixItems + feed}
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// ScoreTime converts a publish-time score to a time. The schema's scores are
+// milliseconds; scores below 1e11 (before 1973 in ms) are taken as seconds,
+// as some older Thoonk writers stored them.
+func ScoreTime(score float64) time.Time {
+	if score > 0 && score < 1e11 {
+		return time.UnixMilli(int64(score * 1000))
+	}
+	return time.UnixMilli(int64(score))
+}
+
+func parseScore(s string) (float64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, fmt.Errorf("score %q: %w", s, err)
+	}
+	return f, nil
+}
+
+// isNil reports a nil reply.
+func isNil(err error) bool { return errors.Is(err, redis.Nil) }
+
+// isNoScript reports that a script is not loaded on the server.
+func isNoScript(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") }
+
+// FeedInfo describes a feed for listings.
+type FeedInfo struct {
+	Name   string
+	Type   FeedType
+	Config map[string]string
+	// Count is the number of items (for queues and job feeds: jobs not yet
+	// taken or finished).
+	Count int64
+}
+
+// Describe returns type, config and item count of each feed, in one
+// pipelined round trip; feeds that do not exist are left out.
+func (s *Store) Describe(ctx context.Context, feeds ...string) ([]FeedInfo, error) {
+	pipe := s.rdb.Pipeline()
+	cfgs := make([]*redis.MapStringStringCmd, len(feeds))
+	zcards := make([]*redis.IntCmd, len(feeds))
+	hlens := make([]*redis.IntCmd, len(feeds))
+	for i, f := range feeds {
+		cfgs[i] = pipe.HGetAll(ctx, prefixConfig+f)
+		zcards[i] = pipe.ZCard(ctx, prefixIDs+f) // a WRONGTYPE error when ids is a list: unused then
+		hlens[i] = pipe.HLen(ctx, prefixItems+f)
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	out := make([]FeedInfo, 0, len(feeds))
+	for i, f := range feeds {
+		cfg, err := cfgs[i].Result()
+		if err != nil {
+			return nil, fmt.Errorf("describe %q: %w", f, err)
+		}
+		if len(cfg) == 0 {
+			continue
+		}
+		info := FeedInfo{Name: f, Type: FeedType(cfg["type"]), Config: cfg}
+		if info.Type == "" {
+			info.Type = TypeFeed
+			cfg["type"] = string(TypeFeed)
+		}
+		count := hlens[i]
+		if info.Type == TypeFeed {
+			count = zcards[i]
+		}
+		if info.Count, err = count.Result(); err != nil {
+			return nil, fmt.Errorf("describe %q: %w", f, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}

@@ -1,0 +1,114 @@
+// Package thoonktest runs tests of Thoonk code against a real redis-server
+// and against the embedded miniredis, so that the quick-start store is held
+// to the real one's behaviour.
+package thoonktest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
+	"github.com/feedbridge/feedbridge/integration/testenv"
+)
+
+// Backend is one Redis a test runs against.
+type Backend struct {
+	// Name is "redis-server" or "miniredis".
+	Name string
+	// RDB is a plain client on the same Redis, for checks behind the store's back.
+	RDB   *redis.Client
+	Store *thoonk.Store
+	// Real is the redis-server process (nil for miniredis).
+	Real *testenv.Redis
+}
+
+// Each runs fn against a real redis-server and against miniredis, as subtests.
+func Each(t *testing.T, fn func(t *testing.T, b *Backend)) {
+	t.Run("redis-server", func(t *testing.T) { fn(t, Real(t)) })
+	t.Run("miniredis", func(t *testing.T) { fn(t, Mini(t)) })
+}
+
+// Real starts a redis-server for the test and returns its backend.
+func Real(t testing.TB) *Backend {
+	srv := testenv.StartRedis(t)
+	return New(t, "redis-server", srv.Addr, srv)
+}
+
+// Mini starts a miniredis for the test and returns its backend.
+func Mini(t testing.TB) *Backend {
+	m := miniredis.RunT(t)
+	return New(t, "miniredis", m.Addr(), nil)
+}
+
+// New returns a backend on the Redis at addr, closed when the test ends.
+func New(t testing.TB, name, addr string, srv *testenv.Redis) *Backend {
+	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	s, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Instance: "test-instance"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Backend{Name: name, RDB: rdb, Store: s, Real: srv}
+}
+
+// Ctx returns a context that ends after 30 s or with the test.
+func Ctx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Must fails the test on a non-nil error.
+func Must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Create creates a feed or fails the test.
+func (b *Backend) Create(t testing.TB, feed string, typ thoonk.FeedType, cfg map[string]string) {
+	t.Helper()
+	Must(t, b.Store.Create(Ctx(t), feed, typ, cfg))
+}
+
+// Listen starts a listener on the store, waits until it is connected and
+// stops it when the test ends.
+func Listen(t testing.TB, s *thoonk.Store, opts thoonk.ListenerOptions) *thoonk.Listener {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := thoonk.NewListener(s, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = l.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	Must(t, l.WaitConnected(wctx))
+	return l
+}
+
+// Next returns the subscription's next event that is not a connect
+// resync, failing the test after 10 s without one.
+func Next(t testing.TB, sub *thoonk.Subscription) thoonk.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		ev, err := sub.Next(ctx)
+		if err != nil {
+			t.Fatalf("no event: %v", err)
+		}
+		if ev.Type == thoonk.EventResync && ev.Reason == thoonk.ResyncConnected {
+			continue
+		}
+		return ev
+	}
+}
