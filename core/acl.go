@@ -65,6 +65,20 @@ type FeedFilter struct {
 	Exclude []string `yaml:"exclude"`
 
 	include, exclude []thoonk.Pattern
+	// hidden are feeds selected only when an include pattern names them
+	// literally (the bridge's own job feeds).
+	hidden []string
+}
+
+// Hiding returns a copy of the filter that selects the feeds in hidden
+// only when an include pattern names them literally.
+func (f *FeedFilter) Hiding(hidden []string) *FeedFilter {
+	if f == nil {
+		f = &FeedFilter{include: []thoonk.Pattern{thoonk.MustPattern("*")}}
+	}
+	c := *f
+	c.hidden = hidden
+	return &c
 }
 
 // Compile checks the patterns; sec and key name them in errors.
@@ -81,8 +95,9 @@ func (f *FeedFilter) Allows(feed string) bool {
 		return true
 	}
 	in := false
+	hidden := slices.Contains(f.hidden, feed)
 	for _, p := range f.include {
-		if p.Match(feed) {
+		if p.Match(feed) && (!hidden || p.Literal()) {
 			in = true
 			break
 		}

@@ -55,3 +55,29 @@ func TestFeedFilter(t *testing.T) {
 		t.Error("a nil filter must allow everything")
 	}
 }
+
+// The bridge's own job feeds are never exposed by a pattern, whatever
+// their names (hash tags included), only when named literally.
+func TestHubHidesTheActionQueues(t *testing.T) {
+	root, _ := core.ParseYAML("f", nil)
+	all := &core.FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}}
+	thoonktest.Must(t, all.Compile(root, "feeds"))
+	named := &core.FeedFilter{Include: []string{"*", "{feedbridge}.actions"}}
+	thoonktest.Must(t, named.Compile(root, "own"))
+	hub := &core.Hub{Feeds: all, Internal: []string{"{feedbridge}.actions", "{feedbridge}.custom"}}
+	for _, tc := range []struct {
+		own  *core.FeedFilter
+		feed string
+		want bool
+	}{
+		{nil, "{feedbridge}.actions", false},
+		{nil, "{feedbridge}.custom", false},
+		{nil, "{team}:news", true},
+		{named, "{feedbridge}.actions", true},
+		{named, "{feedbridge}.custom", false},
+	} {
+		if got := hub.Exposed(tc.own).Allows(tc.feed); got != tc.want {
+			t.Errorf("own %v: Allows(%q) = %v", tc.own != nil, tc.feed, got)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package core
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +31,13 @@ type Action struct {
 	Position string
 	// Args are a custom verb's arguments.
 	Args []string
+	// ExpectRev, when set, is the item revision an edit, retract or move
+	// is based on: the worker applies it only while the item is still at
+	// that revision, else finishes with 412 and the current revision.
+	ExpectRev string
+	// Create, on a publish with an id, publishes only when the id is new.
+	// Submit sets it when it gives a publish on a plain feed its id.
+	Create bool
 	// Actor is who asked, as the protocol proved it.
 	Actor Actor
 }
@@ -44,6 +53,8 @@ type ActionJob struct {
 	ItemBase64  []byte    `json:"item_base64,omitempty"`
 	Position    string    `json:"position,omitempty"`
 	Args        []string  `json:"args,omitempty"`
+	ExpectRev   string    `json:"expect_rev,omitempty"`
+	Create      bool      `json:"create,omitempty"`
 	Actor       Actor     `json:"actor"`
 	SubmittedAt time.Time `json:"submitted_at"`
 	Instance    string    `json:"instance"`
@@ -62,13 +73,14 @@ func (j *ActionJob) Payload() []byte {
 
 // Action returns the job's action.
 func (j *ActionJob) Action() Action {
-	return Action{Verb: j.Verb, Feed: j.Feed, ID: j.ID, Item: j.Payload(), Position: j.Position, Args: j.Args, Actor: j.Actor}
+	return Action{Verb: j.Verb, Feed: j.Feed, ID: j.ID, Item: j.Payload(), Position: j.Position, Args: j.Args,
+		ExpectRev: j.ExpectRev, Create: j.Create, Actor: j.Actor}
 }
 
 // EncodeActionJob renders an action as a job payload.
 func EncodeActionJob(a Action, instance string, at time.Time) []byte {
 	j := ActionJob{V: ActionJobVersion, Verb: a.Verb, Feed: a.Feed, ID: a.ID, Position: a.Position, Args: a.Args,
-		Actor: a.Actor, SubmittedAt: at.UTC(), Instance: instance}
+		ExpectRev: a.ExpectRev, Create: a.Create, Actor: a.Actor, SubmittedAt: at.UTC(), Instance: instance}
 	if a.Item != nil {
 		if utf8.Valid(a.Item) {
 			s := string(a.Item)
@@ -104,28 +116,6 @@ func DecodeActionJob(b []byte) (*ActionJob, error) {
 		return nil, fmt.Errorf("action job: both item and item_base64: %w", thoonk.ErrInvalid)
 	}
 	return &j, nil
-}
-
-// Result is what a worker finishes an action job with, as JSON. Codes
-// follow HTTP: 200 done, 201 created, 400 bad request, 403 forbidden, 404
-// not found, 409 conflict, 413 too large, 422 invalid item, 501 verb not
-// handled here, 500 failure.
-type Result struct {
-	OK    bool   `json:"ok"`
-	Code  int    `json:"code"`
-	Error string `json:"error,omitempty"`
-	// ID is the item the action produced or changed.
-	ID string `json:"id,omitempty"`
-}
-
-// ParseResult reads a job result; a result that is not the Result format
-// is reported as a 500 carrying the raw text.
-func ParseResult(b []byte) Result {
-	var r Result
-	if err := json.Unmarshal(b, &r); err != nil || r.Code == 0 {
-		return Result{OK: false, Code: 500, Error: "worker result: " + string(b)}
-	}
-	return r
 }
 
 // ActionRoute sends the actions on matching feeds (and, when Verbs is
@@ -249,41 +239,50 @@ type Ticket struct {
 // ErrFeedNotFound or ErrWrongType. The ACL is asked before the feed is
 // looked up, so a denied actor learns nothing about which feeds exist.
 func (a *Actions) Check(ctx context.Context, act Action) error {
+	_, err := a.check(ctx, act)
+	return err
+}
+
+// check is Check, also returning the feed's type.
+func (a *Actions) check(ctx context.Context, act Action) (thoonk.FeedType, error) {
 	if err := ValidateVerb(act.Verb); err != nil {
-		return err
+		return "", err
 	}
 	if err := thoonk.ValidateFeedName(act.Feed); err != nil {
-		return err
+		return "", err
 	}
 	if act.Actor.Protocol == "" || thoonk.ValidateText("actor id", act.Actor.ID, 512) != nil {
-		return fmt.Errorf("action: the actor is not identified: %w", thoonk.ErrInvalid)
+		return "", fmt.Errorf("action: the actor is not identified: %w", thoonk.ErrInvalid)
 	}
 	if act.Actor.Display != "" {
 		if err := thoonk.ValidateText("actor display name", act.Actor.Display, maxArgBytes); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if !a.acl.Allowed(act.Actor, act.Feed, act.Verb) {
-		return fmt.Errorf("%s may not %s on %q: %w", act.Actor, act.Verb, act.Feed, ErrDenied)
+		return "", fmt.Errorf("%s may not %s on %q: %w", act.Actor, act.Verb, act.Feed, ErrDenied)
 	}
 	if a.opts.MaxItemBytes > 0 && len(act.Item) > a.opts.MaxItemBytes {
-		return fmt.Errorf("item is %d bytes, over the limit of %d: %w", len(act.Item), a.opts.MaxItemBytes, ErrTooLarge)
+		return "", fmt.Errorf("item is %d bytes, over the limit of %d: %w", len(act.Item), a.opts.MaxItemBytes, ErrTooLarge)
 	}
 	if act.ID != "" {
 		if err := thoonk.ValidateID(act.ID); err != nil {
-			return err
+			return "", err
 		}
 	}
+	if act.ExpectRev != "" && !thoonk.ValidRev(act.ExpectRev) {
+		return "", fmt.Errorf("revision %q: want the form 1733300000123-0: %w", act.ExpectRev, thoonk.ErrInvalid)
+	}
 	if len(act.Args) > MaxArgs {
-		return fmt.Errorf("%d arguments, over the limit of %d: %w", len(act.Args), MaxArgs, ErrTooLarge)
+		return "", fmt.Errorf("%d arguments, over the limit of %d: %w", len(act.Args), MaxArgs, ErrTooLarge)
 	}
 	for _, arg := range act.Args {
 		if len(arg) > maxArgBytes {
-			return fmt.Errorf("an argument is %d bytes, over the limit of %d: %w", len(arg), maxArgBytes, ErrTooLarge)
+			return "", fmt.Errorf("an argument is %d bytes, over the limit of %d: %w", len(arg), maxArgBytes, ErrTooLarge)
 		}
 		if arg != "" {
 			if err := thoonk.ValidateText("argument", arg, maxArgBytes); err != nil {
-				return err
+				return "", err
 			}
 		}
 	}
@@ -291,32 +290,63 @@ func (a *Actions) Check(ctx context.Context, act Action) error {
 	switch act.Verb {
 	case VerbEdit, VerbRetract, VerbMove:
 		if act.ID == "" {
-			return fmt.Errorf("%s needs an item id: %w", act.Verb, thoonk.ErrInvalid)
+			return "", fmt.Errorf("%s needs an item id: %w", act.Verb, thoonk.ErrInvalid)
 		}
 	}
 	if act.Verb == VerbMove || act.Position != "" {
 		if _, err := thoonk.ParsePosition(act.Position); err != nil {
-			return err
+			return "", err
 		}
 	}
 	typ, err := a.s.Type(ctx, act.Feed)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if standard && typ != thoonk.TypeFeed && typ != thoonk.TypeSorted {
-		return &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeItems, Got: typ}
+		return "", &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeItems, Got: typ}
 	}
 	if (act.Verb == VerbMove || act.Position != "") && standard && typ != thoonk.TypeSorted {
-		return &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeSorted, Got: typ}
+		return "", &thoonk.WrongTypeError{Feed: act.Feed, Want: thoonk.TypeSorted, Got: typ}
 	}
-	return nil
+	return typ, nil
+}
+
+// ErrKeyReused means an idempotency key was used before for a different
+// request.
+var ErrKeyReused = errors.New("idempotency key used for a different request")
+
+// SubmitOptions tunes SubmitWith.
+type SubmitOptions struct {
+	// Watch registers a waiter for the job's result before the job is
+	// stored (Submitted.Waiter), so that no result can be missed.
+	Watch bool
+	// Key is the client's idempotency key: the job id is derived from the
+	// actor and the key, so a submit repeated with the same key (a retry
+	// after a lost answer, even across a bridge crash or on another
+	// process) stores one job, for as long as the job's status is kept
+	// (ResultTTL). Empty: every submit is a new job.
+	Key string
+	// Fingerprint identifies the request a Key was first used for; the
+	// same key with another fingerprint is refused with ErrKeyReused.
+	Fingerprint string
+}
+
+// Submitted is a stored action's job.
+type Submitted struct {
+	Ticket
+	// Waiter waits for the job's result (with SubmitOptions.Watch); the
+	// caller must Wait or Cancel it.
+	Waiter *thoonk.ResultWaiter
+	// Replayed is true when the job was stored by an earlier submit with
+	// the same idempotency key: nothing new was stored.
+	Replayed bool
 }
 
 // Submit checks an action and stores it as a job; it returns once the job
 // is in Redis.
 func (a *Actions) Submit(ctx context.Context, act Action) (Ticket, error) {
-	t, _, err := a.submit(ctx, act, false)
-	return t, err
+	s, err := a.SubmitWith(ctx, act, SubmitOptions{})
+	return s.Ticket, err
 }
 
 // SubmitWatch submits an action and returns a waiter for its result,
@@ -324,50 +354,92 @@ func (a *Actions) Submit(ctx context.Context, act Action) (Ticket, error) {
 // adapters that acknowledge at once and report the result later. The
 // caller must Wait or Cancel the waiter.
 func (a *Actions) SubmitWatch(ctx context.Context, act Action) (Ticket, *thoonk.ResultWaiter, error) {
-	return a.submit(ctx, act, true)
+	s, err := a.SubmitWith(ctx, act, SubmitOptions{Watch: true})
+	return s.Ticket, s.Waiter, err
 }
 
 // SubmitWait submits an action and waits up to wait for its result. A nil
 // Result with a nil error means the wait ran out: the job is stored and
-// will still run.
+// will still run. A job finished without a result gives a Result with
+// only OK and Code 200.
 func (a *Actions) SubmitWait(ctx context.Context, act Action, wait time.Duration) (Ticket, *Result, error) {
-	t, w, err := a.submit(ctx, act, wait > 0)
-	if err != nil || w == nil {
-		return t, nil, err
+	s, err := a.SubmitWith(ctx, act, SubmitOptions{Watch: wait > 0})
+	if err != nil || s.Waiter == nil {
+		return s.Ticket, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	raw, err := w.Wait(wctx)
+	r, err := WaitResult(wctx, s.Waiter)
 	if err != nil {
-		// the wait ran out, or the result cannot be known: the job is
-		// stored either way and its status stays readable
-		return t, nil, nil
+		// the wait ran out: the job is stored and its status readable
+		return s.Ticket, nil, nil
 	}
-	r := ParseResult(raw)
-	return t, &r, nil
+	return s.Ticket, r, nil
 }
 
-func (a *Actions) submit(ctx context.Context, act Action, wait bool) (Ticket, *thoonk.ResultWaiter, error) {
-	if err := a.Check(ctx, act); err != nil {
+// WaitResult waits for a job's result and reads it (ParseResult); a job
+// finished without a result gives a Result with only OK and Code 200. The
+// error is the wait's (see thoonk.ResultWaiter.Wait).
+func WaitResult(ctx context.Context, w *thoonk.ResultWaiter) (*Result, error) {
+	raw, err := w.Wait(ctx)
+	if errors.Is(err, thoonk.ErrNoResult) {
+		return &Result{OK: true, Code: 200}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	r := ParseResult(raw)
+	return &r, nil
+}
+
+// SubmitWith checks an action and stores it as a job, as opts says; it
+// returns once the job is in Redis. A publish on a plain feed without an
+// id gets its id now, so that the job, however often it runs, publishes
+// one item.
+func (a *Actions) SubmitWith(ctx context.Context, act Action, opts SubmitOptions) (Submitted, error) {
+	typ, err := a.check(ctx, act)
+	if err != nil {
 		a.m.action(act.Actor.Protocol, act.Verb, outcomeOf(err))
-		return Ticket{}, nil, err
+		return Submitted{}, err
+	}
+	if act.Verb == VerbPublish && typ == thoonk.TypeFeed && act.ID == "" {
+		act.ID, act.Create = thoonk.NewID(), true
 	}
 	t := Ticket{Queue: a.Queue(act.Feed, act.Verb), JobID: thoonk.NewID()}
+	if opts.Key != "" {
+		t.JobID = idempotentID(act.Actor, opts.Key)
+	}
 	var w *thoonk.ResultWaiter
-	if wait && a.l != nil {
+	if opts.Watch && a.l != nil {
 		w = a.l.Expect(t.Queue, t.JobID)
 	}
-	_, err := a.s.Jobs(t.Queue).Put(ctx, EncodeActionJob(act, a.s.Instance(), time.Now()),
-		thoonk.PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL, Submitter: act.Actor.String()})
-	if err != nil {
-		if w != nil {
-			w.Cancel()
-		}
-		a.m.action(act.Actor.Protocol, act.Verb, "failed")
-		return Ticket{}, nil, fmt.Errorf("submit %s on %q: %w", act.Verb, act.Feed, err)
+	_, err = a.s.Jobs(t.Queue).Put(ctx, EncodeActionJob(act, a.s.Instance(), time.Now()),
+		thoonk.PutOptions{ID: t.JobID, RecordTTL: a.opts.ResultTTL, Submitter: act.Actor.String(), Fingerprint: opts.Fingerprint})
+	var exists *thoonk.ExistsError
+	switch {
+	case err == nil:
+		a.m.action(act.Actor.Protocol, act.Verb, "submitted")
+		return Submitted{Ticket: t, Waiter: w}, nil
+	case errors.As(err, &exists) && opts.Key != "" && exists.Fingerprint == opts.Fingerprint:
+		a.m.action(act.Actor.Protocol, act.Verb, "replayed")
+		return Submitted{Ticket: t, Waiter: w, Replayed: true}, nil
 	}
-	a.m.action(act.Actor.Protocol, act.Verb, "submitted")
-	return t, w, nil
+	if w != nil {
+		w.Cancel()
+	}
+	if errors.As(err, &exists) && opts.Key != "" {
+		a.m.action(act.Actor.Protocol, act.Verb, "invalid")
+		return Submitted{}, fmt.Errorf("submit %s on %q: %w", act.Verb, act.Feed, ErrKeyReused)
+	}
+	a.m.action(act.Actor.Protocol, act.Verb, "failed")
+	return Submitted{}, fmt.Errorf("submit %s on %q: %w", act.Verb, act.Feed, err)
+}
+
+// idempotentID derives a job id from an actor and an idempotency key: 32
+// hex digits, as the reference libraries' ids.
+func idempotentID(actor Actor, key string) string {
+	h := sha256.Sum256([]byte(actor.String() + "\x00" + key))
+	return hex.EncodeToString(h[:16])
 }
 
 func outcomeOf(err error) string {
@@ -386,7 +458,7 @@ func outcomeOf(err error) string {
 // (Redis unreachable), to be logged and retried.
 func Refused(err error) bool {
 	return errors.Is(err, ErrDenied) || errors.Is(err, thoonk.ErrNotFound) || errors.Is(err, thoonk.ErrInvalid) ||
-		errors.Is(err, ErrTooLarge) || errors.Is(err, thoonk.ErrWrongType)
+		errors.Is(err, ErrTooLarge) || errors.Is(err, thoonk.ErrWrongType) || errors.Is(err, ErrKeyReused)
 }
 
 // JobStatus is what the bridge knows of a submitted action's job.
@@ -395,8 +467,12 @@ type JobStatus struct {
 	JobID string `json:"job_id"`
 	// State is queued, claimed, stalled, finished or unknown.
 	State string `json:"state"`
-	// Failures is how many times the job failed and was retried.
+	// Failures is how many times the job failed (kept when it stalls).
 	Failures int `json:"failures"`
+	// LastError is why the job last failed, when known.
+	LastError string `json:"last_error,omitempty"`
+	// RetryAt is when a failed job runs again, while it waits for that.
+	RetryAt *time.Time `json:"retry_at,omitempty"`
 	// Result is the worker's result once finished (when recorded).
 	Result *Result `json:"result,omitempty"`
 	// Submitter is the actor ("protocol:id") who submitted the action, so
@@ -415,7 +491,12 @@ func (a *Actions) Status(ctx context.Context, queue, id string) (JobStatus, erro
 	if err != nil {
 		return JobStatus{}, err
 	}
-	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Cancelled, Submitter: st.Submitter}
+	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Failures, LastError: st.LastError,
+		Submitter: st.Submitter}
+	if !st.RetryAt.IsZero() {
+		at := st.RetryAt.UTC()
+		js.RetryAt = &at
+	}
 	if st.HasResult {
 		r := ParseResult(st.Result)
 		js.Result = &r

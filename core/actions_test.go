@@ -308,3 +308,100 @@ func TestStatusNamesTheSubmitter(t *testing.T) {
 		t.Fatalf("status on a job feed that is no action queue: %v", err)
 	}
 }
+
+// A publish on a plain feed gets its item id when it is stored, so its
+// job publishes one item however often it runs; sorted feeds number
+// their items themselves.
+func TestSubmitFixesThePublishID(t *testing.T) {
+	b := thoonktest.Mini(t)
+	ctx := thoonktest.Ctx(t)
+	b.Create(t, "actions", thoonk.TypeJob, nil)
+	b.Create(t, "news", thoonk.TypeFeed, nil)
+	b.Create(t, "list", thoonk.TypeSorted, nil)
+	a := newActions(b, nil)
+	for feed, wantID := range map[string]bool{"news": true, "list": false} {
+		tk, err := a.Submit(ctx, core.Action{Verb: "publish", Feed: feed, Item: []byte("x"), Actor: tester})
+		thoonktest.Must(t, err)
+		raw, _ := b.Store.Jobs("actions").Item(ctx, tk.JobID)
+		j, err := core.DecodeActionJob(raw)
+		thoonktest.Must(t, err)
+		if (len(j.ID) == 32 && j.Create) != wantID || (!wantID && j.ID != "") {
+			t.Errorf("%s: job %s", feed, raw)
+		}
+	}
+}
+
+// An idempotency key makes a repeated submit store one job, and a key
+// reused for another request is refused.
+func TestSubmitWithAnIdempotencyKey(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "actions", thoonk.TypeJob, nil)
+		b.Create(t, "news", thoonk.TypeFeed, nil)
+		a := newActions(b, nil)
+		act := core.Action{Verb: "publish", Feed: "news", Item: []byte("x"), Actor: tester}
+		first, err := a.SubmitWith(ctx, act, core.SubmitOptions{Key: "k", Fingerprint: "f"})
+		thoonktest.Must(t, err)
+		again, err := a.SubmitWith(ctx, act, core.SubmitOptions{Key: "k", Fingerprint: "f"})
+		thoonktest.Must(t, err)
+		if first.Replayed || !again.Replayed || again.Ticket != first.Ticket {
+			t.Fatalf("first %+v, again %+v", first, again)
+		}
+		other, err := a.SubmitWith(ctx, act, core.SubmitOptions{Key: "k", Fingerprint: "g"})
+		if !errors.Is(err, core.ErrKeyReused) || !core.Refused(err) {
+			t.Fatalf("key reused: %+v %v", other, err)
+		}
+		// another actor's key is another key
+		act.Actor = core.Actor{Protocol: "core", ID: "someone"}
+		thoonktest.Must(t, b.Store.Jobs("actions").Retract(ctx, first.JobID))
+		if n, _ := b.RDB.Get(ctx, "feed.publishes:actions").Int(); n != 1 {
+			t.Fatalf("%d jobs stored", n)
+		}
+	})
+}
+
+// The worker finishes a job with its change in one step, refuses an edit
+// based on a stale revision with 412 and the current revision, and keeps
+// the failure count of a job that cannot run.
+func TestWorkerHandle(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		s := b.StoreWith(t, thoonk.StoreOptions{Journal: thoonk.JournalOptions{MaxEvents: 100, MaxItemBytes: 100}})
+		thoonktest.Must(t, s.Create(ctx, "actions", thoonk.TypeJob, nil))
+		thoonktest.Must(t, s.Create(ctx, "news", thoonk.TypeFeed, nil))
+		a := core.NewActions(s, nil, testACL(), core.ActionsOptions{Queue: "actions", MaxItemBytes: 1024, ResultTTL: time.Minute}, nil)
+		w := core.NewWorker(s, core.WorkerOptions{Queues: []string{"actions"}, ACL: testACL()})
+		jobs := s.Jobs("actions")
+		run := func(act core.Action) core.JobStatus {
+			t.Helper()
+			act.Actor = tester
+			tk, err := a.Submit(ctx, act)
+			thoonktest.Must(t, err)
+			job, err := jobs.Get(ctx, time.Second)
+			thoonktest.Must(t, err)
+			if _, more := w.Handle(ctx, jobs, job, false); more {
+				t.Fatal("claimed a next job it was not asked for")
+			}
+			st, err := a.Status(ctx, tk.Queue, tk.JobID)
+			thoonktest.Must(t, err)
+			return st
+		}
+		st := run(core.Action{Verb: "publish", Feed: "news", Item: []byte("v1")})
+		if st.State != thoonk.JobFinished || st.Result == nil || st.Result.Code != 201 || st.Result.Rev == "" {
+			t.Fatalf("publish %+v", st)
+		}
+		id, v1 := st.Result.ID, st.Result.Rev
+		st = run(core.Action{Verb: "edit", Feed: "news", ID: id, Item: []byte("v2"), ExpectRev: v1})
+		if st.Result == nil || st.Result.Code != 200 {
+			t.Fatalf("edit at the current revision %+v", st.Result)
+		}
+		v2 := st.Result.Rev
+		st = run(core.Action{Verb: "edit", Feed: "news", ID: id, Item: []byte("v3"), ExpectRev: v1})
+		if st.Result == nil || st.Result.Code != 412 || st.Result.Rev != v2 {
+			t.Fatalf("edit at a stale revision %+v", st.Result)
+		}
+		if got, _ := s.Feed("news").Get(ctx, id); string(got) != "v2" {
+			t.Fatalf("item %q after a stale edit", got)
+		}
+	})
+}

@@ -29,6 +29,7 @@ type Config struct {
 	Feeds   FeedFilter    `yaml:"feeds"`
 	Actions ActionsConfig `yaml:"actions"`
 	Jobs    JobsConfig    `yaml:"jobs"`
+	Journal JournalConfig `yaml:"journal"`
 	ACL     []ACLRule     `yaml:"acl"`
 	Worker  WorkerConfig  `yaml:"worker"`
 	// CreateFeeds are created at start when missing (and again when Redis
@@ -66,6 +67,14 @@ type RedisConfig struct {
 	Mode string `yaml:"mode"`
 	// EmbeddedAddr is the loopback address the embedded Redis listens on.
 	EmbeddedAddr string `yaml:"embedded_addr"`
+	// ReplicaAcks is how many replicas must have an accepted action (and
+	// an applied change) before the bridge says so, so that it survives a
+	// master's failover; a master with fewer replicas connected waits for
+	// those it has (a single server: none). 0 answers at once.
+	ReplicaAcks int `yaml:"replica_acks"`
+	// ReplicaTimeout bounds that wait; past it the change is confirmed all
+	// the same (it is on the master) and counted in metrics.
+	ReplicaTimeout time.Duration `yaml:"replica_timeout"`
 }
 
 // Embedded reports whether the config asks for the in-process Redis.
@@ -113,10 +122,26 @@ type JobsConfig struct {
 	// Maintain lists glob patterns of more job feeds (your workers') to
 	// maintain besides the action queues, which always are.
 	Maintain []string `yaml:"maintain"`
-	// Timeout and Retries are written into the config of job feeds the
-	// bridge creates (job_timeout_ms, job_max_retries).
-	Timeout time.Duration `yaml:"timeout"`
-	Retries int           `yaml:"retries"`
+	// Timeout, Retries, RetryBackoff and RetryBackoffMax are written into
+	// the config of the action queues (job_timeout_ms, job_max_retries,
+	// job_retry_backoff_ms, job_retry_backoff_max_ms): a failed job runs
+	// again after RetryBackoff, doubled for each further failure up to
+	// RetryBackoffMax (with jitter), and stalls after Retries retries.
+	Timeout         time.Duration `yaml:"timeout"`
+	Retries         int           `yaml:"retries"`
+	RetryBackoff    time.Duration `yaml:"retry_backoff"`
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+}
+
+// JournalConfig bounds the per-feed journals every protocol resumes from.
+type JournalConfig struct {
+	// MaxEvents is how many changes a feed's journal keeps.
+	MaxEvents int `yaml:"max_events"`
+	// MaxAge is how long changes are kept at most.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxItemBytes is the largest item a change holds; a larger one is
+	// kept by its content sum and read from the feed when replayed.
+	MaxItemBytes int `yaml:"max_item_bytes"`
 }
 
 // ActionQueues returns every job feed actions go to: the default queue,
@@ -155,14 +180,17 @@ func DefaultConfig() Config {
 	return Config{
 		ShutdownTimeout: 10 * time.Second,
 		Log:             LogConfig{Level: "info", Format: "text"},
-		Redis:           RedisConfig{URL: "embedded", Mode: thoonk.RedisSingle, EmbeddedAddr: "127.0.0.1:6399"},
+		Redis: RedisConfig{URL: "embedded", Mode: thoonk.RedisSingle, EmbeddedAddr: "127.0.0.1:6399",
+			ReplicaAcks: 1, ReplicaTimeout: time.Second},
 		HTTP: HTTPConfig{
 			Listen: "127.0.0.1:8080", ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, Metrics: true,
 		},
 		Feeds:   FeedFilter{Include: []string{"*"}, Exclude: []string{"feedbridge.*"}},
 		Actions: ActionsConfig{Queue: "feedbridge.actions", CustomQueue: "feedbridge.custom", MaxItemBytes: 256 << 10, ResultTTL: 24 * time.Hour, CreateQueues: true},
-		Jobs:    JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: thoonk.DefaultJobTimeout, Retries: thoonk.DefaultJobRetries},
+		Jobs: JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: thoonk.DefaultJobTimeout, Retries: thoonk.DefaultJobRetries,
+			RetryBackoff: thoonk.DefaultJobBackoff, RetryBackoffMax: thoonk.DefaultJobBackoffMax},
+		Journal: JournalConfig{MaxEvents: 10000, MaxAge: 7 * 24 * time.Hour, MaxItemBytes: 8 << 10},
 		Worker:  WorkerConfig{Enabled: true, Concurrency: 4},
 	}
 }
@@ -307,6 +335,27 @@ func (c *Config) validate() error {
 	var perrs []error
 	c.maintain, perrs = compilePatterns(c.Jobs.Maintain, s, "jobs.maintain")
 	errs = append(errs, perrs...)
+	if c.Jobs.RetryBackoff < 0 {
+		bad("jobs.retry_backoff", "must not be negative (0 retries at once)")
+	}
+	if c.Jobs.RetryBackoffMax < c.Jobs.RetryBackoff {
+		bad("jobs.retry_backoff_max", "must be at least jobs.retry_backoff (%s)", c.Jobs.RetryBackoff)
+	}
+	if c.Redis.ReplicaAcks < 0 {
+		bad("redis.replica_acks", "must be 0 (answer at once) or more replicas")
+	}
+	if c.Redis.ReplicaTimeout <= 0 {
+		bad("redis.replica_timeout", "must be more than 0, for example 1s")
+	}
+	if c.Journal.MaxEvents < 100 {
+		bad("journal.max_events", "must be at least 100, for example 10000 (clients resume from the journal)")
+	}
+	if c.Journal.MaxAge < time.Minute {
+		bad("journal.max_age", "must be at least 1m, for example 168h")
+	}
+	if c.Journal.MaxItemBytes < 0 {
+		bad("journal.max_item_bytes", "must not be negative (0 keeps only content sums)")
+	}
 	if c.Jobs.Timeout < time.Second {
 		bad("jobs.timeout", "must be at least 1s, for example 60s")
 	}

@@ -26,18 +26,27 @@ type Hub struct {
 	// PublicURL is the shared HTTP listener's base URL as clients reach
 	// it, without a trailing slash ("" when HTTP is off).
 	PublicURL string
+	// Internal are the job feeds the bridge itself uses (its action
+	// queues): no adapter exposes them as feeds unless a feed selection
+	// names one literally.
+	Internal []string
 
 	mu     sync.Mutex
 	states map[string]AdapterState
 }
 
 // Exposed returns the feed selection an adapter serves: its own when
-// configured (non-nil), else the hub's.
+// configured (non-nil), else the hub's, never selecting the Internal job
+// feeds unless it names them literally.
 func (h *Hub) Exposed(own *FeedFilter) *FeedFilter {
+	f := h.Feeds
 	if own != nil {
-		return own
+		f = own
 	}
-	return h.Feeds
+	if len(h.Internal) == 0 {
+		return f
+	}
+	return f.Hiding(h.Internal)
 }
 
 // State is an adapter's condition.

@@ -125,6 +125,7 @@ type redisCollector struct {
 	queues func() []string
 
 	latency, depth, received, overflows, relisten, dropped, invalid *prometheus.Desc
+	unreplicated, reloads                                           *prometheus.Desc
 }
 
 // NewRedisCollector reports Redis round-trip latency, the listener's
@@ -139,6 +140,10 @@ func NewRedisCollector(s *thoonk.Store, l *thoonk.Listener, queues func() []stri
 		relisten:  prometheus.NewDesc("feedbridge_pubsub_reconnects_total", "Pubsub re-subscriptions after a lost connection.", nil, nil),
 		dropped:   prometheus.NewDesc("feedbridge_job_results_unrecorded_total", "Job results from other workers not recorded because the record queue was full.", nil, nil),
 		invalid:   prometheus.NewDesc("feedbridge_events_invalid_total", "Pubsub messages dropped because their feed name or id is not valid.", nil, nil),
+		unreplicated: prometheus.NewDesc("feedbridge_redis_unreplicated_writes_total",
+			"Accepted actions and applied changes confirmed before the replicas waited for had them (redis.replica_timeout ran out).", nil, nil),
+		reloads: prometheus.NewDesc("feedbridge_redis_topology_reloads_total",
+			"Redis Cluster topology reloads asked for after a connection error (failovers).", nil, nil),
 	}
 }
 
@@ -150,6 +155,8 @@ func (c *redisCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.relisten
 	ch <- c.dropped
 	ch <- c.invalid
+	ch <- c.unreplicated
+	ch <- c.reloads
 }
 
 func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
@@ -164,6 +171,9 @@ func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.relisten, prometheus.CounterValue, float64(st.Reconnects))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.DroppedRecords))
 	ch <- prometheus.MustNewConstMetric(c.invalid, prometheus.CounterValue, float64(st.Invalid))
+	ss := c.s.Stats()
+	ch <- prometheus.MustNewConstMetric(c.unreplicated, prometheus.CounterValue, float64(ss.Unreplicated))
+	ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(ss.TopologyReloads))
 	for _, q := range c.queues() {
 		n, err := c.s.Jobs(q).Counts(ctx)
 		if err != nil {
@@ -172,5 +182,29 @@ func (c *redisCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.Available), q, "available")
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.InFlight), q, "in_flight")
 		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.Stalled), q, "stalled")
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n.Delayed), q, "retry_wait")
 	}
+}
+
+// journalCollector reads the journaler's counters on each scrape.
+type journalCollector struct {
+	j    *Journaler
+	desc *prometheus.Desc
+}
+
+// NewJournalCollector reports the journal entries the journaler wrote for
+// other writers' changes, by how they were found, and those trimmed.
+func NewJournalCollector(j *Journaler) prometheus.Collector {
+	return &journalCollector{j: j, desc: prometheus.NewDesc("feedbridge_journal_entries_total",
+		"Journal entries written for other Thoonk writers' changes (observed, reconciled) and entries trimmed by age.",
+		[]string{"kind"}, nil)}
+}
+
+func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *journalCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.j.Stats()
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.Observed), "observed")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.Reconciled), "reconciled")
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(st.Trimmed), "trimmed")
 }

@@ -65,10 +65,14 @@ func CompileSchemas(rules []SchemaRule, sec *Section, key string) ([]CompiledSch
 }
 
 // Worker applies the standard verbs (publish, edit, retract, move) from
-// action job feeds and finishes every job with a JSON Result. A job it
-// cannot parse or may not apply is finished with an error result, never
-// retried; a job that fails on a Redis error is cancelled, so it runs again
-// until the feed's retry limit stalls it.
+// action job feeds and finishes every job with a JSON Result, exactly once
+// in effect: the change and the job's finish are one step where the feed
+// and the job feed share a Redis slot, and otherwise a job run again after
+// a crash finds the change made and finishes with its first outcome (see
+// thoonk.Store.ApplyJob). A job it cannot parse or may not apply is
+// finished with an error result, never retried; a job that fails on a
+// Redis error is given back with a growing delay (the job feed's retry
+// backoff), so it runs again until the feed's retry limit stalls it.
 type Worker struct {
 	s    *thoonk.Store
 	opts WorkerOptions
@@ -120,22 +124,30 @@ func (w *Worker) loop(ctx context.Context, queue string) {
 		// while work is queued, each finish claims the next job; a job in
 		// hand is finished even when shutdown begins meanwhile
 		for more := true; more; {
-			job, more = w.handle(context.WithoutCancel(ctx), jobs, job, ctx.Err() == nil)
+			job, more = w.Handle(context.WithoutCancel(ctx), jobs, job, ctx.Err() == nil)
 		}
 	}
 }
 
-// handle applies and finishes a job; with claimNext it also claims the
+// Handle applies a claimed job and finishes it (or gives it back to run
+// again after a transient failure); with claimNext it also claims the
 // next available job, which it returns with more = true.
-func (w *Worker) handle(ctx context.Context, jobs *thoonk.JobFeed, job thoonk.Job, claimNext bool) (next thoonk.Job, more bool) {
-	res, transient := w.Apply(ctx, job.Item)
-	if transient != nil {
-		cr, err := jobs.Cancel(ctx, job.ID)
+func (w *Worker) Handle(ctx context.Context, jobs *thoonk.JobFeed, job thoonk.Job, claimNext bool) (next thoonk.Job, more bool) {
+	res, applied, err := w.apply(ctx, jobs, job, claimNext)
+	switch {
+	case err == nil && applied != nil:
+		w.opts.Metrics.result(jobs.Name(), applied.Code)
+		return applied.Next, applied.HasNext
+	case errors.Is(err, thoonk.ErrNotClaimed):
+		// it ran too long and was given to another worker, which finishes it
+		w.opts.Log.Warn("worker: job no longer claimed; left to the worker that has it", "queue", jobs.Name(), "job", job.ID)
+		return thoonk.Job{}, false
+	case err != nil:
+		cr, ferr := jobs.Fail(ctx, job.ID, err.Error())
 		w.opts.Log.Warn("worker: job failed; it will run again", "queue", jobs.Name(), "job", job.ID,
-			"err", transient, "failures", cr.Count, "stalled", cr.Stalled, "cancel_err", err)
+			"err", err, "failures", cr.Count, "stalled", cr.Stalled, "retry_at", cr.RetryAt, "cancel_err", ferr)
 		return thoonk.Job{}, false
 	}
-	var err error
 	if claimNext {
 		next, more, err = jobs.FinishAndClaim(ctx, job.ID, res.JSON())
 	} else {
@@ -149,89 +161,85 @@ func (w *Worker) handle(ctx context.Context, jobs *thoonk.JobFeed, job thoonk.Jo
 	return next, more
 }
 
-// JSON renders the result.
-func (r Result) JSON() []byte {
-	var b bytes.Buffer
-	_ = jsonEncoder(&b).Encode(r)
-	return bytes.TrimRight(b.Bytes(), "\n")
+// apply checks an action job and applies it. It returns either the
+// applied change (the job is finished with it), or a refusal to finish
+// the job with (applied nil, err nil), or a transient error (Redis
+// unreachable) or thoonk.ErrNotClaimed.
+func (w *Worker) apply(ctx context.Context, jobs *thoonk.JobFeed, job thoonk.Job, claimNext bool) (Result, *thoonk.Applied, error) {
+	j, err := DecodeActionJob(job.Item)
+	if err != nil {
+		return fail(400, err), nil, nil
+	}
+	a := j.Action()
+	ch, refusal := w.change(a)
+	if refusal != nil {
+		return *refusal, nil, nil
+	}
+	applied, err := w.s.ApplyJob(ctx, a.Feed, ch, jobs, job.ID, claimNext)
+	if err == nil {
+		return Result{}, &applied, nil
+	}
+	if res, refused := classify(a, err); refused {
+		return res, nil, nil
+	}
+	return Result{}, nil, err
 }
 
-// Apply performs one action job and returns its result; a non-nil error
-// means a transient failure (Redis unreachable) after which the job
-// should run again.
+// change turns an action into the change to apply, or a refusal.
+func (w *Worker) change(a Action) (thoonk.Change, *Result) {
+	refuse := func(code int, err error) (thoonk.Change, *Result) {
+		r := fail(code, err)
+		return thoonk.Change{}, &r
+	}
+	if !w.opts.ACL.Allowed(a.Actor, a.Feed, a.Verb) {
+		return refuse(403, fmt.Errorf("%s may not %s on %q", a.Actor, a.Verb, a.Feed))
+	}
+	if !slices.Contains(StandardVerbs, a.Verb) {
+		return refuse(501, fmt.Errorf("verb %q is not handled by the built-in worker: route it to your worker's queue (actions.routes)", a.Verb))
+	}
+	if a.Verb == VerbPublish || a.Verb == VerbEdit {
+		if err := w.validateItem(a.Feed, a.Item); err != nil {
+			return refuse(422, err)
+		}
+	}
+	ch := thoonk.Change{Verb: a.Verb, ID: a.ID, Item: a.Item, ExpectRev: a.ExpectRev, Create: a.Create}
+	if a.Position != "" {
+		pos, err := thoonk.ParsePosition(a.Position)
+		if err != nil {
+			return refuse(400, err)
+		}
+		ch.Position = &pos
+	}
+	// republishing an existing id is an edit (Thoonk semantics), so it
+	// needs the edit grant too; without it the id must be new
+	if a.Verb == VerbPublish && a.ID != "" && !w.opts.ACL.Allowed(a.Actor, a.Feed, VerbEdit) {
+		ch.Create = true
+	}
+	return ch, nil
+}
+
+// Apply performs one action job's change without a job to finish, and
+// returns its result; a non-nil error means a transient failure (Redis
+// unreachable). For tools and tests: workers use Handle, which applies and
+// finishes exactly once.
 func (w *Worker) Apply(ctx context.Context, payload []byte) (Result, error) {
 	j, err := DecodeActionJob(payload)
 	if err != nil {
 		return fail(400, err), nil
 	}
 	a := j.Action()
-	if !w.opts.ACL.Allowed(a.Actor, a.Feed, a.Verb) {
-		return fail(403, fmt.Errorf("%s may not %s on %q", a.Actor, a.Verb, a.Feed)), nil
+	ch, refusal := w.change(a)
+	if refusal != nil {
+		return *refusal, nil
 	}
-	if !slices.Contains(StandardVerbs, a.Verb) {
-		return fail(501, fmt.Errorf("verb %q is not handled by the built-in worker: route it to your worker's queue (actions.routes)", a.Verb)), nil
-	}
-	if a.Verb == VerbPublish || a.Verb == VerbEdit {
-		if err := w.validateItem(a.Feed, a.Item); err != nil {
-			return fail(422, err), nil
-		}
-	}
-	typ, err := w.s.Type(ctx, a.Feed)
+	applied, err := w.s.ApplyChange(ctx, a.Feed, ch)
 	if err != nil {
-		return classify(err)
+		if res, refused := classify(a, err); refused {
+			return res, nil
+		}
+		return Result{}, err
 	}
-	var id string
-	code := 200
-	switch {
-	case typ == thoonk.TypeFeed && a.Verb == VerbPublish:
-		if a.Position != "" {
-			return fail(422, fmt.Errorf("feed %q is a plain feed: positions need a sorted feed", a.Feed)), nil
-		}
-		// republishing an existing id is an edit (Thoonk semantics), so
-		// it needs the edit grant too; without it the id must be new
-		var r thoonk.PublishResult
-		if a.ID != "" && !w.opts.ACL.Allowed(a.Actor, a.Feed, VerbEdit) {
-			r, err = w.s.Feed(a.Feed).Create(ctx, a.Item, a.ID)
-		} else {
-			r, err = w.s.Feed(a.Feed).Publish(ctx, a.Item, a.ID)
-		}
-		id = r.ID
-		if r.New {
-			code = 201
-		}
-	case typ == thoonk.TypeFeed && a.Verb == VerbEdit:
-		id, err = a.ID, w.s.Feed(a.Feed).Edit(ctx, a.ID, a.Item)
-	case typ == thoonk.TypeFeed && a.Verb == VerbRetract:
-		id, err = a.ID, w.s.Feed(a.Feed).Retract(ctx, a.ID)
-	case typ == thoonk.TypeSorted && a.Verb == VerbPublish:
-		if a.ID != "" {
-			return fail(422, fmt.Errorf("sorted feed %q numbers its items itself: publish without an id", a.Feed)), nil
-		}
-		pos := thoonk.Position{Kind: thoonk.PosEnd}
-		if a.Position != "" {
-			if pos, err = thoonk.ParsePosition(a.Position); err != nil {
-				return fail(400, err), nil
-			}
-		}
-		id, err = w.s.Sorted(a.Feed).Insert(ctx, a.Item, pos)
-		code = 201
-	case typ == thoonk.TypeSorted && a.Verb == VerbEdit:
-		id, err = a.ID, w.s.Sorted(a.Feed).Edit(ctx, a.ID, a.Item)
-	case typ == thoonk.TypeSorted && a.Verb == VerbRetract:
-		id, err = a.ID, w.s.Sorted(a.Feed).Retract(ctx, a.ID)
-	case typ == thoonk.TypeSorted && a.Verb == VerbMove:
-		var pos thoonk.Position
-		if pos, err = thoonk.ParsePosition(a.Position); err != nil {
-			return fail(400, err), nil
-		}
-		id, err = a.ID, w.s.Sorted(a.Feed).Move(ctx, a.ID, pos)
-	default:
-		return fail(422, fmt.Errorf("%s does not apply to feed %q of type %s", a.Verb, a.Feed, typ)), nil
-	}
-	if err != nil {
-		return classify(err)
-	}
-	return Result{OK: true, Code: code, ID: id}, nil
+	return Result{OK: true, Code: applied.Code, ID: applied.ID, Rev: applied.Rev}, nil
 }
 
 func (w *Worker) validateItem(feed string, item []byte) error {
@@ -252,17 +260,33 @@ func (w *Worker) validateItem(feed string, item []byte) error {
 
 func fail(code int, err error) Result { return Result{OK: false, Code: code, Error: err.Error()} }
 
-// classify maps a store error to a result, or reports it as transient.
-func classify(err error) (Result, error) {
+// classify maps a refused change to its result (refused true), or reports
+// the error as transient.
+func classify(a Action, err error) (Result, bool) {
+	var conflict *thoonk.ConflictError
 	switch {
+	case errors.As(err, &conflict):
+		r := fail(412, fmt.Errorf("item %q changed since revision %s: its revision is %s", a.ID, a.ExpectRev, orNone(conflict.Current)))
+		r.Rev = conflict.Current
+		return r, true
 	case errors.Is(err, thoonk.ErrRelativeNotFound):
-		return fail(409, err), nil
+		return fail(409, err), true
 	case errors.Is(err, thoonk.ErrItemExists):
-		return fail(409, fmt.Errorf("%w: republishing an existing id is an edit, which the ACL does not grant", err)), nil
+		return fail(409, fmt.Errorf("%w: republishing an existing id is an edit, which the ACL does not grant", err)), true
 	case errors.Is(err, thoonk.ErrNotFound):
-		return fail(404, err), nil
+		return fail(404, err), true
 	case errors.Is(err, thoonk.ErrWrongType), errors.Is(err, thoonk.ErrInvalid):
-		return fail(422, err), nil
+		if a.Verb != "" {
+			return fail(422, fmt.Errorf("%s does not apply to feed %q: %w", a.Verb, a.Feed, err)), true
+		}
+		return fail(422, err), true
 	}
-	return Result{}, err
+	return Result{}, false
+}
+
+func orNone(rev string) string {
+	if rev == "" {
+		return "none (it is gone)"
+	}
+	return rev
 }

@@ -305,23 +305,26 @@ func describeError(a core.Action, err error) string {
 func (b *Bridge) awaitResult(ctx context.Context, r request, t core.Ticket, w *thoonk.ResultWaiter) {
 	wctx, cancel := context.WithTimeout(ctx, b.cfg.Commands.ResultWait)
 	defer cancel()
-	raw, err := w.Wait(wctx)
+	res, err := core.WaitResult(wctx, w)
 	switch {
 	case err == nil:
-		res := core.ParseResult(raw)
-		b.reply(r, resultText(t.JobID, &res), true)
-	case errors.Is(err, thoonk.ErrNoResult):
-		b.reply(r, fmt.Sprintf("job %s finished", t.JobID), true)
+		b.reply(r, resultText(t.JobID, res), true)
 	case ctx.Err() == nil:
 		b.reply(r, fmt.Sprintf("job %s is still pending after %s", t.JobID, b.cfg.Commands.ResultWait), true)
 	}
 }
 
+// resultText reports a result briefly: the worker's message when it wrote
+// one, else what happened.
 func resultText(id string, res *core.Result) string {
-	if !res.OK {
+	switch {
+	case !res.OK && res.Message != "":
+		return fmt.Sprintf("job %s failed (%d): %s", id, res.Code, res.Message)
+	case !res.OK:
 		return fmt.Sprintf("job %s failed (%d): %s", id, res.Code, res.Error)
-	}
-	if res.ID != "" {
+	case res.Message != "":
+		return fmt.Sprintf("job %s done: %s", id, res.Message)
+	case res.ID != "":
 		return fmt.Sprintf("job %s done: item %s", id, res.ID)
 	}
 	return fmt.Sprintf("job %s done", id)

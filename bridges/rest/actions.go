@@ -17,25 +17,16 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
-
-// idemPrefix prefixes the Redis keys that remember Idempotency-Keys.
-const idemPrefix = "feedbridge.rest.idem:"
 
 // bodyKey holds the request body in the gin context (for fingerprints).
 const bodyKey = "feedbridge.body"
 
 // maxIdemKeyLen bounds an Idempotency-Key.
 const maxIdemKeyLen = 255
-
-// idemPendingTTL is how long an Idempotency-Key is held for a request
-// whose job is not stored yet (then idempotency_ttl): a bridge that dies
-// meanwhile blocks the key's retries (409) this long at most.
-const idemPendingTTL = 2 * time.Minute
 
 // MoveRequest is the body of POST .../items/{id}/move.
 type MoveRequest struct {
@@ -221,51 +212,58 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 	if wait > 0 {
 		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
 	}
+	opts := core.SubmitOptions{Watch: wait > 0}
 	if key := c.GetHeader("Idempotency-Key"); key != "" && c.Request.Method == http.MethodPost {
-		b.idempotent(c, act, key, wait)
-		return
+		key = strings.Trim(key, `"`) // the draft standard's sf-string form
+		if key == "" || len(key) > maxIdemKeyLen || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			fail(c, "bad-request", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+			return
+		}
+		body, _ := c.Get(bodyKey)
+		bs, _ := body.([]byte)
+		opts.Key, opts.Fingerprint = key, hash(c.Request.Method, c.Request.URL.RequestURI(), string(bs))
 	}
-	t, res, err := b.submitWait(ctx, act, wait, nil)
-	if err != nil {
+	sub, res, err := b.submitWait(ctx, act, wait, opts)
+	switch {
+	case errors.Is(err, core.ErrKeyReused):
+		fail(c, "invalid-item", "this Idempotency-Key was used for a different request")
+		return
+	case err != nil:
 		b.failErr(c, err)
 		return
 	}
-	b.answerJob(c, submitted(t, res), wait)
+	st := submitted(sub.Ticket, res)
+	if sub.Replayed {
+		c.Header("Idempotent-Replayed", "true")
+		if res == nil { // the first request's job: show where it stands
+			if st, err = b.hub.Actions.Status(ctx, sub.Queue, sub.JobID); err != nil {
+				b.failErr(c, err)
+				return
+			}
+		}
+	}
+	b.answerJob(c, st, wait)
 }
 
-// submitWait stores the action's job, calls stored (when not nil) once it
-// is in Redis, and waits up to wait for its result. A nil result means the
-// wait ran out, the client left or the bridge is stopping: the job is
-// stored and runs all the same. The wait ends when the bridge stops, so
-// that a graceful shutdown never waits for a worker.
-func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Duration,
-	stored func(core.Ticket)) (core.Ticket, *core.Result, error) {
-	var w *thoonk.ResultWaiter
-	var t core.Ticket
-	var err error
-	if wait > 0 {
-		t, w, err = b.hub.Actions.SubmitWatch(ctx, act)
-	} else {
-		t, err = b.hub.Actions.Submit(ctx, act)
-	}
-	if err != nil {
-		return core.Ticket{}, nil, err
-	}
-	if stored != nil {
-		stored(t)
-	}
-	if w == nil {
-		return t, nil, nil
+// submitWait stores the action's job (once per idempotency key) and waits
+// up to wait for its result. A nil result means the wait ran out, the
+// client left or the bridge is stopping: the job is stored and runs all
+// the same. The wait ends when the bridge stops, so that a graceful
+// shutdown never waits for a worker. A job finished without a result
+// gives a plain success.
+func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Duration, opts core.SubmitOptions) (core.Submitted, *core.Result, error) {
+	sub, err := b.hub.Actions.SubmitWith(ctx, act, opts)
+	if err != nil || sub.Waiter == nil {
+		return sub, nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	defer context.AfterFunc(b.stopping, cancel)()
-	raw, err := w.Wait(wctx) // unregisters the waiter
+	res, err := core.WaitResult(wctx, sub.Waiter) // unregisters the waiter
 	if err != nil {
-		return t, nil, nil
+		return sub, nil, nil
 	}
-	r := core.ParseResult(raw)
-	return t, &r, nil
+	return sub, res, nil
 }
 
 // submitted is the status of a job just stored: finished when its result
@@ -351,85 +349,6 @@ func (b *Bridge) answerJob(c *gin.Context, st core.JobStatus, wait time.Duration
 		p.Job = &t
 		writeProblem(c, p)
 	}
-}
-
-// idemRecord is what Redis remembers of an Idempotency-Key: the request's
-// fingerprint, and the job once it is stored.
-type idemRecord struct {
-	Fingerprint string `json:"f"`
-	Queue       string `json:"q,omitempty"`
-	JobID       string `json:"j,omitempty"`
-}
-
-// idempotent submits act at most once per (actor, key) within
-// idempotency_ttl. SET NX claims the key (for idemPendingTTL) before the
-// job is stored, and the job is recorded there (for idempotency_ttl) once
-// it is, so two concurrent requests with one key create one job: the
-// second gets 409 while the first is being stored, and the first job's
-// status once it is (also while the first still waits for its result). A
-// key reused for a different request gets 422.
-func (b *Bridge) idempotent(c *gin.Context, act core.Action, key string, wait time.Duration) {
-	actor := act.Actor
-	key = strings.Trim(key, `"`) // the draft standard's sf-string form
-	if key == "" || len(key) > maxIdemKeyLen || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-		fail(c, "bad-request", "Idempotency-Key must be 1 to 255 printable ASCII characters")
-		return
-	}
-	ctx, rdb := c.Request.Context(), b.hub.Store.Client()
-	rk := idemPrefix + hash(actor.String(), key)
-	body, _ := c.Get(bodyKey)
-	bs, _ := body.([]byte)
-	fp := hash(c.Request.Method, c.Request.URL.RequestURI(), string(bs))
-	pending, _ := json.Marshal(idemRecord{Fingerprint: fp})
-	won, err := rdb.SetNX(ctx, rk, pending, min(idemPendingTTL, b.cfg.IdempotencyTTL)).Result()
-	if err != nil {
-		b.failErr(c, err)
-		return
-	}
-	if !won {
-		raw, err := rdb.Get(ctx, rk).Bytes()
-		var rec idemRecord
-		switch {
-		case errors.Is(err, redis.Nil):
-			c.Header("Retry-After", "1")
-			fail(c, "conflict", "a request with this Idempotency-Key just expired; retry")
-			return
-		case err != nil:
-			b.failErr(c, err)
-			return
-		case json.Unmarshal(raw, &rec) != nil || rec.Fingerprint != fp:
-			fail(c, "invalid-item", "this Idempotency-Key was used for a different request")
-			return
-		case rec.JobID == "":
-			c.Header("Retry-After", "1")
-			fail(c, "conflict", "a request with this Idempotency-Key is still in progress")
-			return
-		}
-		t := core.Ticket{Queue: rec.Queue, JobID: rec.JobID}
-		st, err := b.hub.Actions.Status(ctx, t.Queue, t.JobID)
-		if err != nil {
-			b.failErr(c, err)
-			return
-		}
-		c.Header("Idempotent-Replayed", "true")
-		b.answerJob(c, st, 0)
-		return
-	}
-	// the key's record is written even when the client has left meanwhile:
-	// its retry must find the job
-	bg := context.WithoutCancel(ctx)
-	t, res, err := b.submitWait(ctx, act, wait, func(t core.Ticket) {
-		done, _ := json.Marshal(idemRecord{Fingerprint: fp, Queue: t.Queue, JobID: t.JobID})
-		if err := rdb.Set(bg, rk, done, b.cfg.IdempotencyTTL).Err(); err != nil {
-			b.hub.Log.Warn("rest: remember idempotency key", "err", err)
-		}
-	})
-	if err != nil {
-		_ = rdb.Del(bg, rk).Err() // nothing was stored: a retry may try again
-		b.failErr(c, err)
-		return
-	}
-	b.answerJob(c, submitted(t, res), wait)
 }
 
 // hash returns a hex SHA-256 of NUL-separated parts.

@@ -24,8 +24,6 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxWait caps Prefer: wait and long-poll waits.
 	MaxWait time.Duration `yaml:"max_wait"`
-	// IdempotencyTTL is how long an Idempotency-Key is remembered.
-	IdempotencyTTL time.Duration `yaml:"idempotency_ttl"`
 	// RateLimit bounds requests per token and per client address.
 	RateLimit RateLimits `yaml:"rate_limit"`
 	// CORS lets browser pages on other origins call the API.
@@ -75,10 +73,9 @@ type EventsConfig struct {
 // defaultConfig holds every default of the section, in one place.
 func defaultConfig() Config {
 	return Config{
-		Anonymous:      true,
-		MaxBodyBytes:   256 << 10,
-		MaxWait:        30 * time.Second,
-		IdempotencyTTL: 24 * time.Hour,
+		Anonymous:    true,
+		MaxBodyBytes: 256 << 10,
+		MaxWait:      30 * time.Second,
 		RateLimit: RateLimits{
 			PerToken:   core.Rate{Rate: 100, Burst: 200},
 			PerIP:      core.Rate{Rate: 20, Burst: 40},
@@ -127,9 +124,6 @@ func (c *Config) validate(sec *core.Section) error {
 	}
 	if c.MaxWait < 0 {
 		add("max_wait", "must be 0 (no waiting) or a positive duration such as 30s")
-	}
-	if c.IdempotencyTTL < time.Second {
-		add("idempotency_ttl", "must be at least 1s (default 24h)")
 	}
 	for key, r := range map[string]core.Rate{"rate_limit.per_token": c.RateLimit.PerToken, "rate_limit.per_ip": c.RateLimit.PerIP} {
 		if err := r.Validate(sec, key); err != nil {

@@ -11,16 +11,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
-	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // waitJob polls a job's status until it is finished and returns it.
@@ -729,75 +725,5 @@ func TestJobStatusOnlyForItsSubmitter(t *testing.T) {
 		if b != bodies[0] {
 			t.Errorf("404s differ, telling jobs apart: %s vs %s", b, bodies[0])
 		}
-	}
-}
-
-// blockPut holds the first job put on queue once armed, until released.
-type blockPut struct {
-	queue            string
-	armed            atomic.Bool
-	reached, release chan struct{}
-}
-
-func (h *blockPut) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (h *blockPut) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
-}
-
-func (h *blockPut) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if slices.Contains(cmd.Args(), any("feed.publishes:"+h.queue)) && h.armed.CompareAndSwap(true, false) {
-			close(h.reached)
-			<-h.release
-		}
-		return next(ctx, cmd)
-	}
-}
-
-// TestIdempotencyKeyPendingTTL: until its job is stored, a request's
-// Idempotency-Key is held for idemPendingTTL only, so that a bridge dying
-// meanwhile does not block the key's retries (409) for idempotency_ttl;
-// once the job is stored, the key is remembered for idempotency_ttl.
-func TestIdempotencyKeyPendingTTL(t *testing.T) {
-	hook := &blockPut{queue: "feedbridge.actions", reached: make(chan struct{}), release: make(chan struct{})}
-	e := newEnvOn(t, testenv.StartRedis(t), baseConfig, hook)
-	e.create("orders", thoonk.TypeFeed, nil)
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(hook.release)
-		}
-	}
-	t.Cleanup(release)
-	hook.armed.Store(true)
-	req := e.req("POST", "/v1/feeds/orders/items", tokAdmin, "order", "Idempotency-Key", "k-slow")
-	status := make(chan int, 1)
-	go func() {
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			status <- 0
-			return
-		}
-		res.Body.Close()
-		status <- res.StatusCode
-	}()
-	select {
-	case <-hook.reached:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the job was never stored")
-	}
-	ctx := context.Background()
-	key := idemPrefix + hash("rest:admin", "k-slow")
-	if ttl := e.rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > idemPendingTTL {
-		t.Fatalf("while its job is being stored the key is held for %v: a bridge dying now would block its retries that long (want at most %v)", ttl, idemPendingTTL)
-	}
-	release()
-	if code := <-status; code != http.StatusAccepted {
-		t.Fatalf("the request answered %d", code)
-	}
-	if ttl := e.rdb.PTTL(ctx, key).Val(); ttl < 23*time.Hour {
-		t.Fatalf("once the job is stored the key is remembered for %v, want idempotency_ttl (24h)", ttl)
 	}
 }

@@ -77,8 +77,19 @@ func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.
 		if e != nil {
 			return iqReply(req, nil, e)
 		}
-		return iqReply(req, published(res), nil)
+		return append(iqReply(req, published(res), nil), workerMessage(req, res)...)
 	}, nil
+}
+
+// workerMessage is a headline message to the requester carrying the
+// worker's message for people (the result's message field), when there
+// is one: an IQ result has no room for text.
+func workerMessage(req *request, res *core.Result) []xml.Token {
+	if res == nil || res.Message == "" {
+		return nil
+	}
+	return el(ns(nsComponent, "message"), []string{"type", "headline", "from", req.To, "to", req.From},
+		el(local("body"), nil, text(errorText(errors.New(res.Message)))))
 }
 
 func errPayloadTooBig(n, limit int) *stanzaError {
@@ -107,8 +118,8 @@ func (s *service) retract(ctx context.Context, req *request, who caller) (pendin
 		return nil, e
 	}
 	return func(ctx context.Context) []xml.Token {
-		_, e := s.settle(ctx, w)
-		return iqReply(req, nil, e)
+		res, e := s.settle(ctx, w)
+		return append(iqReply(req, nil, e), workerMessage(req, res)...)
 	}, nil
 }
 
@@ -153,15 +164,19 @@ func (s *service) submit(ctx context.Context, act core.Action) (*thoonk.ResultWa
 func (s *service) settle(ctx context.Context, w *thoonk.ResultWaiter) (*core.Result, *stanzaError) {
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.Wait)
 	defer cancel()
-	raw, err := w.Wait(wctx)
+	r, err := core.WaitResult(wctx, w)
 	if err != nil {
 		return nil, nil
 	}
-	res := core.ParseResult(raw)
+	res := *r
 	if res.OK {
 		return &res, nil
 	}
-	txt := errorText(errors.New(res.Error))
+	why := res.Error
+	if res.Message != "" {
+		why = res.Message
+	}
+	txt := errorText(errors.New(why))
 	switch res.Code {
 	case 400:
 		return nil, errBadRequest("", txt)
@@ -169,7 +184,7 @@ func (s *service) settle(ctx context.Context, w *thoonk.ResultWaiter) (*core.Res
 		return nil, errForbidden(txt)
 	case 404:
 		return nil, errNotFound(txt)
-	case 409:
+	case 409, 412:
 		return nil, &stanzaError{Type: "cancel", Condition: "conflict", Text: txt}
 	case 413:
 		return nil, &stanzaError{Type: "modify", Condition: "not-acceptable", App: "payload-too-big", Text: txt}

@@ -44,7 +44,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		rollback()
 		return err
 	}
-	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Instance: cfg.Instance})
+	store, err := thoonk.NewStore(rdb, storeOptions(cfg))
 	if err != nil {
 		rollback()
 		return err
@@ -73,13 +73,15 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	acl := cfg.CompiledACL()
 	hub := &core.Hub{
 		Store: store, Events: listener, ACL: acl, Feeds: &cfg.Feeds, Metrics: metrics, Log: log,
-		PublicURL: cfg.PublicBase(),
+		PublicURL: cfg.PublicBase(), Internal: internalFeeds(cfg),
 		Actions: core.NewActions(store, listener, acl, core.ActionsOptions{
 			Queue: cfg.Actions.Queue, CustomQueue: cfg.Actions.CustomQueue, Routes: cfg.Actions.Routes,
 			MaxItemBytes: cfg.Actions.MaxItemBytes, ResultTTL: cfg.Actions.ResultTTL,
 		}, metrics),
 	}
-	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues))
+	journaler := core.NewJournaler(store, listener, log.With("component", "journal"))
+	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues), core.NewJournalCollector(journaler))
+	bg.Go(func() { _ = journaler.Run(runCtx) })
 	if cfg.Actions.CreateQueues || len(cfg.CreateFeeds) > 0 {
 		bg.Go(func() { keepFeeds(runCtx, listener, store, cfg, log) })
 	}
@@ -157,6 +159,35 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	}
 }
 
+// storeOptions returns the store's options from the config.
+func storeOptions(cfg *core.Config) thoonk.StoreOptions {
+	return thoonk.StoreOptions{
+		Instance: cfg.Instance,
+		Journal: thoonk.JournalOptions{MaxEvents: cfg.Journal.MaxEvents, MaxItemBytes: cfg.Journal.MaxItemBytes,
+			MaxAge: cfg.Journal.MaxAge},
+		ReplicaAcks: cfg.Redis.ReplicaAcks, ReplicaTimeout: cfg.Redis.ReplicaTimeout,
+	}
+}
+
+// internalFeeds are the bridge's own job feeds: the action queues and the
+// built-in worker's queues.
+func internalFeeds(cfg *core.Config) []string {
+	qs := append(cfg.ActionQueues(), cfg.WorkerQueues()...)
+	slices.Sort(qs)
+	return slices.Compact(qs)
+}
+
+// jobConfig is the config of the action queues (timeout, retries, backoff).
+func jobConfig(cfg *core.Config) map[string]string {
+	return map[string]string{
+		thoonk.ConfigJobTimeout:    fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
+		thoonk.ConfigJobRetries:    fmt.Sprint(cfg.Jobs.Retries),
+		thoonk.ConfigJobBackoff:    fmt.Sprint(cfg.Jobs.RetryBackoff.Milliseconds()),
+		thoonk.ConfigJobBackoffMax: fmt.Sprint(cfg.Jobs.RetryBackoffMax.Milliseconds()),
+		"title":                    "feedbridge actions",
+	}
+}
+
 func adapterNames(as []core.Adapter) []string {
 	names := make([]string, len(as))
 	for i, a := range as {
@@ -219,9 +250,7 @@ func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo 
 func prepareFeeds(ctx context.Context, s *thoonk.Store, cfg *core.Config, log *slog.Logger) error {
 	var want []core.FeedSpec
 	if cfg.Actions.CreateQueues {
-		queues := append(cfg.ActionQueues(), cfg.WorkerQueues()...)
-		slices.Sort(queues)
-		for _, q := range slices.Compact(queues) {
+		for _, q := range internalFeeds(cfg) {
 			want = append(want, core.FeedSpec{Name: q, Type: thoonk.TypeJob, Config: map[string]string{
 				thoonk.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
 				thoonk.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
@@ -235,8 +264,15 @@ func prepareFeeds(ctx context.Context, s *thoonk.Store, cfg *core.Config, log *s
 		case err == nil:
 			log.Info("created feed", "feed", f.Name, "type", f.Type)
 		case errors.Is(err, thoonk.ErrFeedExists):
-			if typ, err := s.Type(ctx, f.Name); err == nil && typ != f.Type {
+			typ, err := s.Type(ctx, f.Name)
+			if err == nil && typ != f.Type {
 				return fmt.Errorf("feed %q exists but is a %s, not a %s", f.Name, typ, f.Type)
+			}
+			if err == nil && typ == thoonk.TypeJob && cfg.Actions.CreateQueues && slices.Contains(internalFeeds(cfg), f.Name) {
+				// the bridge's own queues follow its jobs: settings
+				if err := s.SetConfig(ctx, f.Name, jobConfig(cfg)); err != nil {
+					return fmt.Errorf("configure job feed %q: %w", f.Name, err)
+				}
 			}
 		default:
 			return fmt.Errorf("create feed %q: %w", f.Name, err)
@@ -323,8 +359,8 @@ func readyHandler(hub *core.Hub, adapters []core.Adapter) http.HandlerFunc {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		rd := readiness{Ready: true, Redis: "ok", Events: "connected", Adapters: hub.States()}
-		if _, err := hub.Store.Ping(ctx); err != nil {
-			rd.Ready, rd.Redis = false, "unreachable"
+		if err := hub.Store.Health(ctx); err != nil {
+			rd.Ready, rd.Redis = false, err.Error()
 		}
 		if !hub.Events.Connected() {
 			rd.Ready, rd.Events = false, "disconnected"

@@ -27,7 +27,7 @@ func TestLateClaimAfterRequeueRunsOnce(t *testing.T) {
 	}
 	j := s.Jobs("jobs")
 	claimPopped := func(id string) []any {
-		vals, _ := s.run(ctx, scripts.jobClaim, []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.cancelled}, id).Slice()
+		vals, _ := s.run(ctx, scripts.jobClaim, j.k.job(j.name, ""), id).Slice()
 		return vals
 	}
 	requeue := func() {

@@ -180,7 +180,7 @@ func TestSchemaConformance(t *testing.T) {
 		with("feed.ids:j", "list[j1]", "feed.claimed:j", "", "feed.cancelled:j", "hash{j1=1}"))
 	step("job get again", func() error { _, err := j.Get(ctx, time.Second); return err },
 		with("feed.ids:j", "", "feed.claimed:j", "zset[j1@T]"))
-	step("job stall", func() error { return j.Stall(ctx, "j1") },
+	step("job stall", func() error { return j.Stall(ctx, "j1", "") },
 		with("feed.claimed:j", "", "feed.cancelled:j", "", "feed.stalled:j", "set{j1}", "feed.published:j", ""))
 	step("job retry", func() error { return j.Retry(ctx, "j1") },
 		with("feed.stalled:j", "", "feed.ids:j", "list[j1]", "feed.published:j", "zset[j1@T]"))

@@ -34,6 +34,9 @@ var (
 	ErrInvalid = errors.New("invalid")
 	// ErrTimeout means a blocking read or a wait ended without a result.
 	ErrTimeout = errors.New("timed out")
+	// ErrConflict is the parent of every [ConflictError]: an item changed
+	// since the revision a change was based on.
+	ErrConflict = errors.New("conflict")
 )
 
 // WrongTypeError reports an operation of one feed type applied to a feed of another.

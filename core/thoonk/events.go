@@ -86,6 +86,13 @@ type Event struct {
 	Instance string
 	// Reason says why (resync events).
 	Reason ResyncReason
+	// Rev is the journal revision of a journal event (an entry announced
+	// on feedbridge.journal:[feed]; see Journal); "" for the schema's own
+	// events. Journal events come to subscriptions made with Journal set.
+	Rev string
+	// Large is set on a journal event whose item was too large to
+	// journal: Item is nil, read the feed for it.
+	Large bool
 	// Seq numbers the events of one Listener: strictly increasing, starting at 1.
 	Seq uint64
 	// At is when the listener received the event.
@@ -111,6 +118,9 @@ func parseMessage(channel, payload string) (ev Event, ok bool) {
 			ev.Type = EventConfig
 		}
 		return ev, true
+	}
+	if feed, ok := strings.CutPrefix(channel, channelJournal); ok {
+		return parseJournal(feed, payload)
 	}
 	var prefix string
 	switch {
@@ -149,6 +159,26 @@ func parseMessage(channel, payload string) (ev Event, ok bool) {
 		}
 	}
 	if ev.ID == "" {
+		return Event{}, false
+	}
+	return ev, true
+}
+
+// parseJournal reads a journal announcement:
+// "rev\0type\0id\0position\0kind\0item".
+func parseJournal(feed, payload string) (Event, bool) {
+	parts := strings.SplitN(payload, "\x00", 6)
+	if feed == "" || len(parts) != 6 || !ValidRev(parts[0]) {
+		return Event{}, false
+	}
+	ev := Event{Feed: feed, Rev: parts[0], Type: entryType(parts[1]), ID: parts[2], Position: parts[3]}
+	switch parts[4] {
+	case "i":
+		ev.Item = []byte(parts[5])
+	case "s":
+		ev.Large = true
+	}
+	if ev.Type == 0 || (ev.ID == "" && ev.Type != EventDelete) {
 		return Event{}, false
 	}
 	return ev, true

@@ -342,3 +342,27 @@ func TestListenerResyncsAfterConnectionKill(t *testing.T) {
 		}
 	}
 }
+
+// A job finished without a result (thoonk.py's finish(id) publishes
+// nothing) ends a wait for its result within a second, as finished.
+func TestWaitEndsWhenAJobFinishesWithoutAResult(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		b.Create(t, "jobs", thoonk.TypeJob, nil)
+		l := thoonktest.Listen(t, b.Store, thoonk.ListenerOptions{})
+		jobs := b.Store.Jobs("jobs")
+		for _, record := range []time.Duration{time.Minute, 0} {
+			id, _ := jobs.Put(ctx, []byte("x"), thoonk.PutOptions{RecordTTL: record})
+			w := l.Expect("jobs", id)
+			_, err := jobs.Get(ctx, time.Second)
+			thoonktest.Must(t, err)
+			thoonktest.Must(t, thoonktest.PyFinish(ctx, b.RDB, "jobs", id))
+			wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err = w.Wait(wctx)
+			cancel()
+			if !errors.Is(err, thoonk.ErrNoResult) {
+				t.Fatalf("record %v: wait ended with %v, want ErrNoResult", record, err)
+			}
+		}
+	})
+}

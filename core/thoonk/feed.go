@@ -19,6 +19,9 @@ type Item struct {
 	Published time.Time
 	// Index is the item's position in display order (0 = first shown).
 	Index int64
+	// Rev is the journal revision of the item's last change (the id of its
+	// journal entry), when the feed is journaled; see Journal.
+	Rev string
 	// hint places a cursor after this item even once it is gone.
 	hint string
 }
@@ -49,7 +52,7 @@ func newItems(s *Store, name string) items {
 // Name returns the feed's name.
 func (f *items) Name() string { return f.name }
 
-func (f *items) readKeys() []string { return []string{f.k.config, f.k.ids, f.k.items} }
+func (f *items) readKeys() []string { return []string{f.k.config, f.k.ids, f.k.items, f.k.revs} }
 
 // IDs returns every item id in the feed's order: oldest first for plain
 // feeds (the reference libraries' order), position order for sorted feeds.
@@ -90,7 +93,7 @@ func (f *items) Item(ctx context.Context, id string) (Item, error) {
 	if err != nil {
 		return Item{}, scriptError(err, f.name, TypeItems, "item")
 	}
-	it := Item{ID: id, Data: bytesOf(vals[0]), Index: -1}
+	it := Item{ID: id, Data: bytesOf(vals[0]), Index: -1, Rev: stringOf(vals[3])}
 	if n, ok := vals[2].(int64); ok {
 		it.Index = n
 	}
@@ -223,8 +226,7 @@ func (f *Feed) Edit(ctx context.Context, id string, item []byte) error {
 }
 
 func (f *Feed) publish(ctx context.Context, item []byte, id, mode string) (PublishResult, error) {
-	added, err := f.s.run(ctx, scripts.publish, []string{f.k.config, f.k.ids, f.k.items, f.k.publishes},
-		f.name, id, item, mode).Int64()
+	added, err := f.s.run(ctx, scripts.publish, f.k.feed(), f.name, f.s.jmax, f.s.jitem, id, item, mode).Int64()
 	if err != nil {
 		return PublishResult{}, scriptError(err, f.name, TypeFeed, "publish")
 	}
@@ -240,7 +242,7 @@ func (f *Feed) Retract(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	err := f.s.run(ctx, scripts.retract, []string{f.k.config, f.k.ids, f.k.items}, f.name, id).Err()
+	err := f.s.run(ctx, scripts.retract, f.k.feed(), f.name, f.s.jmax, f.s.jitem, id).Err()
 	return scriptError(err, f.name, TypeFeed, "retract")
 }
 

@@ -2,8 +2,11 @@ package thoonk
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,12 +21,23 @@ const (
 	// ConfigJobRetries is the config field holding how many cancels a job
 	// survives; one more stalls it. A negative value means no limit.
 	ConfigJobRetries = "job_max_retries"
+	// ConfigJobBackoff is the config field holding the delay, in
+	// milliseconds, before a failed job runs again the first time; it
+	// doubles with each failure up to ConfigJobBackoffMax. 0 means at once.
+	ConfigJobBackoff = "job_retry_backoff_ms"
+	// ConfigJobBackoffMax is the config field holding the longest retry
+	// delay, in milliseconds.
+	ConfigJobBackoffMax = "job_retry_backoff_max_ms"
 )
 
-// Defaults for job feeds whose config does not set the fields above.
+// Defaults for job feeds whose config does not set the fields above. With
+// them a job that keeps failing is tried 6 times over 31 to 62 seconds
+// before it stalls: long enough to outlast a Redis failover.
 const (
-	DefaultJobTimeout = 60 * time.Second
-	DefaultJobRetries = 5
+	DefaultJobTimeout    = 60 * time.Second
+	DefaultJobRetries    = 5
+	DefaultJobBackoff    = 2 * time.Second
+	DefaultJobBackoffMax = 60 * time.Second
 )
 
 // JobFeed is a handle on a job feed (type "job"): every job is finished by
@@ -66,9 +80,31 @@ type PutOptions struct {
 	// Submitter is kept in the status record (with RecordTTL), so that
 	// status readers can be limited to who submitted the job.
 	Submitter string
+	// Fingerprint is kept in the status record (with RecordTTL): a put
+	// repeated with the same ID is refused with an *ExistsError carrying
+	// it, so the caller can tell a retry of the same request from a
+	// different request reusing the id.
+	Fingerprint string
 }
 
+// ExistsError reports a put whose job id is taken: by a job still in the
+// job feed, or by a finished one whose status record is still kept.
+type ExistsError struct {
+	Feed, ID string
+	// Fingerprint is the one the first put recorded ("" when none).
+	Fingerprint string
+}
+
+// Error names the job.
+func (e *ExistsError) Error() string {
+	return fmt.Sprintf("job put %q: job %s: %v", e.Feed, e.ID, ErrJobExists)
+}
+
+// Unwrap makes errors.Is(err, ErrJobExists) true.
+func (e *ExistsError) Unwrap() error { return ErrJobExists }
+
 // Put adds a job and returns its id; the job is in Redis when Put returns.
+// An id already taken is refused with an *ExistsError.
 func (j *JobFeed) Put(ctx context.Context, item []byte, opts PutOptions) (string, error) {
 	if j.err != nil {
 		return "", j.err
@@ -80,9 +116,14 @@ func (j *JobFeed) Put(ctx context.Context, item []byte, opts PutOptions) (string
 		return "", err
 	}
 	ttl := max(opts.RecordTTL.Milliseconds(), 0)
-	err := j.s.run(ctx, scripts.jobPut,
-		[]string{j.k.config, j.k.ids, j.k.items, j.k.published, j.k.publishes, jobRecordKey(j.name, id)},
-		id, item, boolArg(opts.High), ttl, opts.Submitter).Err()
+	err := j.s.runDurable(ctx, scripts.jobPut, j.k.job(j.name, id),
+		id, item, boolArg(opts.High), ttl, opts.Submitter, opts.Fingerprint).Err()
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		if fp, ok := strings.CutPrefix(strings.TrimPrefix(rerr.Error(), "ERR "), "FBEXISTS"); ok {
+			return "", &ExistsError{Feed: j.name, ID: id, Fingerprint: strings.TrimSpace(fp)}
+		}
+	}
 	if err != nil {
 		return "", scriptError(err, j.name, TypeJob, "job put")
 	}
@@ -95,9 +136,9 @@ func (j *JobFeed) Get(ctx context.Context, timeout time.Duration) (Job, error) {
 	if j.err != nil {
 		return Job{}, j.err
 	}
-	keys := []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.cancelled}
+	keys := j.k.job(j.name, "")
 	var job Job
-	err := pollTake(ctx, j.s, j.k.ids, timeout, func(popped string) (bool, error) {
+	err := pollTake(ctx, j.s, j.k.ids, timeout, time.Second, func(popped string) (bool, error) {
 		vals, err := j.s.run(ctx, scripts.jobClaim, keys, popped).Slice()
 		if err != nil && !isNil(err) {
 			return false, scriptError(err, j.name, TypeJob, "job get")
@@ -146,8 +187,7 @@ func (j *JobFeed) finish(ctx context.Context, id string, result []byte, publish,
 	if err := j.check(id); err != nil {
 		return Job{}, false, err
 	}
-	cmd := j.s.run(ctx, scripts.jobFinish,
-		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.published, j.k.finishes, j.k.items, jobRecordKey(j.name, id), j.k.ids},
+	cmd := j.s.run(ctx, scripts.jobFinish, j.k.job(j.name, id),
 		j.name, id, boolArg(publish), result, boolArg(claimNext))
 	if err := cmd.Err(); err != nil && !isNil(err) {
 		return Job{}, false, scriptError(err, j.name, TypeJob, "job finish")
@@ -167,10 +207,14 @@ type CancelResult struct {
 	// Stalled is true when the cancel went over the feed's retry limit and
 	// stalled the job instead of making it available again.
 	Stalled bool
+	// RetryAt is when the job becomes available again (zero: at once, or
+	// stalled).
+	RetryAt time.Time
 }
 
-// Cancel gives a claimed job back (its worker failed): it becomes available
-// again, or is stalled once cancelled more often than the feed's retry limit.
+// Cancel gives a claimed job back at once, as the reference libraries do:
+// it becomes available again, or is stalled once cancelled more often
+// than the feed's retry limit.
 func (j *JobFeed) Cancel(ctx context.Context, id string) (CancelResult, error) {
 	if err := j.check(id); err != nil {
 		return CancelResult{}, err
@@ -179,32 +223,50 @@ func (j *JobFeed) Cancel(ctx context.Context, id string) (CancelResult, error) {
 	if err != nil {
 		return CancelResult{}, err
 	}
-	return j.cancel(ctx, id, p.Retries, "")
+	p.Backoff = 0
+	return j.cancel(ctx, id, p, "", "")
 }
 
-func (j *JobFeed) cancel(ctx context.Context, id string, retries int, claimedBefore string) (CancelResult, error) {
-	vals, err := j.s.run(ctx, scripts.jobCancel,
-		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.ids, j.k.stalled, j.k.published},
-		id, retries, claimedBefore).Slice()
+// Fail gives back a claimed job whose worker failed, recording reason in
+// the job's status record: it runs again after the feed's retry backoff
+// (doubling with each failure, with jitter), or is stalled once it failed
+// more often than the feed's retry limit.
+func (j *JobFeed) Fail(ctx context.Context, id, reason string) (CancelResult, error) {
+	if err := j.check(id); err != nil {
+		return CancelResult{}, err
+	}
+	p, err := j.Policy(ctx)
+	if err != nil {
+		return CancelResult{}, err
+	}
+	return j.cancel(ctx, id, p, "", reason)
+}
+
+func (j *JobFeed) cancel(ctx context.Context, id string, p JobPolicy, claimedBefore, reason string) (CancelResult, error) {
+	vals, err := j.s.run(ctx, scripts.jobCancel, j.k.job(j.name, id),
+		id, p.Retries, claimedBefore, p.Backoff.Milliseconds(), p.BackoffMax.Milliseconds(), rand.Float64(), reason).Slice()
 	if err != nil {
 		return CancelResult{}, scriptError(err, j.name, TypeJob, "job cancel")
 	}
 	n, _ := vals[0].(int64)
-	return CancelResult{Count: int(n), Stalled: stringOf(vals[1]) == "stalled"}, nil
+	res := CancelResult{Count: int(n), Stalled: stringOf(vals[1]) == "stalled"}
+	if due, _ := vals[2].(int64); due > 0 {
+		res.RetryAt = time.UnixMilli(due)
+	}
+	return res, nil
 }
 
-// Stall takes a claimed job out of circulation for a person to inspect.
-func (j *JobFeed) Stall(ctx context.Context, id string) error {
-	return j.stall(ctx, id, "claimed")
+// Stall takes a claimed job out of circulation for a person to inspect;
+// reason (may be empty) is kept in its status record.
+func (j *JobFeed) Stall(ctx context.Context, id, reason string) error {
+	return j.stall(ctx, id, "claimed", reason)
 }
 
-func (j *JobFeed) stall(ctx context.Context, id, from string) error {
+func (j *JobFeed) stall(ctx context.Context, id, from, reason string) error {
 	if err := j.check(id); err != nil {
 		return err
 	}
-	err := j.s.run(ctx, scripts.jobStall,
-		[]string{j.k.config, j.k.claimed, j.k.cancelled, j.k.stalled, j.k.published, j.k.ids},
-		id, from).Err()
+	err := j.s.run(ctx, scripts.jobStall, j.k.job(j.name, id), id, from, reason).Err()
 	return scriptError(err, j.name, TypeJob, "job stall")
 }
 
@@ -213,7 +275,7 @@ func (j *JobFeed) Retry(ctx context.Context, id string) error {
 	if err := j.check(id); err != nil {
 		return err
 	}
-	err := j.s.run(ctx, scripts.jobRetry, []string{j.k.config, j.k.stalled, j.k.ids, j.k.published}, id).Err()
+	err := j.s.run(ctx, scripts.jobRetry, j.k.job(j.name, id), id).Err()
 	return scriptError(err, j.name, TypeJob, "job retry")
 }
 
@@ -223,15 +285,15 @@ func (j *JobFeed) Retract(ctx context.Context, id string) error {
 	if err := j.check(id); err != nil {
 		return err
 	}
-	err := j.s.run(ctx, scripts.jobRetract,
-		[]string{j.k.config, j.k.items, j.k.ids, j.k.published, j.k.claimed, j.k.stalled, j.k.cancelled, jobRecordKey(j.name, id)}, id).Err()
+	err := j.s.run(ctx, scripts.jobRetract, j.k.job(j.name, id), id).Err()
 	return scriptError(err, j.name, TypeJob, "job retract")
 }
 
-// Failures returns how many times a job was cancelled.
+// Failures returns how many times a job was cancelled (for a stalled job
+// with a status record, how many times before it stalled).
 func (j *JobFeed) Failures(ctx context.Context, id string) (int, error) {
 	st, err := j.State(ctx, id)
-	return st.Cancelled, err
+	return st.Failures, err
 }
 
 // Item returns a job's payload while it is in the feed (available,
@@ -262,6 +324,12 @@ func (j *JobFeed) StalledIDs(ctx context.Context) ([]string, error) {
 	return j.list(ctx, "stalled")
 }
 
+// DelayedIDs returns the ids of failed jobs waiting out their retry
+// backoff, soonest first.
+func (j *JobFeed) DelayedIDs(ctx context.Context) ([]string, error) {
+	return j.list(ctx, "delayed")
+}
+
 func (j *JobFeed) list(ctx context.Context, op string) ([]string, error) {
 	if j.err != nil {
 		return nil, j.err
@@ -274,15 +342,25 @@ func (j *JobFeed) list(ctx context.Context, op string) ([]string, error) {
 }
 
 func (j *JobFeed) read(ctx context.Context, what string, args ...any) *redis.Cmd {
-	return j.s.run(ctx, scripts.jobRead, []string{j.k.config, j.k.ids, j.k.items, j.k.claimed, j.k.stalled}, args...)
+	return j.s.run(ctx, scripts.jobRead, j.k.job(j.name, ""), args...)
 }
 
 // JobState is where a job is, and what the bridge recorded of it.
 type JobState struct {
 	// State is one of "queued", "claimed", "stalled", "finished" or "unknown".
 	State string
-	// Cancelled is how many times the job was cancelled.
+	// Cancelled is how many times the job was cancelled (and so far
+	// retried; a stall resets it, as in the reference libraries).
 	Cancelled int
+	// Failures is how many times the job failed: Cancelled, or for a
+	// stalled or finished job with a status record, the count recorded.
+	Failures int
+	// LastError is the reason of the job's last failure, when its status
+	// record keeps one.
+	LastError string
+	// RetryAt is when a failed job runs again (zero unless it is waiting
+	// out its retry backoff).
+	RetryAt time.Time
 	// Result is the job's result when it finished with one and the bridge
 	// recorded it (jobs put with a RecordTTL).
 	Result []byte
@@ -308,13 +386,21 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 	if err := j.check(id); err != nil {
 		return JobState{}, err
 	}
-	vals, err := j.s.run(ctx, scripts.jobState,
-		[]string{j.k.config, j.k.items, j.k.claimed, j.k.stalled, j.k.cancelled, jobRecordKey(j.name, id)}, id).Slice()
+	vals, err := j.s.run(ctx, scripts.jobState, j.k.job(j.name, id), id).Slice()
 	if err != nil {
 		return JobState{}, scriptError(err, j.name, TypeJob, "job state")
 	}
-	st := JobState{State: stringOf(vals[0])}
+	st := JobState{State: stringOf(vals[0]), LastError: stringOf(vals[6])}
 	st.Cancelled, _ = strconv.Atoi(stringOf(vals[1]))
+	st.Failures = st.Cancelled
+	if n, err := strconv.Atoi(stringOf(vals[5])); err == nil && n > st.Failures {
+		st.Failures = n
+	}
+	if due := stringOf(vals[7]); due != "" {
+		if ms, err := strconv.ParseFloat(due, 64); err == nil {
+			st.RetryAt = time.UnixMilli(int64(ms))
+		}
+	}
 	if st.State == "gone" {
 		st.State = JobUnknown
 		if n, _ := vals[2].(int64); n == 1 {
@@ -324,22 +410,25 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 	if vals[3] != nil {
 		st.Result, st.HasResult = bytesOf(vals[3]), true
 	}
-	if len(vals) > 4 {
-		st.Submitter = stringOf(vals[4])
-	}
+	st.Submitter = stringOf(vals[4])
 	return st, nil
 }
 
-// JobPolicy is a job feed's timeout and retry limit.
+// JobPolicy is a job feed's timeout, retry limit and retry backoff.
 type JobPolicy struct {
 	// Timeout is how long a job may stay claimed before it is cancelled.
 	Timeout time.Duration
 	// Retries is how many cancels a job survives; negative = no limit.
 	Retries int
+	// Backoff is the delay before a failed job's first retry (doubled for
+	// each further failure, drawn from its upper half); 0 = at once.
+	Backoff time.Duration
+	// BackoffMax caps the retry delay.
+	BackoffMax time.Duration
 }
 
-// Policy reads the job feed's timeout and retry limit from its config,
-// falling back to DefaultJobTimeout and DefaultJobRetries.
+// Policy reads the job feed's timeout, retry limit and backoff from its
+// config, falling back to the Default* values.
 func (j *JobFeed) Policy(ctx context.Context) (JobPolicy, error) {
 	if j.err != nil {
 		return JobPolicy{}, j.err
@@ -348,13 +437,20 @@ func (j *JobFeed) Policy(ctx context.Context) (JobPolicy, error) {
 	if err != nil {
 		return JobPolicy{}, scriptError(err, j.name, TypeJob, "job policy")
 	}
-	p := JobPolicy{Timeout: DefaultJobTimeout, Retries: DefaultJobRetries}
+	p := JobPolicy{Timeout: DefaultJobTimeout, Retries: DefaultJobRetries, Backoff: DefaultJobBackoff, BackoffMax: DefaultJobBackoffMax}
 	if ms, err := strconv.ParseInt(stringOf(vals[0]), 10, 64); err == nil && ms > 0 {
 		p.Timeout = time.Duration(ms) * time.Millisecond
 	}
 	if n, err := strconv.Atoi(stringOf(vals[1])); err == nil {
 		p.Retries = n
 	}
+	if ms, err := strconv.ParseInt(stringOf(vals[2]), 10, 64); err == nil && ms >= 0 {
+		p.Backoff = time.Duration(ms) * time.Millisecond
+	}
+	if ms, err := strconv.ParseInt(stringOf(vals[3]), 10, 64); err == nil && ms > 0 {
+		p.BackoffMax = time.Duration(ms) * time.Millisecond
+	}
+	p.BackoffMax = max(p.BackoffMax, p.Backoff)
 	return p, nil
 }
 
@@ -368,6 +464,8 @@ func (j *JobFeed) check(id string) error {
 // JobCounts is how many jobs of a job feed are in each state.
 type JobCounts struct {
 	Available, InFlight, Stalled int64
+	// Delayed counts failed jobs waiting out their retry backoff.
+	Delayed int64
 }
 
 // Counts returns how many jobs are available, in flight and stalled, in
@@ -377,11 +475,12 @@ func (j *JobFeed) Counts(ctx context.Context) (JobCounts, error) {
 		return JobCounts{}, j.err
 	}
 	pipe := j.s.rdb.Pipeline()
+	delayed := pipe.ZCard(ctx, j.k.delayed)
 	avail := pipe.LLen(ctx, j.k.ids)
 	claimed := pipe.ZCard(ctx, j.k.claimed)
 	stalled := pipe.SCard(ctx, j.k.stalled)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return JobCounts{}, fmt.Errorf("job counts %q: %w", j.name, err)
 	}
-	return JobCounts{Available: avail.Val(), InFlight: claimed.Val(), Stalled: stalled.Val()}, nil
+	return JobCounts{Available: avail.Val(), InFlight: claimed.Val(), Stalled: stalled.Val(), Delayed: delayed.Val()}, nil
 }

@@ -47,15 +47,33 @@ const (
 	prefixChanPosition = "feed.position:"
 	prefixChanFinish   = "job.finish:"
 
-	// prefixJobRecord is feedbridge's own key (not Thoonk's): the status
-	// record of a job the bridge submitted, kept with a TTL.
+	// feedbridge's own keys (not Thoonk's), each carrying the feed's name
+	// so that it shares the feed's Redis Cluster slot.
+
+	// prefixJobRecord: the status record of a job the bridge submitted,
+	// kept with a TTL.
 	prefixJobRecord = "feedbridge.job:"
+	// prefixDelayed: a job feed's retries waiting out their backoff
+	// (zset id -> due time in ms).
+	prefixDelayed = "feedbridge.delayed:"
+	// prefixApplied: the outcome of an action job applied to a feed, kept
+	// until its job is finished (see JobFeed.Apply).
+	prefixApplied = "feedbridge.applied:"
+	// prefixJournal: a feed's journal (stream).
+	prefixJournal = "feedbridge.journal:"
+	// prefixRevs: a feed's item revisions (hash id -> "entry-id sum[ pos]").
+	prefixRevs = "feedbridge.revs:"
+	// prefixJournalMeta: a feed's journal bounds (hash: born, floor).
+	prefixJournalMeta = "feedbridge.journal.meta:"
+	// channelJournal prefixes the channel announcing a feed's journal entries.
+	channelJournal = "feedbridge.journal:"
 )
 
 // keys holds every key name of one feed, built once per handle.
 type keys struct {
 	config, ids, items, publishes, idincr            string
 	published, claimed, stalled, cancelled, finishes string
+	delayed, journal, revs, jmeta                    string
 }
 
 func feedKeys(feed string) keys {
@@ -70,14 +88,41 @@ func feedKeys(feed string) keys {
 		stalled:   prefixStalled + feed,
 		cancelled: prefixCancelled + feed,
 		finishes:  prefixFinishes + feed,
+		delayed:   prefixDelayed + feed,
+		journal:   prefixJournal + feed,
+		revs:      prefixRevs + feed,
+		jmeta:     prefixJournalMeta + feed,
 	}
 }
 
-// all lists every key a feed of any type can own, for deletion.
+// feed returns the keys a changing script of a plain or sorted feed takes
+// (lua/prelude.lua fbfeed).
+func (k keys) feed() []string {
+	return []string{k.config, k.ids, k.items, k.publishes, k.idincr, k.journal, k.revs, k.jmeta}
+}
+
+// job returns the keys a job script takes (lua/prelude.lua fbjob), with
+// the status record of job id ("" for none).
+func (k keys) job(queue, id string) []string {
+	rec := ""
+	if id != "" {
+		rec = jobRecordKey(queue, id)
+	} else {
+		rec = prefixJobRecord + queue + ":"
+	}
+	return []string{k.config, k.ids, k.items, k.published, k.claimed, k.stalled, k.cancelled, k.finishes,
+		k.publishes, k.delayed, rec}
+}
+
+// all lists every schema key a feed of any type can own, and the job
+// retries feedbridge keeps, for deletion.
 func (k keys) all() []string {
 	return []string{k.config, k.ids, k.items, k.publishes, k.idincr,
-		k.published, k.claimed, k.stalled, k.cancelled, k.finishes}
+		k.published, k.claimed, k.stalled, k.cancelled, k.finishes, k.delayed}
 }
+
+// appliedKey is the key remembering an action job's outcome on its feed.
+func appliedKey(feed, job string) string { return prefixApplied + feed + ":" + job }
 
 // jobRecordKey is the key of a bridge-submitted job's status record.
 func jobRecordKey(queue, id string) string { return prefixJobRecord + queue + ":" + id }

@@ -19,7 +19,7 @@ import (
 var (
 	listenPatterns = []string{
 		prefixChanPublish + "*", prefixChanEdit + "*", prefixChanRetract + "*",
-		prefixChanPosition + "*", prefixChanFinish + "*",
+		prefixChanPosition + "*", prefixChanFinish + "*", channelJournal + "*",
 	}
 	listenChannels = []string{channelNewFeed, channelDelFeed, channelConf}
 )
@@ -105,36 +105,55 @@ func NewListener(s *Store, opts ListenerOptions) *Listener {
 	}
 }
 
+// SubscribeOptions selects what a subscription receives.
+type SubscribeOptions struct {
+	// Feed follows one feed; Pattern the feeds matching it; with neither,
+	// every feed.
+	Feed    string
+	Pattern Pattern
+	// Queue is the queue's capacity (0: DefaultQueueSize).
+	Queue int
+	// Journal receives the journal's item events (Rev set) instead of the
+	// schema's publish, edit, retract and position events; feed events
+	// (create, config, delete), job results and resyncs come either way.
+	Journal bool
+}
+
+// SubscribeWith follows what opts selects.
+func (l *Listener) SubscribeWith(opts SubscribeOptions) *Subscription {
+	if opts.Feed == "" && !opts.Pattern.IsZero() && opts.Pattern.Literal() {
+		opts.Feed = opts.Pattern.String()
+	}
+	sub := newSubscription(l, opts.Queue)
+	sub.journal = opts.Journal
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case opts.Feed != "":
+		sub.feed = opts.Feed
+		l.byFeed[opts.Feed] = append(l.byFeed[opts.Feed], sub)
+	case !opts.Pattern.IsZero():
+		sub.pat = opts.Pattern
+		l.patterns = append(l.patterns, sub)
+	default:
+		l.all = append(l.all, sub)
+	}
+	return sub
+}
+
 // Subscribe follows every feed.
 func (l *Listener) Subscribe(queue int) *Subscription {
-	sub := newSubscription(l, queue)
-	l.mu.Lock()
-	l.all = append(l.all, sub)
-	l.mu.Unlock()
-	return sub
+	return l.SubscribeWith(SubscribeOptions{Queue: queue})
 }
 
 // SubscribeFeed follows one feed.
 func (l *Listener) SubscribeFeed(feed string, queue int) *Subscription {
-	sub := newSubscription(l, queue)
-	sub.feed = feed
-	l.mu.Lock()
-	l.byFeed[feed] = append(l.byFeed[feed], sub)
-	l.mu.Unlock()
-	return sub
+	return l.SubscribeWith(SubscribeOptions{Feed: feed, Queue: queue})
 }
 
 // SubscribePattern follows the feeds whose names match p.
 func (l *Listener) SubscribePattern(p Pattern, queue int) *Subscription {
-	if p.Literal() {
-		return l.SubscribeFeed(p.String(), queue)
-	}
-	sub := newSubscription(l, queue)
-	sub.pat = p
-	l.mu.Lock()
-	l.patterns = append(l.patterns, sub)
-	l.mu.Unlock()
-	return sub
+	return l.SubscribeWith(SubscribeOptions{Pattern: p, Queue: queue})
 }
 
 func (l *Listener) unsubscribe(sub *Subscription) {
@@ -201,6 +220,7 @@ func (l *Listener) Stats() ListenerStats {
 func (l *Listener) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { l.writeRecords(ctx) })
+	wg.Go(func() { l.sweepWaiters(ctx) })
 	defer wg.Wait()
 	attempt := 0
 	everUp := false

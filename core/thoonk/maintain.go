@@ -70,7 +70,7 @@ func (m *Maintenance) Pass(ctx context.Context) (MaintenanceReport, error) {
 		return rep, fmt.Errorf("maintain %q: claimed: %w", j.name, err)
 	}
 	for _, id := range expired {
-		res, err := j.cancel(ctx, id, pol.Retries, cutoff)
+		res, err := j.cancel(ctx, id, pol, cutoff, fmt.Sprintf("claimed for longer than the job timeout of %s: its worker stopped or hung", pol.Timeout))
 		if errors.Is(err, ErrNotClaimed) {
 			continue // finished or re-claimed meanwhile
 		}
@@ -91,11 +91,12 @@ func (m *Maintenance) Pass(ctx context.Context) (MaintenanceReport, error) {
 	claimedCmd := pipe.ZRange(ctx, j.k.claimed, 0, -1)
 	stalledCmd := pipe.SMembers(ctx, j.k.stalled)
 	cancelledCmd := pipe.HGetAll(ctx, j.k.cancelled)
+	delayedCmd := pipe.ZRange(ctx, j.k.delayed, 0, -1)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return rep, fmt.Errorf("maintain %q: read states: %w", j.name, err)
 	}
 	placed := map[string]bool{}
-	for _, l := range [][]string{idsCmd.Val(), claimedCmd.Val(), stalledCmd.Val()} {
+	for _, l := range [][]string{idsCmd.Val(), claimedCmd.Val(), stalledCmd.Val(), delayedCmd.Val()} {
 		for _, id := range l {
 			placed[id] = true
 		}
@@ -113,10 +114,11 @@ func (m *Maintenance) Pass(ctx context.Context) (MaintenanceReport, error) {
 		}
 	}
 	m.suspects = suspects
-	for len(lost) > 0 {
+	// the requeue also makes due retries available, for workers of other
+	// libraries that only BRPOP
+	for first := len(delayedCmd.Val()) > 0; first || len(lost) > 0; first = false {
 		n := min(len(lost), maxBatch)
-		back, err := j.s.run(ctx, scripts.jobRequeue,
-			[]string{j.k.config, j.k.items, j.k.ids, j.k.claimed, j.k.stalled, j.k.published}, lost[:n]...).StringSlice()
+		back, err := j.s.run(ctx, scripts.jobRequeue, j.k.job(j.name, "")[:10], lost[:n]...).StringSlice()
 		if err != nil {
 			return rep, scriptError(err, j.name, TypeJob, "maintain requeue")
 		}
@@ -128,10 +130,11 @@ func (m *Maintenance) Pass(ctx context.Context) (MaintenanceReport, error) {
 	// Thoonk libraries): stall them while they wait in the available list.
 	if pol.Retries >= 0 {
 		for id, v := range cancelledCmd.Val() {
-			if n, err := strconv.Atoi(v); err != nil || n <= pol.Retries {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= pol.Retries {
 				continue
 			}
-			err := j.stall(ctx, id, "available")
+			err = j.stall(ctx, id, "available", fmt.Sprintf("cancelled %d times, over the retry limit of %d", n, pol.Retries))
 			if errors.Is(err, ErrNotClaimed) {
 				continue // not waiting: it is claimed, finished or gone
 			}

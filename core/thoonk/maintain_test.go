@@ -2,6 +2,7 @@ package thoonk_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,10 +13,11 @@ import (
 func TestMaintenanceRetriesJobOfDeadWorker(t *testing.T) {
 	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
 		ctx, s := thoonktest.Ctx(t), b.Store
-		b.Create(t, "jobs", thoonk.TypeJob, map[string]string{thoonk.ConfigJobTimeout: "100", thoonk.ConfigJobRetries: "1"})
+		b.Create(t, "jobs", thoonk.TypeJob, map[string]string{thoonk.ConfigJobTimeout: "100", thoonk.ConfigJobRetries: "1",
+			thoonk.ConfigJobBackoff: "400"})
 		j := s.Jobs("jobs")
 		m := j.NewMaintenance()
-		id, _ := j.Put(ctx, []byte("x"), thoonk.PutOptions{})
+		id, _ := j.Put(ctx, []byte("x"), thoonk.PutOptions{RecordTTL: time.Minute})
 
 		// a worker claims the job and dies
 		_, err := j.Get(ctx, time.Second)
@@ -31,7 +33,16 @@ func TestMaintenanceRetriesJobOfDeadWorker(t *testing.T) {
 		if rep.Cancelled != 1 {
 			t.Fatalf("expired claim: %+v", rep)
 		}
-		job, err := j.Get(ctx, time.Second)
+		// it waits out the retry backoff (200-400 ms) before it runs again
+		st, err := j.State(ctx, id)
+		thoonktest.Must(t, err)
+		if st.State != thoonk.JobQueued || st.RetryAt.IsZero() || st.Failures != 1 || st.LastError == "" {
+			t.Fatalf("state while waiting for the retry: %+v", st)
+		}
+		if job, err := j.Get(ctx, 0); err == nil {
+			t.Fatalf("job %s ran again before its backoff", job.ID)
+		}
+		job, err := j.Get(ctx, 3*time.Second)
 		thoonktest.Must(t, err)
 		if job.ID != id || job.Cancelled != 1 {
 			t.Fatalf("retried job %+v", job)
@@ -44,6 +55,11 @@ func TestMaintenanceRetriesJobOfDeadWorker(t *testing.T) {
 		}
 		if st, _ := j.StalledIDs(ctx); !slices.Equal(st, []string{id}) {
 			t.Fatalf("stalled = %v", st)
+		}
+		// the stalled job keeps its failure count and why it failed
+		if st, err := j.State(ctx, id); err != nil || st.State != thoonk.JobStalled || st.Failures != 2 ||
+			!strings.Contains(st.LastError, "job timeout") {
+			t.Fatalf("stalled state %+v %v", st, err)
 		}
 		thoonktest.Must(t, j.Retry(ctx, id))
 		if job, _ := j.Get(ctx, time.Second); job.ID != id {

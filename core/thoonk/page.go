@@ -121,9 +121,9 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 	}
 	p := Page{Total: vals[0].(int64), Start: vals[1].(int64), Type: FeedType(stringOf(vals[2]))}
 	rest := vals[3:]
-	p.Items = make([]Item, 0, len(rest)/3)
-	for i := 0; i+2 < len(rest); i += 3 {
-		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/3)}
+	p.Items = make([]Item, 0, len(rest)/4)
+	for i := 0; i+3 < len(rest); i += 4 {
+		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/4), Rev: stringOf(rest[i+3])}
 		data := bytesOf(rest[i+2])
 		if data == nil {
 			continue // id without item: a writer outside the schema's steps

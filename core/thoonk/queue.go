@@ -47,7 +47,7 @@ func (q *Queue) Get(ctx context.Context, timeout time.Duration) (id string, item
 		return "", nil, q.err
 	}
 	keys := []string{q.k.config, q.k.ids, q.k.items}
-	err = pollTake(ctx, q.s, q.k.ids, timeout, func(popped string) (bool, error) {
+	err = pollTake(ctx, q.s, q.k.ids, timeout, timeout, func(popped string) (bool, error) {
 		vals, err := q.s.run(ctx, scripts.queueTake, keys, popped).Slice()
 		if isNil(err) {
 			return false, nil
@@ -69,8 +69,10 @@ func (q *Queue) Get(ctx context.Context, timeout time.Duration) (id string, item
 
 // pollTake calls take with "" (take the next available entry at once) and,
 // while that finds nothing, waits up to timeout with BRPOP on list and
-// calls take with the popped id. It returns ErrTimeout when nothing came.
-func pollTake(ctx context.Context, s *Store, list string, timeout time.Duration, take func(popped string) (bool, error)) error {
+// calls take with the popped id; each BRPOP waits at most slice, so that
+// take runs again (job feeds: it makes due retries available). It returns
+// ErrTimeout when nothing came.
+func pollTake(ctx context.Context, s *Store, list string, timeout, slice time.Duration, take func(popped string) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	popped := ""
 	for {
@@ -78,9 +80,9 @@ func pollTake(ctx context.Context, s *Store, list string, timeout time.Duration,
 		if err != nil || ok {
 			return err
 		}
-		popped, err = blockingPop(ctx, s, list, time.Until(deadline))
+		popped, err = blockingPop(ctx, s, list, min(time.Until(deadline), slice))
 		if errors.Is(err, ErrTimeout) && time.Until(deadline) >= time.Millisecond {
-			continue // the whole seconds ran out; wait the rest
+			continue // the slice (or the whole seconds) ran out; wait the rest
 		}
 		if err != nil {
 			return fmt.Errorf("wait on %s: %w", list, err)

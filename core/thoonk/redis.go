@@ -3,6 +3,7 @@ package thoonk
 import (
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -49,6 +50,11 @@ func NewRedisClient(url, mode string, minPool int) (redis.UniversalClient, error
 			return nil, fmt.Errorf("redis cluster url: %w", err)
 		}
 		o.PoolSize = poolSize(o.PoolSize, minPool)
+		if o.ClusterStateReloadInterval == 0 {
+			// go-redis' default is a minute: after a failover, a dead
+			// master's slots would be sent to it that long
+			o.ClusterStateReloadInterval = 2 * time.Second
+		}
 		return redis.NewClusterClient(o), nil
 	}
 	return nil, fmt.Errorf("redis mode %q: want single, sentinel or cluster: %w", mode, ErrInvalid)

@@ -22,6 +22,8 @@ type scriptSet struct {
 	jobRetry, jobRetract, jobRequeue, jobState, jobRecord *redis.Script
 	jobRead                                               *redis.Script
 	read, page                                            *redis.Script
+	actionApply                                           *redis.Script
+	journalObserve, journalRead, journalTrim              *redis.Script
 }
 
 func loadScripts() *scriptSet {
@@ -30,29 +32,33 @@ func loadScripts() *scriptSet {
 		return redis.NewScript(prelude + mustRead(name))
 	}
 	return &scriptSet{
-		configSet:     s("config_set"),
-		del:           s("delete"),
-		publish:       s("publish"),
-		retract:       s("retract"),
-		sortedInsert:  s("sorted_insert"),
-		sortedEdit:    s("sorted_edit"),
-		sortedMove:    s("sorted_move"),
-		sortedRetract: s("sorted_retract"),
-		queuePut:      s("queue_put"),
-		queueTake:     s("queue_take"),
-		jobPut:        s("job_put"),
-		jobClaim:      s("job_claim"),
-		jobFinish:     s("job_finish"),
-		jobCancel:     s("job_cancel"),
-		jobStall:      s("job_stall"),
-		jobRetry:      s("job_retry"),
-		jobRetract:    s("job_retract"),
-		jobRequeue:    s("job_requeue"),
-		jobState:      s("job_state"),
-		jobRecord:     s("job_record"),
-		jobRead:       s("job_read"),
-		read:          s("read"),
-		page:          s("page"),
+		configSet:      s("config_set"),
+		del:            s("delete"),
+		publish:        s("publish"),
+		retract:        s("retract"),
+		sortedInsert:   s("sorted_insert"),
+		sortedEdit:     s("sorted_edit"),
+		sortedMove:     s("sorted_move"),
+		sortedRetract:  s("sorted_retract"),
+		queuePut:       s("queue_put"),
+		queueTake:      s("queue_take"),
+		jobPut:         s("job_put"),
+		jobClaim:       s("job_claim"),
+		jobFinish:      s("job_finish"),
+		jobCancel:      s("job_cancel"),
+		jobStall:       s("job_stall"),
+		jobRetry:       s("job_retry"),
+		jobRetract:     s("job_retract"),
+		jobRequeue:     s("job_requeue"),
+		jobState:       s("job_state"),
+		jobRecord:      s("job_record"),
+		jobRead:        s("job_read"),
+		read:           s("read"),
+		page:           s("page"),
+		actionApply:    s("action_apply"),
+		journalObserve: s("journal_observe"),
+		journalRead:    s("journal_read"),
+		journalTrim:    s("journal_trim"),
 	}
 }
 

@@ -119,9 +119,8 @@ func (f *SortedFeed) Insert(ctx context.Context, item []byte, pos Position) (str
 	if err := pos.validate(); err != nil {
 		return "", err
 	}
-	id, err := f.s.run(ctx, scripts.sortedInsert,
-		[]string{f.k.config, f.k.ids, f.k.items, f.k.idincr, f.k.publishes},
-		f.name, pos.mode(), pos.Rel, item).Text()
+	id, err := f.s.run(ctx, scripts.sortedInsert, f.k.feed(), f.name, f.s.jmax, f.s.jitem,
+		pos.mode(), pos.Rel, item).Text()
 	if err != nil {
 		return "", scriptError(err, f.name, TypeSorted, "insert")
 	}
@@ -136,8 +135,7 @@ func (f *SortedFeed) Edit(ctx context.Context, id string, item []byte) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	err := f.s.run(ctx, scripts.sortedEdit, []string{f.k.config, f.k.items, f.k.publishes},
-		f.name, id, item).Err()
+	err := f.s.run(ctx, scripts.sortedEdit, f.k.feed(), f.name, f.s.jmax, f.s.jitem, id, item).Err()
 	return scriptError(err, f.name, TypeSorted, "edit")
 }
 
@@ -152,8 +150,7 @@ func (f *SortedFeed) Move(ctx context.Context, id string, pos Position) error {
 	if err := pos.validate(); err != nil {
 		return err
 	}
-	err := f.s.run(ctx, scripts.sortedMove, []string{f.k.config, f.k.ids, f.k.items},
-		f.name, id, pos.mode(), pos.Rel).Err()
+	err := f.s.run(ctx, scripts.sortedMove, f.k.feed(), f.name, f.s.jmax, f.s.jitem, id, pos.mode(), pos.Rel).Err()
 	return scriptError(err, f.name, TypeSorted, "move")
 }
 
@@ -165,6 +162,6 @@ func (f *SortedFeed) Retract(ctx context.Context, id string) error {
 	if err := ValidateID(id); err != nil {
 		return err
 	}
-	err := f.s.run(ctx, scripts.sortedRetract, []string{f.k.config, f.k.ids, f.k.items}, f.name, id).Err()
+	err := f.s.run(ctx, scripts.sortedRetract, f.k.feed(), f.name, f.s.jmax, f.s.jitem, id).Err()
 	return scriptError(err, f.name, TypeSorted, "retract")
 }

@@ -21,6 +21,14 @@ type Store struct {
 	cmd      redis.UniversalClient // autopipelined face for everything else
 	instance string
 	cluster  bool
+	journal  JournalOptions
+	jmax     string // journal bounds as script arguments
+	jitem    string
+
+	acks          int
+	ackTimeout    time.Duration
+	replicaCounts replicaCache
+	storeCounters
 }
 
 // StoreOptions tunes a Store; the zero value is ready to use.
@@ -28,6 +36,30 @@ type StoreOptions struct {
 	// Instance identifies this process in newfeed/delfeed/conffeed payloads;
 	// empty means a random id.
 	Instance string
+	// Journal, when MaxEvents is set, journals every change this store
+	// makes to a plain or sorted feed (see Journal).
+	Journal JournalOptions
+	// ReplicaAcks is how many replicas must have a job put or an action
+	// applied before it is confirmed (WAIT on the master's connection), so
+	// that it survives a failover; masters with fewer replicas connected
+	// wait for those they have. 0 confirms at once.
+	ReplicaAcks int
+	// ReplicaTimeout bounds that wait (default 1s); a change not
+	// replicated in time is still confirmed, and counted.
+	ReplicaTimeout time.Duration
+}
+
+// JournalOptions bounds the per-feed journals.
+type JournalOptions struct {
+	// MaxEvents is how many entries a feed's journal keeps (a few dozen
+	// more between trims); 0 turns journaling off.
+	MaxEvents int
+	// MaxItemBytes is the largest item an entry holds; a larger item is
+	// journaled by its content sum, and readers read the feed for it.
+	MaxItemBytes int
+	// MaxAge is how long entries are kept at most (see Store.TrimJournal),
+	// and how long a deleted feed's journal is kept; 0 means no age bound.
+	MaxAge time.Duration
 }
 
 // NewStore wraps a go-redis universal client. The caller keeps ownership of
@@ -40,11 +72,19 @@ func NewStore(rdb redis.UniversalClient, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redis autopipeline: %w", err)
 	}
-	s := &Store{rdb: rdb, cmd: ap, instance: opts.Instance}
+	s := &Store{rdb: rdb, cmd: ap, instance: opts.Instance, journal: opts.Journal,
+		jmax: strconv.Itoa(max(opts.Journal.MaxEvents, 0)), jitem: strconv.Itoa(max(opts.Journal.MaxItemBytes, 0))}
 	if s.instance == "" {
 		s.instance = NewID()
 	}
-	_, s.cluster = rdb.(*redis.ClusterClient)
+	s.acks, s.ackTimeout = opts.ReplicaAcks, opts.ReplicaTimeout
+	if s.ackTimeout <= 0 {
+		s.ackTimeout = time.Second
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		s.cluster = true
+		cc.AddHook(clusterFollower{s: s, cc: cc})
+	}
 	return s, nil
 }
 
@@ -121,7 +161,8 @@ func (s *Store) writeConfig(ctx context.Context, feed string, cfg map[string]str
 	for _, k := range slices.Sorted(maps.Keys(cfg)) {
 		args = append(args, k, cfg[k])
 	}
-	if err := s.run(ctx, scripts.configSet, []string{prefixConfig + feed}, args...).Err(); err != nil {
+	k := feedKeys(feed)
+	if err := s.run(ctx, scripts.configSet, []string{k.config, k.journal, k.jmeta}, args...).Err(); err != nil {
 		return scriptError(err, feed, "", "set config")
 	}
 	return nil
@@ -153,7 +194,8 @@ func (s *Store) Delete(ctx context.Context, feed string) error {
 	if err := s.validFeed(feed); err != nil {
 		return err
 	}
-	k := feedKeys(feed).all()
+	fk := feedKeys(feed)
+	k := fk.all()
 	check := "1"
 	if s.cluster {
 		n, err := s.cmd.SRem(ctx, keyFeeds, feed).Result()
@@ -167,7 +209,8 @@ func (s *Store) Delete(ctx context.Context, feed string) error {
 	} else {
 		k = append([]string{keyFeeds}, k...)
 	}
-	if err := s.run(ctx, scripts.del, k, feed, s.instance, check).Err(); err != nil {
+	k = append(k, fk.journal, fk.revs, fk.jmeta)
+	if err := s.run(ctx, scripts.del, k, feed, s.instance, check, s.jmax, s.jitem, s.journal.MaxAge.Milliseconds()).Err(); err != nil {
 		return scriptError(err, feed, "", "delete")
 	}
 	return nil
@@ -228,7 +271,7 @@ func (s *Store) Count(ctx context.Context, feed string) (int64, error) {
 }
 
 func readKeys(feed string) []string {
-	return []string{prefixConfig + feed, prefixIDs + feed, prefixItems + feed}
+	return []string{prefixConfig + feed, prefixIDs + feed, prefixItems + feed, prefixRevs + feed}
 }
 
 func boolArg(b bool) string {

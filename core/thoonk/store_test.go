@@ -460,7 +460,7 @@ func TestJobLifecycle(t *testing.T) {
 		if job.ID != id1 || job.Cancelled != 0 {
 			t.Fatalf("job after retry %+v (stall clears the count)", job)
 		}
-		thoonktest.Must(t, j.Stall(ctx, id1))
+		thoonktest.Must(t, j.Stall(ctx, id1, ""))
 		thoonktest.Must(t, j.Retract(ctx, id1))
 		if err := j.Retract(ctx, id1); !errors.Is(err, thoonk.ErrItemNotFound) {
 			t.Fatalf("retract twice: %v", err)

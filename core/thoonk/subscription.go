@@ -19,12 +19,13 @@ const DefaultQueueSize = 1024
 // reload its state, which already reflects every dropped event. The
 // listener never waits for a consumer.
 type Subscription struct {
-	l      *Listener
-	feed   string  // exact feed, or
-	pat    Pattern // pattern, or neither (all feeds)
-	notify chan struct{}
-	done   chan struct{} // closed by Close
-	once   sync.Once
+	l       *Listener
+	feed    string  // exact feed, or
+	pat     Pattern // pattern, or neither (all feeds)
+	journal bool    // journal item events instead of the schema's
+	notify  chan struct{}
+	done    chan struct{} // closed by Close
+	once    sync.Once
 
 	mu      sync.Mutex
 	buf     []Event
@@ -39,8 +40,23 @@ func newSubscription(l *Listener, size int) *Subscription {
 	return &Subscription{l: l, buf: make([]Event, size), notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
+// wants reports whether the subscription takes ev: journal item events go
+// to journal subscriptions only, the schema's item events to the others.
+func (s *Subscription) wants(ev Event) bool {
+	switch ev.Type {
+	case EventPublish, EventEdit, EventRetract, EventPosition:
+		return (ev.Rev != "") == s.journal
+	case EventDelete:
+		return ev.Rev == "" || s.journal
+	}
+	return true
+}
+
 // push queues ev, applying the overflow policy. Called by the listener.
 func (s *Subscription) push(ev Event) {
+	if !s.wants(ev) {
+		return
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -117,11 +117,12 @@ func StartBridge(tb testing.TB, config, httpAddr string) *Bridge {
 // Start starts the bridge (again) and waits until it is up.
 func (b *Bridge) Start() {
 	b.tb.Helper()
+	from := len(b.Log()) // a restarted bridge's own lines follow
 	if err := b.proc.start("-config", b.ConfigPath); err != nil {
 		b.tb.Fatal(err)
 	}
 	probe := func() error {
-		if !strings.Contains(b.Log(), "feedbridge running") {
+		if log := b.Log(); len(log) < from || !strings.Contains(log[from:], "feedbridge running") {
 			return fmt.Errorf("not running yet")
 		}
 		if b.HTTPAddr == "" {
@@ -165,6 +166,20 @@ func (b *Bridge) Terminate(timeout time.Duration) error {
 
 // Stop stops the bridge (SIGTERM, then SIGKILL after a grace period).
 func (b *Bridge) Stop() { b.proc.stop() }
+
+// Kill kills the bridge with SIGKILL (a crash: nothing is cleaned up) and
+// waits for it to exit.
+func (b *Bridge) Kill() { b.proc.kill() }
+
+// Freeze stops the bridge with SIGSTOP (a process paused by the system: its
+// connections stay open); Thaw resumes it with SIGCONT.
+func (b *Bridge) Freeze() { b.proc.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen bridge.
+func (b *Bridge) Thaw() { b.proc.signal(syscall.SIGCONT) }
+
+// Running reports whether the bridge process is running.
+func (b *Bridge) Running() bool { return b.proc.running() }
 
 // Restart stops the bridge and starts it again with the same config.
 func (b *Bridge) Restart() {

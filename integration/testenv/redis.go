@@ -102,6 +102,9 @@ func (r *Redis) Start() {
 // restarted server starts empty. Stop is a no-op if the server is stopped.
 func (r *Redis) Stop() { r.proc.stop() }
 
+// Kill kills the server with SIGKILL (a crash) and waits for it to exit.
+func (r *Redis) Kill() { r.proc.kill() }
+
 // Restart stops the server and starts it again on the same port, waiting
 // until it is ready.
 func (r *Redis) Restart() {
@@ -213,6 +216,27 @@ type RedisCluster struct {
 // slots are assigned with CLUSTER ADDSLOTSRANGE and joined with CLUSTER MEET.
 func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
 	tb.Helper()
+	return startCluster(tb, masters, 0)
+}
+
+// StartRedisClusterWithReplicas starts a cluster of masters (3 or more)
+// with replicas replicas each, joined with `redis-cli --cluster create
+// --cluster-replicas`, and waits until it is healthy and every replica's
+// link to its master is up, so that killing a master fails over to its
+// replica (replicas are started with --cluster-replica-validity-factor 0,
+// so a replica may take over however long its link was down).
+func StartRedisClusterWithReplicas(tb testing.TB, masters, replicas int) *RedisCluster {
+	tb.Helper()
+	if masters < 3 {
+		tb.Fatalf("testenv: a cluster with replicas needs 3 masters or more, got %d", masters)
+	}
+	c := startCluster(tb, masters, replicas)
+	c.waitReplicas()
+	return c
+}
+
+func startCluster(tb testing.TB, masters, replicas int) *RedisCluster {
+	tb.Helper()
 	if masters < 1 {
 		tb.Fatalf("testenv: StartRedisCluster: need at least 1 master, got %d", masters)
 	}
@@ -221,14 +245,16 @@ func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
 	// Client and cluster bus ports for all nodes, allocated together so
 	// they are distinct. The bus gets its own free port instead of the
 	// default port+10000, which might be taken or exceed 65535.
-	ports := freePorts(tb, 2*masters)
-	for i := range masters {
+	nodes := masters * (1 + replicas)
+	ports := freePorts(tb, 2*nodes)
+	for i := range nodes {
 		port, busPort := ports[2*i], ports[2*i+1]
 		n := newRedis(tb, port, []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "{dir}/nodes-{port}.conf",
 			"--cluster-node-timeout", "2000",
 			"--cluster-port", strconv.Itoa(busPort),
+			"--cluster-replica-validity-factor", "0",
 		})
 		c.Nodes = append(c.Nodes, n)
 		c.busPorts = append(c.busPorts, busPort)
@@ -238,7 +264,7 @@ func StartRedisCluster(tb testing.TB, masters int) *RedisCluster {
 		n.Start()
 	}
 	if masters >= 3 {
-		args := append(append([]string{"--cluster", "create"}, c.Addrs...), "--cluster-replicas", "0", "--cluster-yes")
+		args := append(append([]string{"--cluster", "create"}, c.Addrs...), "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 		ctx, cancel := context.WithTimeout(context.Background(), clusterReadyTimeout)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
@@ -304,6 +330,78 @@ func (c *RedisCluster) waitHealthy() {
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
 	}
+}
+
+// waitReplicas waits until every replica reports master_link_status:up.
+func (c *RedisCluster) waitReplicas() {
+	c.tb.Helper()
+	deadline := time.Now().Add(clusterReadyTimeout)
+	for {
+		var lastErr error
+		for _, n := range c.Nodes {
+			info, err := redisInline(n.Addr, "INFO replication")
+			if err != nil {
+				lastErr = err
+				break
+			}
+			f := parseInfo(info)
+			if f["role"] == "slave" && f["master_link_status"] != "up" {
+				lastErr = fmt.Errorf("%s: master_link_status:%s", n.Addr, f["master_link_status"])
+				break
+			}
+		}
+		if lastErr == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("testenv: redis cluster replicas not linked after %v: %v", clusterReadyTimeout, lastErr)
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// MasterOf returns the node that is the master of key's slot now, asking
+// the cluster (CLUSTER KEYSLOT, CLUSTER NODES) through any live node.
+func (c *RedisCluster) MasterOf(key string) *Redis {
+	c.tb.Helper()
+	for _, n := range c.Nodes {
+		if !n.proc.running() {
+			continue
+		}
+		slotS, err := redisInline(n.Addr, "CLUSTER KEYSLOT "+key)
+		if err != nil {
+			continue
+		}
+		slot, _ := strconv.Atoi(slotS)
+		nodes, err := redisInline(n.Addr, "CLUSTER NODES")
+		if err != nil {
+			continue
+		}
+		for line := range strings.Lines(nodes) {
+			f := strings.Fields(line)
+			if len(f) < 9 || !strings.Contains(f[2], "master") || strings.Contains(f[2], "fail") {
+				continue
+			}
+			addr, _, _ := strings.Cut(f[1], "@")
+			for _, r := range f[8:] {
+				lo, hi, ok := strings.Cut(r, "-")
+				if !ok {
+					hi = lo
+				}
+				l, e1 := strconv.Atoi(lo)
+				h, e2 := strconv.Atoi(hi)
+				if e1 == nil && e2 == nil && slot >= l && slot <= h {
+					for _, m := range c.Nodes {
+						if m.Addr == addr {
+							return m
+						}
+					}
+				}
+			}
+		}
+	}
+	c.tb.Fatalf("testenv: no master found for key %q", key)
+	return nil
 }
 
 // parseInfo parses "key:value" lines as returned by INFO and CLUSTER INFO.

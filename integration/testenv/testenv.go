@@ -231,6 +231,33 @@ func (p *process) stop() {
 	p.mu.Unlock()
 }
 
+// kill sends SIGKILL to the process group and waits for the process: a
+// crash, with no chance to clean up. It is a no-op if it is not running.
+func (p *process) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-done
+	p.mu.Lock()
+	p.cmd, p.done, p.werr = nil, nil, nil
+	p.mu.Unlock()
+}
+
+// signal sends sig to the process group (SIGSTOP, SIGCONT, ...) without
+// waiting.
+func (p *process) signal(sig syscall.Signal) {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	if cmd != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, sig)
+	}
+}
+
 // waitReady calls probe until it succeeds, the process exits or timeout
 // elapses. Between attempts it waits pollInterval (a retry interval, not a
 // guess at the start-up time).

@@ -1,6 +1,8 @@
 -- Job claim: pops the next available id (ARGV[1] == '') or claims an id
--- already popped by BRPOP; replies as fbclaim.
--- KEYS: config, ids (list), items, claimed (zset), cancelled (hash)
+-- already popped by BRPOP, after making due retries available; replies as
+-- fbclaim.
+-- KEYS: job keys (fbjob)
 -- ARGV: id or ''
-local e = fbneed(KEYS[1], 'job'); if e then return e end
-return fbclaim(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[1])
+local Q = fbjob(1)
+local e = fbneed(Q.cfg, 'job'); if e then return e end
+return fbclaim(Q.ids, Q.items, Q.claimed, Q.cancelled, ARGV[1], Q.delayed)

@@ -1,8 +1,10 @@
 -- Job retry of a stalled job.
--- KEYS: config, stalled, ids (list), published
+-- KEYS: job keys (fbjob)
 -- ARGV: id
-local e = fbneed(KEYS[1], 'job'); if e then return e end
-if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return redis.error_reply('FBNOTSTALLED') end
-redis.call('LPUSH', KEYS[3], ARGV[1])
-redis.call('ZADD', KEYS[4], fbnow(), ARGV[1])
+local Q = fbjob(1)
+local e = fbneed(Q.cfg, 'job'); if e then return e end
+if redis.call('SREM', Q.stalled, ARGV[1]) == 0 then return fberr('FBNOTSTALLED') end
+redis.call('LPUSH', Q.ids, ARGV[1])
+redis.call('ZADD', Q.published, fbnow(), ARGV[1])
+if redis.call('EXISTS', Q.record) == 1 then redis.call('HDEL', Q.record, 'stalled_at') end
 return 1

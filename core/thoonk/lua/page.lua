@@ -1,19 +1,21 @@
 -- One page of a plain or sorted feed in display order: newest first for
--- plain feeds, list (position) order for sorted feeds.
--- KEYS: config, ids, items
+-- plain feeds (by real time, also on a feed whose writers scored items in
+-- different units), list (position) order for sorted feeds.
+-- KEYS: config, ids, items, revs (optional: the journal's revisions)
 -- ARGV: mode, id, hint, limit
 --   mode 'first'  : from the start
 --   mode 'index'  : from offset hint
 --   mode 'after'  : the items after id; when id is gone, hint (plain: its
 --                   score; sorted: its index) places the cursor, or '' fails
 --   mode 'before' : the items before id (same fallback), nearest last
--- Replies {total, start, type, id1, score1, item1, id2, ...}; score is ''
--- for sorted feeds.
+-- Replies {total, start, type, id1, score1, item1, rev1, id2, ...}; score
+-- is '' for sorted feeds, rev '' without a journal revision.
 local t = fbtype(KEYS[1])
-if not t then return redis.error_reply('FBNOFEED') end
-if t ~= 'feed' and t ~= 'sorted_feed' then return redis.error_reply('FBTYPE ' .. t) end
+if not t then return fberr('FBNOFEED') end
+if t ~= 'feed' and t ~= 'sorted_feed' then return fberr('FBTYPE ' .. t) end
 local mode, id, hint, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local plain = t == 'feed'
+local mixed = plain and fbmixed(KEYS[2])
 local total
 if plain then total = redis.call('ZCARD', KEYS[2]) else total = redis.call('LLEN', KEYS[2]) end
 
@@ -23,17 +25,22 @@ if plain then total = redis.call('ZCARD', KEYS[2]) else total = redis.call('LLEN
 local function rank()
   local r
   if plain then
-    r = redis.call('ZREVRANK', KEYS[2], id)
-    if r and hint ~= '' and tonumber(redis.call('ZSCORE', KEYS[2], id)) ~= tonumber(hint) then r = nil end
+    local sc = redis.call('ZSCORE', KEYS[2], id)
+    if sc and (hint == '' or tonumber(sc) == tonumber(hint)) then r = fbrank(KEYS[2], id, sc) end
   else
     r = redis.call('LPOS', KEYS[2], id)
   end
   if r then return r, true end
   if hint == '' then return nil, false end
   if not plain then return tonumber(hint), false end
-  -- items newer than the gone cursor: higher score, or equal score and a
-  -- greater member (ZREVRANGE orders ties by descending member)
-  local n = redis.call('ZCOUNT', KEYS[2], '(' .. hint, '+inf')
+  -- items newer than the gone cursor: a later real time, or the same
+  -- score and a greater member (ZREVRANGE orders ties by descending member)
+  local n
+  if mixed then
+    n = fbnewer(KEYS[2], hint)
+  else
+    n = redis.call('ZCOUNT', KEYS[2], '(' .. hint, '+inf')
+  end
   for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], hint, hint)) do
     if m > id then n = n + 1 end
   end
@@ -47,11 +54,11 @@ elseif mode == 'index' then
   start = tonumber(hint)
 elseif mode == 'after' then
   local r, found = rank()
-  if not r then return redis.error_reply('FBNOITEM') end
+  if not r then return fberr('FBNOITEM') end
   if found then start = r + 1 else start = r end
 else
   local r = rank()
-  if not r then return redis.error_reply('FBNOITEM') end
+  if not r then return fberr('FBNOITEM') end
   start = r - limit
   if start < 0 then limit = limit + start; start = 0 end
 end
@@ -60,7 +67,11 @@ local reply = {total, start, t}
 if limit <= 0 or start >= total then return reply end
 local stop = start + limit - 1
 local ids
-if plain then
+if mixed then
+  local all = fbmerged(KEYS[2], stop + 1)
+  ids = {}
+  for i = 2 * start + 1, #all do ids[#ids + 1] = all[i] end
+elseif plain then
   ids = redis.call('ZREVRANGE', KEYS[2], start, stop, 'WITHSCORES')
 else
   local l = redis.call('LRANGE', KEYS[2], start, stop)
@@ -71,9 +82,12 @@ if #ids == 0 then return reply end
 local want = {}
 for i = 1, #ids, 2 do want[#want + 1] = ids[i] end
 local items = redis.call('HMGET', KEYS[3], unpack(want))
+local revs = {}
+if KEYS[4] then revs = redis.call('HMGET', KEYS[4], unpack(want)) end
 for i = 1, #want do
   reply[#reply + 1] = want[i]
   reply[#reply + 1] = ids[2 * i]
   reply[#reply + 1] = items[i]
+  reply[#reply + 1] = revs[i] and string.match(revs[i], '^(%S+)') or ''
 end
 return reply

@@ -1,8 +1,5 @@
 -- Sorted feed retract.
--- KEYS: config, ids (list), items
--- ARGV: feed, id
-local e = fbneed(KEYS[1], 'sorted_feed'); if e then return e end
-if redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return redis.error_reply('FBNOITEM') end
-redis.call('HDEL', KEYS[3], ARGV[2])
-redis.call('PUBLISH', 'feed.retract:' .. ARGV[1], ARGV[2])
-return 1
+-- KEYS: feed keys (fbfeed)
+-- ARGV: feed, journal max, journal max item, id
+local K, J, feed = fbfeed(1, 1)
+return fbsretract(K, feed, ARGV[4], J)

@@ -5,6 +5,7 @@ package thoonktest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"testing"
 	"time"
@@ -111,4 +112,98 @@ func Next(t testing.TB, sub *thoonk.Subscription) thoonk.Event {
 		}
 		return ev
 	}
+}
+
+// StoreWith returns another store on the backend's Redis, with opts.
+func (b *Backend) StoreWith(t testing.TB, opts thoonk.StoreOptions) *thoonk.Store {
+	t.Helper()
+	if opts.Instance == "" {
+		opts.Instance = "test-instance"
+	}
+	s, err := thoonk.NewStore(b.RDB, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// PyPublish publishes an item the way thoonk.py's Feed.publish does: under
+// WATCH on feed.ids, trim to max_length (ZRANGE 0 -max, retracting each
+// id but the one published), ZADD with time.time() (seconds, a float),
+// INCR publishes, HSET the item, EXEC; then publish feed.publish (new id)
+// or feed.edit outside the transaction. It returns the id.
+func PyPublish(ctx context.Context, rdb redis.UniversalClient, feed, id string, item []byte) (string, error) {
+	if id == "" {
+		id = thoonk.NewID()
+	}
+	ids, items := "feed.ids:"+feed, "feed.items:"+feed
+	var added *redis.IntCmd
+	err := rdb.Watch(ctx, func(tx *redis.Tx) error {
+		maxLen, _ := tx.HGet(ctx, "feed.config:"+feed, "max_length").Int()
+		var del []string
+		if maxLen > 0 {
+			var err error
+			if del, err = tx.ZRange(ctx, ids, 0, int64(-maxLen)).Result(); err != nil {
+				return err
+			}
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			for _, d := range del {
+				if d != id {
+					p.ZRem(ctx, ids, d)
+					p.HDel(ctx, items, d)
+					p.Publish(ctx, "feed.retract:"+feed, d)
+				}
+			}
+			now := float64(time.Now().UnixMicro()) / 1e6
+			added = p.ZAdd(ctx, ids, redis.Z{Score: now, Member: id})
+			p.Incr(ctx, "feed.publishes:"+feed)
+			p.HSet(ctx, items, id, item)
+			return nil
+		})
+		return err
+	}, ids)
+	if err != nil {
+		return "", err
+	}
+	ch := "feed.edit:"
+	if added.Val() == 1 {
+		ch = "feed.publish:"
+	}
+	return id, rdb.Publish(ctx, ch+feed, id+"\x00"+string(item)).Err()
+}
+
+// PyRetract retracts an item the way thoonk.py's Feed.retract does.
+func PyRetract(ctx context.Context, rdb redis.UniversalClient, feed, id string) error {
+	ids := "feed.ids:" + feed
+	return rdb.Watch(ctx, func(tx *redis.Tx) error {
+		if err := tx.ZRank(ctx, ids, id).Err(); err != nil {
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			return err
+		}
+		_, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.ZRem(ctx, ids, id)
+			p.HDel(ctx, "feed.items:"+feed, id)
+			p.Publish(ctx, "feed.retract:"+feed, id)
+			return nil
+		})
+		return err
+	}, ids)
+}
+
+// PyFinish finishes a claimed job the way thoonk.py's Job.finish does
+// without a result: the job leaves the claimed set and its item is
+// dropped, and nothing is published on job.finish.
+func PyFinish(ctx context.Context, rdb redis.UniversalClient, queue, id string) error {
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.ZRem(ctx, "feed.claimed:"+queue, id)
+		p.HDel(ctx, "feed.cancelled:"+queue, id)
+		p.ZRem(ctx, "feed.published:"+queue, id)
+		p.Incr(ctx, "feed.finishes:"+queue)
+		p.HDel(ctx, "feed.items:"+queue, id)
+		return nil
+	})
+	return err
 }
