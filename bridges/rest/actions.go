@@ -345,7 +345,11 @@ func (b *Bridge) answerJob(c *gin.Context, st core.JobStatus, wait time.Duration
 				code = res.Code
 			}
 		}
-		p := newProblem(k, code, res.Error)
+		detail := res.Error
+		if res.Message != "" {
+			detail = strings.TrimPrefix(detail+": "+res.Message, ": ")
+		}
+		p := newProblem(k, code, detail)
 		p.Job = &t
 		writeProblem(c, p)
 	}

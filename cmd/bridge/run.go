@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -155,6 +156,9 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		log.Info("stopped")
 		return nil
 	case <-deadline.Done():
+		// what still runs, for the operator (and the developer) to see
+		buf := make([]byte, 1<<20)
+		log.Warn("shutdown is stuck; running goroutines follow", "stacks", string(buf[:runtime.Stack(buf, true)]))
 		return fmt.Errorf("shutdown took longer than %s", cfg.ShutdownTimeout)
 	}
 }
