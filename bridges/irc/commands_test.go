@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/feedbridge/feedbridge/core"
 )
 
 func TestParseCommand(t *testing.T) {
@@ -195,4 +197,23 @@ func TestBusyAnswer(t *testing.T) {
 		t.Errorf("the bot sent %q, want a busy answer to late1", got)
 	}
 	f.quiet("NOTICE late2")
+}
+
+// A job's result is told briefly, with the worker's own words when it
+// wrote a message.
+func TestResultText(t *testing.T) {
+	for _, tc := range []struct {
+		res  core.Result
+		want string
+	}{
+		{core.Result{OK: true, Code: 201, ID: "n1"}, "job j done: item n1"},
+		{core.Result{OK: true, Code: 200, Message: "deployed to prod"}, "job j done: deployed to prod"},
+		{core.Result{OK: true, Code: 200}, "job j done"},
+		{core.Result{Code: 404, Error: "no such item"}, "job j failed (404): no such item"},
+		{core.Result{Code: 409, Message: "the train left"}, "job j failed (409): the train left"},
+	} {
+		if got := resultText("j", &tc.res); got != tc.want {
+			t.Errorf("%+v: %q, want %q", tc.res, got, tc.want)
+		}
+	}
 }
