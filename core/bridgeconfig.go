@@ -30,6 +30,7 @@ type Config struct {
 	Actions ActionsConfig `yaml:"actions"`
 	Jobs    JobsConfig    `yaml:"jobs"`
 	Journal JournalConfig `yaml:"journal"`
+	Fleet   FleetConfig   `yaml:"fleet"`
 	ACL     []ACLRule     `yaml:"acl"`
 	Worker  WorkerConfig  `yaml:"worker"`
 	// CreateFeeds are created at start when missing (and again when Redis
@@ -133,6 +134,16 @@ type JobsConfig struct {
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 }
 
+// FleetConfig tunes how the bridge processes sharing one Redis divide the
+// work: one leads each XMPP component, each IRC network and the fleet's
+// housekeeping, the others stand by.
+type FleetConfig struct {
+	// LeaseTTL is how long a leader's lease lasts without renewal: a
+	// standby takes over within about this long after a leader dies (at
+	// once after a graceful stop).
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+}
+
 // JournalConfig bounds the per-feed journals every protocol resumes from.
 type JournalConfig struct {
 	// MaxEvents is how many changes a feed's journal keeps.
@@ -191,6 +202,7 @@ func DefaultConfig() Config {
 		Jobs: JobsConfig{MaintenanceInterval: 5 * time.Second, Timeout: thoonk.DefaultJobTimeout, Retries: thoonk.DefaultJobRetries,
 			RetryBackoff: thoonk.DefaultJobBackoff, RetryBackoffMax: thoonk.DefaultJobBackoffMax},
 		Journal: JournalConfig{MaxEvents: 10000, MaxAge: 7 * 24 * time.Hour, MaxItemBytes: 8 << 10},
+		Fleet:   FleetConfig{LeaseTTL: 3 * time.Second},
 		Worker:  WorkerConfig{Enabled: true, Concurrency: 4},
 	}
 }
@@ -346,6 +358,9 @@ func (c *Config) validate() error {
 	}
 	if c.Redis.ReplicaTimeout <= 0 {
 		bad("redis.replica_timeout", "must be more than 0, for example 1s")
+	}
+	if c.Fleet.LeaseTTL < time.Second {
+		bad("fleet.lease_ttl", "must be at least 1s, for example 3s (a standby takes over within about this long)")
 	}
 	if c.Journal.MaxEvents < 100 {
 		bad("journal.max_events", "must be at least 100, for example 10000 (clients resume from the journal)")

@@ -58,7 +58,7 @@ mystery: 1
 	for _, want := range []string{
 		`bridge.yaml:6: http.colour: unknown key "colour" (allowed: idle_timeout, listen, metrics, public_url, read_header_timeout, read_timeout, write_timeout)`,
 		`bridge.yaml:5: http.read_timeout: "soon" is not a duration such as 0, 500ms, 10s or 1h30m`,
-		`bridge.yaml:14: unknown section "mystery" (allowed: acl, actions, create_feeds, feeds, http, instance, irc, jobs, journal, log, redis, rest, shutdown_timeout, worker)`,
+		`bridge.yaml:14: unknown section "mystery" (allowed: acl, actions, create_feeds, feeds, fleet, http, instance, irc, jobs, journal, log, redis, rest, shutdown_timeout, worker)`,
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("missing %q in:\n%s", want, msg)

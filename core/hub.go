@@ -1,6 +1,7 @@
 package core
 
 import (
+	"context"
 	"log/slog"
 	"maps"
 	"sync"
@@ -26,6 +27,9 @@ type Hub struct {
 	// PublicURL is the shared HTTP listener's base URL as clients reach
 	// it, without a trailing slash ("" when HTTP is off).
 	PublicURL string
+	// Fleet holds this process's leases in a fleet of bridges on one
+	// Redis; nil when the process is alone (it leads everything).
+	Fleet *Leader
 	// Internal are the job feeds the bridge itself uses (its action
 	// queues): no adapter exposes them as feeds unless a feed selection
 	// names one literally.
@@ -49,13 +53,50 @@ func (h *Hub) Exposed(own *FeedFilter) *FeedFilter {
 	return f.Hiding(h.Internal)
 }
 
+// LeaseHousekeeping names the lease of the work done once per fleet: job
+// maintenance, feed upkeep, journaling other writers' changes, the Atom
+// adapter's record of times.
+const LeaseHousekeeping = "housekeeping"
+
+// Leading reports whether this process holds the named lease: always
+// when it is alone.
+func (h *Hub) Leading(lease string) bool {
+	return h.Fleet == nil || h.Fleet.Holds(lease)
+}
+
+// Lead runs fn while this process holds the named lease (at once, with a
+// nil lease, when it is alone), for adapter: while another process holds
+// it, the adapter's state is standby; when it takes over, starting. See
+// Leader.Lead.
+func (h *Hub) Lead(ctx context.Context, adapter, lease string, fn func(ctx context.Context, l *Lease) error) error {
+	if h.Fleet == nil {
+		return fn(ctx, nil)
+	}
+	standby := func() {
+		h.SetState(adapter, StateStandby, nil)
+		if h.Log != nil {
+			h.Log.Info("standby: another bridge process leads", "adapter", adapter, "lease", lease)
+		}
+	}
+	leader := func() {
+		h.SetState(adapter, StateStarting, nil)
+		if h.Log != nil {
+			h.Log.Info("leader: this process leads", "adapter", adapter, "lease", lease)
+		}
+	}
+	return h.Fleet.Lead(ctx, lease, standby, leader, fn)
+}
+
 // State is an adapter's condition.
 type State string
 
 // Adapter states shown in logs, /readyz and metrics.
 const (
-	StateStarting     State = "starting"
-	StateUp           State = "up"
+	StateStarting State = "starting"
+	StateUp       State = "up"
+	// StateStandby: another process of the fleet leads this adapter's
+	// connection; this one is ready to take over.
+	StateStandby      State = "standby"
 	StateReconnecting State = "reconnecting"
 	StateRestarting   State = "restarting"
 	StateStopped      State = "stopped"
@@ -85,7 +126,7 @@ func (h *Hub) SetState(adapter string, st State, err error) {
 	}
 	h.states[adapter] = next
 	h.mu.Unlock()
-	h.Metrics.adapterState(adapter, st == StateUp)
+	h.Metrics.adapterState(adapter, st)
 	if prev.State == st || h.Log == nil {
 		return
 	}

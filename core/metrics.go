@@ -24,6 +24,7 @@ type Metrics struct {
 	results    *prometheus.CounterVec
 	reconnects *prometheus.CounterVec
 	adapterUp  *prometheus.GaugeVec
+	standby    *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics, with Go runtime and process collectors.
@@ -48,8 +49,11 @@ func NewMetrics() *Metrics {
 		adapterUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedbridge_adapter_up", Help: "1 when the adapter is connected and serving, else 0.",
 		}, []string{"adapter"}),
+		standby: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feedbridge_adapter_standby", Help: "1 when another process of the fleet leads the adapter's connection and this one stands by, else 0.",
+		}, []string{"adapter"}),
 	}
-	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp,
+	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.standby,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,14 +111,18 @@ func (m *Metrics) result(queue string, code int) {
 	}
 }
 
-func (m *Metrics) adapterState(adapter string, up bool) {
+func (m *Metrics) adapterState(adapter string, st State) {
 	if m != nil {
-		v := 0.0
-		if up {
-			v = 1
-		}
-		m.adapterUp.WithLabelValues(adapter).Set(v)
+		m.adapterUp.WithLabelValues(adapter).Set(boolGauge(st == StateUp))
+		m.standby.WithLabelValues(adapter).Set(boolGauge(st == StateStandby))
 	}
+}
+
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // redisCollector reads Redis latency, listener counters and queue depths on

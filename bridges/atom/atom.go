@@ -354,8 +354,11 @@ func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []thoonk.Event
 			changes = append(changes, ev)
 		}
 	}
-	if err := b.record(ctx, hub, changes); err != nil {
-		return err
+	// one process of a fleet records times and tombstones (all read them)
+	if hub.Leading(core.LeaseHousekeeping) {
+		if err := b.record(ctx, hub, changes); err != nil {
+			return err
+		}
 	}
 	if resync {
 		b.cache.reset()

@@ -38,9 +38,9 @@ type refusal struct {
 }
 
 // recordEvents stores what a batch of events tells about item times and
-// tombstones, in one pipelined round trip. Every bridge process records
-// the same events; the writes are idempotent up to the few milliseconds
-// between the processes' clocks. It returns the events to record again,
+// tombstones, in one pipelined round trip. One process of a fleet (the
+// housekeeper) records them; the writes are idempotent, so a hand-over
+// that records an event twice changes nothing. It returns the events to record again,
 // with the first error that stopped one of them (a connection failure, or
 // a passing server state such as LOADING), and the events Redis refused
 // for good (an error reply such as WRONGTYPE, which no retry can fix).

@@ -555,6 +555,9 @@ type markStore struct {
 	notify chan struct{}
 }
 
+// markCoalesce is how long confirmed marks gather before they are written.
+const markCoalesce = 20 * time.Millisecond
+
 // markTTL keeps marks of channels no longer configured from piling up.
 const markTTL = 30 * 24 * time.Hour
 
@@ -611,7 +614,9 @@ func (m *markStore) run(ctx context.Context) {
 			return
 		case <-m.notify:
 		}
-		if thoonk.Sleep(ctx, 200*time.Millisecond) != nil {
+		// a short wait gathers a burst's marks into one write, and keeps
+		// what a standby would post again after a crash small
+		if thoonk.Sleep(ctx, markCoalesce) != nil {
 			return
 		}
 		if err := m.flush(ctx); err != nil {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -22,7 +23,9 @@ type Bridge struct {
 	c   *compiled
 
 	// set by Run
-	hub   *core.Hub
+	hub *core.Hub
+	// lease is this process's lead of the network (nil: alone).
+	lease atomic.Pointer[core.Lease]
 	log   *slog.Logger
 	q     *queue
 	marks *markStore
@@ -84,8 +87,20 @@ func newBridge(cfg Config, c *compiled) *Bridge {
 func (b *Bridge) Name() string { return "irc" }
 
 // Run connects to the server and serves until ctx ends, reconnecting with
-// backoff and jitter; it returns nil when ctx ends.
+// backoff and jitter, in the one process of a fleet that holds the
+// network's lease (server and nick; the others stand by and take over
+// when it is lost); it returns nil when ctx ends.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
+	return hub.Lead(ctx, b.Name(), core.LeaseName("irc", b.cfg.Server, b.cfg.Nick), func(ctx context.Context, l *core.Lease) error {
+		b.lease.Store(l)
+		return b.lead(ctx, hub)
+	})
+}
+
+// lead serves the network while this process holds its lease: the marks
+// of what was announced are read from Redis as the channels are joined,
+// so what was missed during a hand-over is posted.
+func (b *Bridge) lead(ctx context.Context, hub *core.Hub) error {
 	b.setup(hub)
 	hub.SetState(b.Name(), core.StateStarting, nil)
 

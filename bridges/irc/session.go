@@ -404,8 +404,17 @@ func (s *session) write(line string, timeout time.Duration) error {
 	return s.writeLocked(line, timeout)
 }
 
-// writeLocked is write with wmu held.
+// errLeaseLost refuses a write once another process may lead the network.
+var errLeaseLost = errors.New("the fleet lease was lost: another bridge process leads this network")
+
+// writeLocked is write with wmu held. Nothing is written once this
+// process no longer leads the network (its lease): the connection is
+// closed instead.
 func (s *session) writeLocked(line string, timeout time.Duration) error {
+	if !s.b.lease.Load().Valid() {
+		_ = s.conn.Close()
+		return errLeaseLost
+	}
 	if s.ctx.Err() != nil {
 		timeout = min(timeout, time.Second) // the session is ending: no long waits
 	}
@@ -417,7 +426,10 @@ func (s *session) writeLocked(line string, timeout time.Duration) error {
 }
 
 // send writes a command at once, ahead of the queue (registration, PONG,
-// QUIT); it still takes a token, so the overall rate stays within the limit.
+// QUIT); once registered it still takes a token, so the overall rate
+// stays within the limit. Registration's few lines take none: a new
+// connection (a reconnect, a fleet's hand-over) joins its channels with
+// the whole burst left.
 func (s *session) send(cmd string, params []string, text string) {
 	lines, err := s.wireNow().buildLines(cmd, params, text, "")
 	if err != nil {
@@ -425,7 +437,9 @@ func (s *session) send(cmd string, params []string, text string) {
 		return
 	}
 	for _, l := range lines {
-		s.lim.Reserve()
+		if s.registered.Load() {
+			s.lim.Reserve()
+		}
 		if err := s.write(l, s.b.cfg.ConnectTimeout); err != nil {
 			s.fail(err)
 			return

@@ -418,9 +418,9 @@ func TestKickAndBanRejoin(t *testing.T) {
 	}
 }
 
-// TestPongNeverWaits: with the rate limit exhausted (registration spent
-// the only token), the JOIN waits but PONG goes at once; ignored bots get
-// no answer.
+// TestPongNeverWaits: registration takes no token, so the JOIN takes
+// the only one; with the rate limit exhausted, PONG still goes at once;
+// ignored bots get no answer.
 func TestPongNeverWaits(t *testing.T) {
 	f := newFakeServer(t)
 	b := testBridge(t, `  enabled: true
@@ -432,6 +432,9 @@ func TestPongNeverWaits(t *testing.T) {
 	runSession(t, b, f)
 	f.expect("USER")
 	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End of MOTD")
+	if got := f.next(); got != "JOIN #news" {
+		t.Errorf("got %q, want the JOIN at once after registration", got)
+	}
 	f.send("PING :now")
 	if got := f.next(); got != "PONG :now" {
 		t.Errorf("got %q before the PONG", got)

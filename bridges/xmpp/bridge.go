@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
 
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
@@ -36,15 +37,27 @@ var _ core.Adapter = (*Bridge)(nil)
 // Name returns "xmpp".
 func (b *Bridge) Name() string { return "xmpp" }
 
-// Run serves the component until ctx ends: it loads the subscriptions
-// and notification cursors, connects (reconnecting with backoff and
-// jitter whenever the connection is lost) and returns nil once every
-// goroutine it started has stopped and the cursors are stored.
+// Run serves the component until ctx ends, in the one process of a fleet
+// that holds the component's lease (the others stand by and take over
+// when it is lost); it returns nil once every goroutine it started has
+// stopped and the cursors are stored.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
+	hub.Metrics.Register(&collector{b: b}) // kept once: Register ignores repeats
+	return hub.Lead(ctx, b.Name(), core.LeaseName("xmpp", b.cfg.JID), func(ctx context.Context, l *core.Lease) error {
+		return b.lead(ctx, hub, l)
+	})
+}
+
+// lead serves the component while this process holds its lease: it loads
+// the subscriptions and notification cursors (every one, whichever
+// process took them), connects (reconnecting with backoff and jitter
+// whenever the connection is lost) and returns nil once ctx ends (the
+// lease is lost, or the bridge stops).
+func (b *Bridge) lead(ctx context.Context, hub *core.Hub, lease *core.Lease) error {
 	c := newConns()
 	s := newService(b.cfg, hub, c)
+	s.lease, s.notify.lease = lease, lease
 	b.current.Store(s)
-	hub.Metrics.Register(&collector{b: b})     // kept once: Register ignores repeats
 	events := hub.Events.Subscribe(eventQueue) // before loading: no event is missed
 	defer events.Close()
 
@@ -119,6 +132,11 @@ func (s *service) connect(ctx context.Context, c *conns, reconnect bool) (wasUp 
 	hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
 	sess, err := component.NewSession(hctx, addr, []byte(s.cfg.Secret.Reveal()), conn)
+	if errors.Is(err, stream.Conflict) {
+		_ = conn.Close()
+		return false, fmt.Errorf("component %s is connected elsewhere (a bridge outside this fleet, or a leader that stopped answering; "+
+			"Prosody's component_conflict_resolve = \"kick_old\" lets a new leader take over at once): %w", s.domain, err)
+	}
 	if err != nil {
 		_ = conn.Close()
 		return false, fmt.Errorf("component handshake as %s (check xmpp.jid and xmpp.secret against the server's Component entry): %w", s.domain, err)
@@ -222,7 +240,7 @@ func (h handler) HandleXMPP(t xmlstream.TokenReadEncoder, start *xml.StartElemen
 	default:
 		return nil
 	}
-	return send(h.sess, s.cfg.writeTimeout, iqReply(req, nil, req.Err))
+	return send(s.lease, h.sess, s.cfg.writeTimeout, iqReply(req, nil, req.Err))
 }
 
 // enqueue hands j to the worker of its sender, keeping one sender's
@@ -275,7 +293,7 @@ func (s *service) await(ctx context.Context, j job, later pending) {
 // reply sends a request's reply, then runs after, if any, whether the
 // reply went out or not (the request's change is made either way).
 func (s *service) reply(j job, reply []xml.Token, after func()) {
-	if err := send(j.sess, s.cfg.writeTimeout, reply); err != nil {
+	if err := send(s.lease, j.sess, s.cfg.writeTimeout, reply); err != nil {
 		s.log.Debug("xmpp: reply not sent", "to", j.req.From, "err", err)
 	}
 	if after != nil {

@@ -457,7 +457,7 @@ func TestXMPPSendKeepsEveryWriteBounded(t *testing.T) {
 	dc.hook = func(d time.Time, applied bool) {
 		switch {
 		case d.IsZero() && phase.CompareAndSwap(0, 1): // A is done writing: B wants the stream
-			go func() { bDone <- send(sess, time.Minute, msg("b")) }()
+			go func() { bDone <- send(nil, sess, time.Minute, msg("b")) }()
 			select {
 			case <-bSet: // B got the stream before A cleared the deadline
 			case <-time.After(time.Second): // B waits for A to let go, as it should
@@ -471,7 +471,7 @@ func TestXMPPSendKeepsEveryWriteBounded(t *testing.T) {
 			})
 		}
 	}
-	must(t, send(sess, time.Minute, msg("a")))
+	must(t, send(nil, sess, time.Minute, msg("a")))
 	must(t, <-bDone)
 	for _, want := range []string{"a", "b"} {
 		if id, _ := fc.next(t).attr("id"); id != want {

@@ -3,6 +3,7 @@ package xmpp
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -61,6 +62,7 @@ type notifier struct {
 	log           *slog.Logger
 	metrics       *core.Metrics
 	conns         *conns
+	lease         *core.Lease // nil: the process is alone
 
 	mu     sync.Mutex
 	queues map[string]*nodeQueue
@@ -228,20 +230,30 @@ func (n *notifier) write(sess *xmpp.Session, d *delivery, from, to int) error {
 		msg := message(n.from, d.to[i], n.msgType, d.id+"-"+strconv.Itoa(i), nil)
 		msgs = append(msgs, join(msg[:1], d.body, msg[1:]))
 	}
-	return send(sess, n.timeout, msgs...)
+	return send(n.lease, sess, n.timeout, msgs...)
 }
 
+// errLeaseLost refuses a write once another process may lead the component.
+var errLeaseLost = errors.New("the fleet lease was lost: another bridge process leads the component")
+
 // send writes stanzas to the session and flushes them, holding the
-// session's output lock and bounding the write with timeout. A failed
+// session's output lock and bounding the write with timeout; first it
+// checks that this process still leads the component (lease; nil when
+// alone), else it writes nothing and closes the connection. A failed
 // write may have left half a stanza on the stream, so it closes the
 // connection: the session ends and the component reconnects.
 //
 // (mellium's Send takes a context, but ends a write deadline it set from
 // that context in a goroutine that can fire after the call returned,
 // failing a later, unrelated write; so writes here never use it.)
-func send(sess *xmpp.Session, timeout time.Duration, stanzas ...[]xml.Token) (err error) {
+func send(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, stanzas ...[]xml.Token) (err error) {
 	conn := sess.Conn()
 	w := sess.TokenWriter()
+	if !lease.Valid() { // checked under the output lock: no write follows it
+		_ = w.Close()
+		_ = conn.Close()
+		return errLeaseLost
+	}
 	defer func() {
 		if err != nil {
 			_ = conn.Close()

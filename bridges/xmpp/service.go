@@ -47,6 +47,8 @@ type service struct {
 	subs    *registry
 	cursors *cursors
 	notify  *notifier
+	// lease is this process's lead of the component (nil: alone).
+	lease *core.Lease
 	// limiter bounds each sender's (bare JID's) requests, domains each
 	// sender domain's.
 	limiter, domains *limiter

@@ -63,8 +63,10 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 
 	metrics := core.NewMetrics()
 	actionQueues := cfg.ActionQueues()
+	fleet := core.NewLeader(rdb, store.Instance(), cfg.Fleet.LeaseTTL)
 	listener := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log.With("component", "events"),
-		RecordFeeds: func(feed string) bool { return slices.Contains(actionQueues, feed) }})
+		RecordFeeds: func(feed string) bool { return slices.Contains(actionQueues, feed) },
+		Notify:      map[string]func(string){core.LeaseChannel: func(string) { fleet.Released() }}})
 	bg.Go(func() { _ = listener.Run(runCtx) })
 	// Adapters start with events flowing when Redis allows it (a failure
 	// here is not fatal: the listener keeps retrying, readiness says so).
@@ -74,7 +76,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	acl := cfg.CompiledACL()
 	hub := &core.Hub{
 		Store: store, Events: listener, ACL: acl, Feeds: &cfg.Feeds, Metrics: metrics, Log: log,
-		PublicURL: cfg.PublicBase(), Internal: internalFeeds(cfg),
+		PublicURL: cfg.PublicBase(), Internal: internalFeeds(cfg), Fleet: fleet,
 		Actions: core.NewActions(store, listener, acl, core.ActionsOptions{
 			Queue: cfg.Actions.Queue, CustomQueue: cfg.Actions.CustomQueue, Routes: cfg.Actions.Routes,
 			MaxItemBytes: cfg.Actions.MaxItemBytes, ResultTTL: cfg.Actions.ResultTTL,
@@ -82,10 +84,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	}
 	journaler := core.NewJournaler(store, listener, log.With("component", "journal"))
 	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues), core.NewJournalCollector(journaler))
-	bg.Go(func() { _ = journaler.Run(runCtx) })
-	if cfg.Actions.CreateQueues || len(cfg.CreateFeeds) > 0 {
-		bg.Go(func() { keepFeeds(runCtx, listener, store, cfg, log) })
-	}
+	bg.Go(func() { housekeeping(runCtx, hub, cfg, journaler) })
 
 	workerCtx, stopWorker := context.WithCancel(runCtx)
 	var workerDone sync.WaitGroup
@@ -96,11 +95,6 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 		})
 		workerDone.Go(func() { _ = w.Run(workerCtx) })
 		log.Info("built-in worker started", "queues", cfg.WorkerQueues(), "concurrency", cfg.Worker.Concurrency)
-	}
-	if cfg.Jobs.MaintenanceInterval > 0 {
-		bg.Go(func() {
-			thoonk.MaintainJobs(runCtx, store, cfg.Jobs.MaintenanceInterval, cfg.MaintainedJobs, log.With("component", "jobs"))
-		})
 	}
 
 	srv, err := startHTTP(runCtx, cfg, hub, l.adapters, log, &bg)
@@ -138,13 +132,16 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		// 1. stop taking input: HTTP stops accepting and drains requests,
-		// adapters close their connections.
+		// 1. stop taking input: HTTP stops accepting and drains requests
+		// while the adapters close their connections (and hand their
+		// leases to a standby at once).
+		var drained sync.WaitGroup
 		if srv != nil {
-			_ = srv.Shutdown(deadline)
+			drained.Go(func() { _ = srv.Shutdown(deadline) })
 		}
 		stopAdapters()
 		adaptersDone.Wait()
+		drained.Wait()
 		// 2. the worker finishes the jobs in hand.
 		stopWorker()
 		workerDone.Wait()
@@ -285,12 +282,41 @@ func prepareFeeds(ctx context.Context, s *thoonk.Store, cfg *core.Config, log *s
 	return nil
 }
 
+// housekeeping does, in one process of the fleet at a time (the holder
+// of the housekeeping lease), the work a fleet needs done once: job
+// maintenance, keeping the configured feeds, journaling other writers'
+// changes.
+func housekeeping(ctx context.Context, hub *core.Hub, cfg *core.Config, j *core.Journaler) {
+	log := hub.Log
+	_ = hub.Fleet.Lead(ctx, core.LeaseHousekeeping,
+		func() { log.Info("standby: another bridge process does the fleet's housekeeping") },
+		func() { log.Info("leader: this process does the fleet's housekeeping") },
+		func(ctx context.Context, _ *core.Lease) error {
+			var wg sync.WaitGroup
+			if cfg.Actions.CreateQueues || len(cfg.CreateFeeds) > 0 {
+				wg.Go(func() { keepFeeds(ctx, hub.Events, hub.Store, cfg, log) })
+			}
+			if cfg.Jobs.MaintenanceInterval > 0 {
+				wg.Go(func() {
+					thoonk.MaintainJobs(ctx, hub.Store, cfg.Jobs.MaintenanceInterval, cfg.MaintainedJobs, log.With("component", "jobs"))
+				})
+			}
+			wg.Go(func() { _ = j.Run(ctx) })
+			wg.Wait()
+			return nil
+		})
+}
+
 // keepFeeds re-creates the action queues and create_feeds after Redis lost
-// them: when the listener reconnects (a restarted Redis may come back
-// empty) or when one is deleted.
+// them: when it starts (the fleet's housekeeper changed), when the
+// listener reconnects (a restarted Redis may come back empty) or when one
+// is deleted.
 func keepFeeds(ctx context.Context, l *thoonk.Listener, s *thoonk.Store, cfg *core.Config, log *slog.Logger) {
 	sub := l.Subscribe(64)
 	defer sub.Close()
+	if err := prepareFeeds(ctx, s, cfg, log); err != nil && ctx.Err() == nil {
+		log.Warn("re-create feeds", "err", err)
+	}
 	for {
 		ev, err := sub.Next(ctx)
 		if err != nil {
@@ -373,7 +399,8 @@ func readyHandler(hub *core.Hub, adapters []core.Adapter) http.HandlerFunc {
 			rd.Adapters = map[string]core.AdapterState{}
 		}
 		for _, a := range adapters {
-			if rd.Adapters[a.Name()].State != core.StateUp {
+			// a standby is ready: it serves HTTP and takes over when needed
+			if st := rd.Adapters[a.Name()].State; st != core.StateUp && st != core.StateStandby {
 				rd.Ready = false
 			}
 		}

@@ -41,11 +41,11 @@ func redisBenchmarkPublish(b *testing.B, s *Store, srv *testenv.Redis, feed stri
 	if err := scripts.publish.Load(ctx, s.rdb).Err(); err != nil {
 		b.Fatal(err)
 	}
-	k := feedKeys(feed)
-	out, err := exec.Command(bin, "-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-n", "400000", "-c", "50",
-		"-P", "32", "-r", "100000000", "-q",
-		"EVALSHA", scripts.publish.Hash(), "4", k.config, k.ids, k.items, k.publishes,
-		feed, "id:__rand_int__", string(benchPayload)).CombinedOutput()
+	args := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(srv.Port), "-n", "400000", "-c", "50",
+		"-P", "32", "-r", "100000000", "-q", "EVALSHA", scripts.publish.Hash(), "8"}
+	args = append(args, feedKeys(feed).feed()...)
+	args = append(args, feed, s.jmax, s.jitem, "id:__rand_int__", string(benchPayload), "")
+	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
 		b.Fatalf("redis-benchmark: %v: %s", err, out)
 	}
@@ -96,6 +96,59 @@ func BenchmarkPublishThroughput(b *testing.B) {
 	b.ReportMetric(rate, "publishes/s")
 	b.ReportMetric(limit, "redis-benchmark-P32/s")
 	b.ReportMetric(rate/limit, "ratio")
+	b.ReportMetric(0, "ns/op")
+}
+
+// publishRate publishes total items to feed from 512 goroutines and
+// returns publishes/s.
+func publishRate(b *testing.B, s *Store, feed string, total int64) float64 {
+	ctx := context.Background()
+	f := s.Feed(feed)
+	var n atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 512 {
+		wg.Go(func() {
+			for n.Add(1) <= total {
+				if _, err := f.Publish(ctx, benchPayload, ""); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return float64(total) / time.Since(start).Seconds()
+}
+
+// BenchmarkPublishJournal publishes with the journal off and on, in turns
+// on one redis-server in the same run, and reports both rates and their
+// ratio: what journaling every change in the publish script costs.
+func BenchmarkPublishJournal(b *testing.B) {
+	off, srv := benchStore(b)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
+	b.Cleanup(func() { rdb.Close() })
+	on, err := NewStore(rdb, StoreOptions{Journal: JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, f := range []string{"bench-off", "bench-on"} {
+		if err := off.Create(ctx, f, TypeFeed, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	total := int64(max(b.N, 100000))
+	b.ResetTimer()
+	var rOff, rOn float64
+	for range 2 { // alternate, to even out machine noise
+		rOff += publishRate(b, off, "bench-off", total) / 2
+		rOn += publishRate(b, on, "bench-on", total) / 2
+	}
+	b.StopTimer()
+	b.ReportMetric(rOff, "off-publishes/s")
+	b.ReportMetric(rOn, "on-publishes/s")
+	b.ReportMetric(rOn/rOff, "ratio")
 	b.ReportMetric(0, "ns/op")
 }
 

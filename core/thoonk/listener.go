@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,10 @@ type ListenerOptions struct {
 	// status records; when full, a result is not recorded (its job then
 	// reads as finished without a result). Default 4096.
 	RecordQueue int
+	// Notify maps channels of the caller's own (not the schema's) to a
+	// function called with each message's payload, on the listener's read
+	// loop: it must not block.
+	Notify map[string]func(payload string)
 	// RecordFeeds selects the job feeds whose results are recorded (the
 	// bridge's action queues); nil records none. Jobs finished by
 	// feedbridge's own JobFeed.Finish are recorded by the finish itself:
@@ -248,7 +253,8 @@ func (l *Listener) Run(ctx context.Context) error {
 func (l *Listener) session(ctx context.Context, reconnect bool) (wasUp bool, err error) {
 	ps := l.s.rdb.PSubscribe(ctx, listenPatterns...)
 	defer ps.Close()
-	if err := ps.Subscribe(ctx, listenChannels...); err != nil {
+	channels := slices.Concat(listenChannels, slices.Sorted(maps.Keys(l.opts.Notify)))
+	if err := ps.Subscribe(ctx, channels...); err != nil {
 		return false, fmt.Errorf("subscribe: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { _ = ps.Close() })
@@ -271,7 +277,7 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (wasUp bool, err
 	defer pinger.Wait()
 	defer cancelPing()
 
-	want := len(listenPatterns) + len(listenChannels)
+	want := len(listenPatterns) + len(channels)
 	confirmed := 0
 	for {
 		msg, err := ps.ReceiveTimeout(ctx, 3*l.opts.PingInterval)
@@ -294,6 +300,10 @@ func (l *Listener) session(ctx context.Context, reconnect bool) (wasUp bool, err
 				l.setConnected(true)
 			}
 		case *redis.Message:
+			if fn := l.opts.Notify[m.Channel]; fn != nil {
+				fn(m.Payload)
+				continue
+			}
 			ev, ok := parseMessage(m.Channel, m.Payload)
 			if !ok {
 				continue

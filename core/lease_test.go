@@ -1,0 +1,127 @@
+package core_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/feedbridge/feedbridge/core"
+	"github.com/feedbridge/feedbridge/core/thoonk/thoonktest"
+)
+
+// One process holds a lease at a time; a standby gets it, with a greater
+// fencing token, once it is released.
+func TestLeaseOneHolderAtATime(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		a := core.NewLeader(b.RDB, "a", time.Second)
+		bb := core.NewLeader(b.RDB, "b", time.Second)
+		la, _, err := a.TryAcquire(ctx, "xmpp:pubsub.localhost")
+		thoonktest.Must(t, err)
+		if la == nil || !la.Valid() {
+			t.Fatal("a free lease was not acquired")
+		}
+		lb, left, err := bb.TryAcquire(ctx, "xmpp:pubsub.localhost")
+		thoonktest.Must(t, err)
+		if lb != nil || left <= 0 || left > time.Second {
+			t.Fatalf("a held lease was acquired again: %v, %v left", lb, left)
+		}
+		again, _, _ := a.TryAcquire(ctx, "xmpp:pubsub.localhost") // the holder renews
+		if again == nil || again.Token != la.Token {
+			t.Fatalf("the holder's own acquire: %+v", again)
+		}
+		thoonktest.Must(t, b.RDB.Del(ctx, core.LeaseKeys("xmpp:pubsub.localhost")[0]).Err())
+		lb, _, _ = bb.TryAcquire(ctx, "xmpp:pubsub.localhost")
+		if lb == nil || lb.Token <= la.Token {
+			t.Fatalf("the next holder's token %+v, the first's %d", lb, la.Token)
+		}
+	})
+}
+
+// Lead: the standby takes over at once when the leader stops gracefully,
+// and the leader's run ends when its lease is taken from it.
+func TestLeadHandsOver(t *testing.T) {
+	b := thoonktest.Real(t)
+	ctx := thoonktest.Ctx(t)
+	a := core.NewLeader(b.RDB, "a", 2*time.Second)
+	bb := core.NewLeader(b.RDB, "b", 2*time.Second)
+	var leader atomic.Value
+	run := func(ld *core.Leader, name string, ctx context.Context) chan error {
+		done := make(chan error, 1)
+		go func() {
+			done <- ld.Lead(ctx, "housekeeping", func() {}, func() {}, func(ctx context.Context, l *core.Lease) error {
+				leader.Store(name)
+				<-ctx.Done()
+				if l.Valid() && ctx.Err() != nil && name == "a" && leader.Load() != name {
+					t.Error("a ran on while b led")
+				}
+				return nil
+			})
+		}()
+		return done
+	}
+	actx, stopA := context.WithCancel(ctx)
+	aDone := run(a, "a", actx)
+	waitFor(t, func() bool { return leader.Load() == "a" })
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	bDone := run(bb, "b", bctx)
+	time.Sleep(300 * time.Millisecond)
+	if leader.Load() != "a" {
+		t.Fatal("the standby took a held lease")
+	}
+	stopped := time.Now()
+	stopA() // graceful: a releases and announces; here b polls
+	<-aDone
+	bb.Released()
+	waitFor(t, func() bool { return leader.Load() == "b" })
+	if d := time.Since(stopped); d > time.Second {
+		t.Errorf("graceful hand-over took %v", d)
+	}
+	stopB()
+	<-bDone
+}
+
+// A holder whose renewals stop reaching Redis knows its lease is gone
+// before its TTL ends, by its own clock.
+func TestLeaseExpiresByTheHoldersClock(t *testing.T) {
+	b := thoonktest.Real(t)
+	ctx := thoonktest.Ctx(t)
+	ld := core.NewLeader(b.RDB, "a", 600*time.Millisecond)
+	lost := make(chan time.Time, 1)
+	started := make(chan time.Time, 1)
+	go func() {
+		_ = ld.Lead(ctx, "irc:net", func() {}, func() {}, func(fctx context.Context, l *core.Lease) error {
+			b.Real.Stop() // renewals fail from now on
+			started <- time.Now()
+			<-fctx.Done()
+			if l.Valid() {
+				t.Error("the lease is still valid after its run was cancelled")
+			}
+			lost <- time.Now()
+			<-ctx.Done()
+			return nil
+		})
+	}()
+	s := <-started
+	select {
+	case l := <-lost:
+		if d := l.Sub(s); d > 600*time.Millisecond {
+			t.Errorf("the lease was given up %v after Redis went away, past its TTL", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder never noticed its lease was gone")
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
