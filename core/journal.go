@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"slices"
 	"log/slog"
 	"sync/atomic"
 	"time"
@@ -35,39 +36,103 @@ func NewJournaler(s *thoonk.Store, l *thoonk.Listener, log *slog.Logger) *Journa
 	return &Journaler{s: s, l: l, log: log, TrimEvery: time.Minute}
 }
 
+// matchWindow bounds how long the journaler waits for the journal's own
+// announcement of a change before it takes the change for another
+// writer's. A script announces the schema's event and its journal entry
+// together, nothing else between them (a sorted-feed insert: publish,
+// position, then the entry), so the wait normally ends at the next
+// message.
+const matchWindow = 20 * time.Millisecond
+
+// pendingChange is a schema event waiting for its journal announcement.
+type pendingChange struct {
+	ev  thoonk.Event
+	key string
+	at  time.Time
+}
+
+// changeKey identifies a change by feed, id and what it made the item:
+// its content sum, a retract, or a position.
+func changeKey(ev thoonk.Event) string {
+	what := ""
+	switch ev.Type {
+	case thoonk.EventPublish, thoonk.EventEdit:
+		what = "c" + ev.Sum
+		if !ev.Large {
+			what = "c" + thoonk.ContentSumHex(ev.Item)
+		}
+	case thoonk.EventRetract:
+		what = "r"
+	case thoonk.EventPosition:
+		what = "p" + ev.Position
+	}
+	return ev.Feed + "\x00" + ev.ID + "\x00" + what
+}
+
 // Run journals until ctx ends.
 func (j *Journaler) Run(ctx context.Context) error {
-	sub := j.l.SubscribeWith(thoonk.SubscribeOptions{Queue: 8192})
+	sub := j.l.SubscribeWith(thoonk.SubscribeOptions{Queue: 8192, Both: true})
 	defer sub.Close()
 	j.reconcileAll(ctx) // what changed while no journaler ran
 	trim := time.NewTicker(j.TrimEvery)
 	defer trim.Stop()
+	tick := time.NewTicker(matchWindow)
+	defer tick.Stop()
+	var pending []pendingChange // the schema's events not matched yet, oldest first
+	observe := func(p pendingChange) {
+		rev, err := j.s.Observe(ctx, p.ev) // another writer's: the script re-checks
+		if err != nil && ctx.Err() == nil {
+			j.log.Warn("journal: observe a change", "feed", p.ev.Feed, "id", p.ev.ID, "err", err)
+		}
+		if rev != "" {
+			j.observed.n.Add(1)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-trim.C:
 			j.trimAll(ctx)
+		case <-tick.C:
 		case <-sub.Ready():
 		}
-		for {
-			ev, ok := sub.TryNext()
-			if !ok {
-				break
-			}
-			switch ev.Type {
-			case thoonk.EventResync:
+		for ev, ok := sub.TryNext(); ok; ev, ok = sub.TryNext() {
+			switch {
+			case ev.Type == thoonk.EventResync:
+				pending = pending[:0]
 				j.reconcileAll(ctx)
-			case thoonk.EventPublish, thoonk.EventEdit, thoonk.EventRetract, thoonk.EventPosition:
-				rev, err := j.s.Observe(ctx, ev)
-				if err != nil && ctx.Err() == nil {
-					j.log.Warn("journal: observe a change", "feed", ev.Feed, "id", ev.ID, "err", err)
+			case ev.Rev != "": // a journal entry: it settles the changes it journaled
+				keys := []string{changeKey(ev)}
+				if ev.Type == thoonk.EventPublish && ev.Position != "" { // a sorted insert
+					keys = append(keys, changeKey(thoonk.Event{Type: thoonk.EventPosition, Feed: ev.Feed, ID: ev.ID, Position: ev.Position}))
 				}
-				if rev != "" {
-					j.observed.n.Add(1)
+				pending = slices.DeleteFunc(pending, func(p pendingChange) bool { return slices.Contains(keys, p.key) })
+			case ev.Type == thoonk.EventPublish, ev.Type == thoonk.EventEdit, ev.Type == thoonk.EventRetract, ev.Type == thoonk.EventPosition:
+				// a new change: those before it that no entry followed are
+				// another writer's (but a sorted insert's publish waits for
+				// its position event)
+				kept := pending[:0]
+				for _, p := range pending {
+					if ev.Type == thoonk.EventPosition && p.ev.Type == thoonk.EventPublish && p.ev.Feed == ev.Feed && p.ev.ID == ev.ID {
+						kept = append(kept, p)
+						continue
+					}
+					observe(p)
 				}
+				pending = append(kept, pendingChange{ev: ev, key: changeKey(ev), at: time.Now()})
 			}
 		}
+		now := time.Now()
+		kept := pending[:0]
+		for _, p := range pending {
+			if now.Sub(p.at) < matchWindow {
+				kept = append(kept, p)
+				continue
+			}
+			observe(p)
+		}
+		pending = kept
 	}
 }
 

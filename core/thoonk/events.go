@@ -91,8 +91,11 @@ type Event struct {
 	// events. Journal events come to subscriptions made with Journal set.
 	Rev string
 	// Large is set on a journal event whose item was too large to
-	// journal: Item is nil, read the feed for it.
+	// journal: Item is nil, read the feed for it; Sum tells its version.
 	Large bool
+	// Sum is the content sum of a Large journal event's item (see
+	// ContentSumHex).
+	Sum string
 	// Seq numbers the events of one Listener: strictly increasing, starting at 1.
 	Seq uint64
 	// At is when the listener received the event.
@@ -176,7 +179,7 @@ func parseJournal(feed, payload string) (Event, bool) {
 	case "i":
 		ev.Item = []byte(parts[5])
 	case "s":
-		ev.Large = true
+		ev.Large, ev.Sum = true, parts[5]
 	}
 	if ev.Type == 0 || (ev.ID == "" && ev.Type != EventDelete) {
 		return Event{}, false

@@ -122,6 +122,9 @@ type SubscribeOptions struct {
 	// schema's publish, edit, retract and position events; feed events
 	// (create, config, delete), job results and resyncs come either way.
 	Journal bool
+	// Both receives the journal's item events and the schema's, in the
+	// order Redis published them.
+	Both bool
 }
 
 // SubscribeWith follows what opts selects.
@@ -130,7 +133,7 @@ func (l *Listener) SubscribeWith(opts SubscribeOptions) *Subscription {
 		opts.Feed = opts.Pattern.String()
 	}
 	sub := newSubscription(l, opts.Queue)
-	sub.journal = opts.Journal
+	sub.journal, sub.both = opts.Journal, opts.Both
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {

@@ -23,6 +23,7 @@ type Subscription struct {
 	feed    string  // exact feed, or
 	pat     Pattern // pattern, or neither (all feeds)
 	journal bool    // journal item events instead of the schema's
+	both    bool    // journal item events and the schema's
 	notify  chan struct{}
 	done    chan struct{} // closed by Close
 	once    sync.Once
@@ -43,6 +44,9 @@ func newSubscription(l *Listener, size int) *Subscription {
 // wants reports whether the subscription takes ev: journal item events go
 // to journal subscriptions only, the schema's item events to the others.
 func (s *Subscription) wants(ev Event) bool {
+	if s.both {
+		return true
+	}
 	switch ev.Type {
 	case EventPublish, EventEdit, EventRetract, EventPosition:
 		return (ev.Rev != "") == s.journal

@@ -46,11 +46,11 @@ end
 
 -- fbscore returns the score a publish writes now: in the feed's existing
 -- unit, so that order and trimming stay right for every writer. A feed
--- holding any item scored in seconds, or configured score_unit=s, gets
--- seconds (with milliseconds as decimals); any other gets milliseconds.
-local function fbscore(cfg, ids)
+-- holding any item scored in seconds, or configured score_unit=s (unit),
+-- gets seconds (with milliseconds as decimals); any other gets
+-- milliseconds.
+local function fbscore(ids, unit)
   local now = fbnow()
-  local unit = redis.call('HGET', cfg, 'score_unit')
   local secs = unit == 's'
   if not unit then
     local low = redis.call('ZRANGE', ids, 0, 0, 'WITHSCORES')
@@ -170,7 +170,8 @@ end
 -- string; keep carries over the ones not given), trims the journal to its bound (recording below which entries
 -- are gone) and announces the entry on feedbridge.journal:[feed] as
 -- "entry-id\0type\0id\0position\0kind\0item", kind 'i' (item inline), 's'
--- (too large: read the feed) or '' (no item). Returns the entry id.
+-- (too large: read the feed; the last field is then the item's sum) or ''
+-- (no item). Returns the entry id.
 local function fbjournal(J, typ, id, item, pos, keep)
   if not J then return nil end
   local f = {'t', typ, 'id', id}
@@ -181,7 +182,7 @@ local function fbjournal(J, typ, id, item, pos, keep)
     if #item <= J.maxitem then
       f[#f + 1] = 'item'; f[#f + 1] = item; kind, inline = 'i', item
     else
-      f[#f + 1] = 'sum'; f[#f + 1] = sum; kind = 's'
+      f[#f + 1] = 'sum'; f[#f + 1] = sum; kind, inline = 's', sum
     end
   end
   if pos and pos ~= '' then f[#f + 1] = 'pos'; f[#f + 1] = pos end
@@ -230,11 +231,19 @@ end
 -- 'edit' (only an existing id), 'create' (only a new id). Returns 1 for a
 -- new id, 0 for an edit, or an error reply.
 local function fbpublish(K, feed, id, item, mode, J)
-  local e = fbneed(K.cfg, 'feed'); if e then return e end
-  local exists = redis.call('ZSCORE', K.ids, id)
+  -- type, max_length and score_unit in one read
+  local cfg = redis.call('HMGET', K.cfg, 'type', 'max_length', 'score_unit')
+  local t = cfg[1]
+  if not t then
+    if redis.call('EXISTS', K.cfg) == 0 then return fberr('FBNOFEED') end
+    t = 'feed'
+  end
+  if t ~= 'feed' then return fberr('FBTYPE ' .. t) end
+  local max = tonumber(cfg[2] or '0') or 0
+  local exists = false
+  if mode ~= '' or max > 0 then exists = redis.call('ZSCORE', K.ids, id) end
   if mode == 'edit' and not exists then return fberr('FBNOITEM') end
   if mode == 'create' and exists then return fberr('FBITEMEXISTS') end
-  local max = tonumber(redis.call('HGET', K.cfg, 'max_length') or '0') or 0
   if max > 0 then
     local excess = redis.call('ZCARD', K.ids) + (exists and 0 or 1) - max
     if excess > 0 and fbmixed(K.ids) then
@@ -255,7 +264,7 @@ local function fbpublish(K, feed, id, item, mode, J)
       end
     end
   end
-  local added = redis.call('ZADD', K.ids, fbscore(K.cfg, K.ids), id)
+  local added = redis.call('ZADD', K.ids, fbscore(K.ids, cfg[3]), id)
   redis.call('INCR', K.publishes)
   redis.call('HSET', K.items, id, item)
   if added == 1 then
