@@ -198,14 +198,23 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 		switch {
 		case err == nil:
 			body, _ := json.Marshal(it)
-			etag = etagOf(append(body, '\n'))
+			etag = itemETag(it, append(body, '\n'))
 		case !errors.Is(err, thoonk.ErrNotFound):
 			b.failErr(c, err)
 			return
 		}
 		if !etagMatches(im, etag, false) {
-			fail(c, "precondition-failed", "the item changed (or is gone) since the If-Match version; no job was created")
+			now := "the item is gone"
+			if etag != "" {
+				now = "its version is now " + etag
+			}
+			fail(c, "precondition-failed", "the item changed since the If-Match version ("+now+"); no job was created")
 			return
+		}
+		// the worker checks the revision again as it applies the change,
+		// atomically: a change landing between here and there is refused
+		if rev, ok := revTag(im); ok {
+			act.ExpectRev = rev
 		}
 	}
 	wait := preferWait(c.Request.Header.Values("Prefer"), b.cfg.MaxWait)

@@ -75,7 +75,7 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 	for _, h := range hooks {
 		rdb.AddHook(h)
 	}
-	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Journal: thoonk.JournalOptions{MaxEvents: 1000, MaxItemBytes: 8192}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -26,9 +28,10 @@ const reconnectMillis = 2000
 // ResetJSON is the data of a reset event: the client must reload the
 // feeds it follows, then go on from this event's id.
 type ResetJSON struct {
-	// Reason is "history-unavailable" (the id is from another epoch: the
-	// bridge restarted, or Redis events were lost) or "too-far-behind"
-	// (the events after the id are no longer kept).
+	// Reason is "history-unavailable" (the id is not from these feeds'
+	// journals: malformed, or a journal lost with Redis' data) or
+	// "too-far-behind" (the events after the id are no longer kept:
+	// older than journal.max_events or journal.max_age).
 	Reason string `json:"reason"`
 }
 
@@ -109,21 +112,43 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, matc
 		return
 	}
 	w, unwatch := b.ring.watch(feed, pats) // before reading: nothing slips between
+	local := b.ring.now()
 	last := c.GetHeader("Last-Event-ID")
 	if last == "" {
 		last = c.Query("last_event_id")
 	}
-	pos := b.ring.now()
+	st := &stream{b: b, w: w, local: local, match: match, feed: feed}
+	ctx := c.Request.Context()
+	reset := ""
 	if last != "" {
-		pos, _ = parsePosition(last) // a malformed id resets like an unknown one
+		p, ok := parsePoint(last, feed == "")
+		if ok {
+			st.point, st.catchUp = p, true
+		} else {
+			reset = "history-unavailable" // not an id of these journals
+		}
+	}
+	if !st.catchUp {
+		p, err := b.startPoint(ctx, feed)
+		if err != nil {
+			release()
+			unwatch()
+			b.failErr(c, err)
+			return
+		}
+		st.point = p
 	}
 	streamHeaders(h)
 	hello := "retry: " + strconv.Itoa(reconnectMillis) + "\n"
-	if last == "" {
-		hello += "id: " + pos.String() + "\n" // sets the resume point without an event
+	switch {
+	case reset != "":
+		data, _ := json.Marshal(ResetJSON{Reason: reset})
+		hello += "event: reset\nid: " + st.point.String() + "\ndata: " + string(data) + "\n"
+	case last == "":
+		hello += "id: " + st.point.String() + "\n" // sets the resume point without an event
 	}
 	hello += "\n"
-	s := &stream{b: b, w: w, pos: pos, match: match}
+	s := st
 	if conn, err := hijack(c.Writer); err == nil {
 		s.conn = conn
 		h.Set("Connection", "close")
@@ -196,13 +221,36 @@ func hijack(w gin.ResponseWriter) (net.Conn, error) {
 	return conn, err
 }
 
+// startPoint returns the point of a stream that starts now: after the
+// feed's last journal revision (one feed), or at Redis' clock (several).
+func (b *Bridge) startPoint(ctx context.Context, feed string) (point, error) {
+	if feed != "" {
+		rev, err := b.hub.Store.Journal(feed).Last(ctx)
+		if err != nil {
+			return point{}, err
+		}
+		return newPoint(false, rev, 0), nil
+	}
+	now, err := b.hub.Store.Client().Time(ctx).Result()
+	if err != nil {
+		return point{}, fmt.Errorf("redis time: %w", err)
+	}
+	return newPoint(true, "", uint64(now.UnixMilli())), nil
+}
+
 // stream is one event stream's state.
 type stream struct {
 	b     *Bridge
 	w     *watch
-	pos   position
+	feed  string // the one feed, or "" for several
 	match func(string) bool
 	buf   bytes.Buffer
+
+	// point is what the client has; local its place in the ring;
+	// catchUp asks for the journals to be read from point.
+	point   point
+	local   position
+	catchUp bool
 
 	conn net.Conn // hijacked, or
 	out  io.Writer
@@ -243,32 +291,44 @@ func (s *stream) alive() bool {
 }
 
 // run writes events until the client leaves (gone closes, a write fails or
-// a heartbeat probe finds it gone), or the bridge stops.
+// a heartbeat probe finds it gone), or the bridge stops. Live events come
+// from the ring; whatever the ring cannot tell (a resume, a reconnect to
+// Redis, events evicted while the stream was behind) is read from the
+// journals, and only what the journals cannot tell either resets the
+// stream.
 func (s *stream) run(gone <-chan struct{}) {
 	heartbeat := time.NewTicker(s.b.cfg.Events.Heartbeat)
 	defer heartbeat.Stop()
 	for {
-		batch, next, lost := s.b.ring.read(s.pos, s.match, batchSize)
 		s.buf.Reset()
-		switch {
-		case lost:
-			reason := "too-far-behind"
-			if s.pos.epoch != next.epoch || s.pos.seq > next.seq {
-				reason = "history-unavailable"
+		n := 0
+		if s.catchUp {
+			s.catchUp = false
+			s.local = s.b.ring.now() // what comes meanwhile is read from the ring after
+			var ok bool
+			if n, ok = s.replay(); !ok {
+				return
 			}
-			data, _ := json.Marshal(ResetJSON{Reason: reason})
-			_ = sse.Encode(&s.buf, sse.Event{Event: "reset", Id: next.String(), Data: data})
-		default:
+		} else {
+			batch, next, lost := s.b.ring.read(s.local, s.match, batchSize)
+			if lost {
+				s.catchUp = true
+				continue
+			}
+			s.local = next
 			for _, e := range batch {
-				_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: position{next.epoch, e.seq}.String(), Data: e.data})
+				if !s.point.delivered(e.feed, e.rev) {
+					s.point.advance(e.feed, e.rev)
+					_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: s.point.String(), Data: e.data})
+					n++
+				}
 			}
 		}
-		s.pos = next
 		if s.buf.Len() > 0 {
 			if !s.send(s.buf.Bytes()) {
 				return
 			}
-			s.b.hub.Metrics.EventOut(s.b.Name(), max(len(batch), 1))
+			s.b.hub.Metrics.EventOut(s.b.Name(), n)
 			continue // drain what is kept before waiting
 		}
 		if s.buf.Cap() > 64<<10 {
@@ -286,4 +346,55 @@ func (s *stream) run(gone <-chan struct{}) {
 			return
 		}
 	}
+}
+
+// replay reads what the journals hold after the stream's point and writes
+// it into s.buf (sending as it fills), or a reset when they cannot tell
+// it; false when the client is gone.
+func (s *stream) replay() (int, bool) {
+	ctx, cancel := context.WithTimeout(s.b.stopping, 30*time.Second)
+	defer cancel()
+	feeds := []string{s.feed}
+	if s.feed == "" {
+		all, err := s.b.hub.Store.Feeds(ctx)
+		if err != nil {
+			s.catchUp = true // Redis is away: try again on the next wake
+			return 0, true
+		}
+		feeds = slices.DeleteFunc(all, func(f string) bool { return !s.match(f) })
+	}
+	entries, err := s.b.replay(ctx, s.point, feeds)
+	var gap *thoonk.GapError
+	switch {
+	case errors.As(err, &gap) || errors.Is(err, errTooMany):
+		reason := "too-far-behind"
+		if gap != nil && gap.Reason == "unknown" {
+			reason = "history-unavailable"
+		}
+		p, perr := s.b.startPoint(ctx, s.feed)
+		if perr != nil {
+			s.catchUp = true
+			return 0, true
+		}
+		s.point = p
+		data, _ := json.Marshal(ResetJSON{Reason: reason})
+		_ = sse.Encode(&s.buf, sse.Event{Event: "reset", Id: s.point.String(), Data: data})
+		return 1, true
+	case err != nil:
+		s.catchUp = true // Redis is away: try again on the next wake
+		return 0, true
+	}
+	n := 0
+	for _, e := range entries {
+		s.point.advance(e.feed, e.rev)
+		_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: s.point.String(), Data: e.data})
+		n++
+		if s.buf.Len() > 64<<10 {
+			if !s.send(s.buf.Bytes()) {
+				return n, false
+			}
+			s.buf.Reset()
+		}
+	}
+	return n, true
 }

@@ -158,7 +158,7 @@ func (b *Bridge) getItem(c *gin.Context) {
 	}
 	body, _ := json.Marshal(it)
 	body = append(body, '\n')
-	etag := etagOf(body)
+	etag := itemETag(it, body)
 	c.Header("ETag", etag)
 	c.Header("Cache-Control", "no-cache")
 	if inm := c.GetHeader("If-None-Match"); inm != "" && etagMatches(inm, etag, true) {

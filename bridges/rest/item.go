@@ -50,10 +50,13 @@ type ItemJSON struct {
 	Position *int64 `json:"position,omitempty"`
 	// Cursor pages or polls onward from this item (listings only).
 	Cursor string `json:"cursor,omitempty"`
+	// Rev is the journal revision of the item's last change: its version,
+	// for If-Match.
+	Rev string `json:"rev,omitempty"`
 }
 
 func listedItem(it thoonk.Item) ItemJSON {
-	j := ItemJSON{ID: it.ID, Payload: payloadOf(it.Data), Cursor: it.Cursor().Encode()}
+	j := ItemJSON{ID: it.ID, Payload: payloadOf(it.Data), Cursor: it.Cursor().Encode(), Rev: it.Rev}
 	idx := it.Index
 	j.Position = &idx
 	if !it.Published.IsZero() {
@@ -75,6 +78,27 @@ func readItem(ctx context.Context, s *thoonk.Store, feed, id string) (ItemJSON, 
 	j := listedItem(it)
 	j.Position, j.Cursor = nil, ""
 	return j, nil
+}
+
+// itemETag is an item's strong validator: its revision, which every change
+// of the item changes (a hash of the representation for an item that has
+// none yet, written by another Thoonk library and not journaled so far).
+func itemETag(it ItemJSON, body []byte) string {
+	if it.Rev != "" {
+		return `"` + it.Rev + `"`
+	}
+	return etagOf(body)
+}
+
+// revTag returns the revision an If-Match header names, when it names
+// exactly one strong entity tag that is a revision.
+func revTag(header string) (string, bool) {
+	t := strings.TrimSpace(header)
+	if strings.Contains(t, ",") || len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+		return "", false
+	}
+	rev := t[1 : len(t)-1]
+	return rev, thoonk.ValidRev(rev)
 }
 
 // etagOf is the strong validator of a representation: a hash of its bytes.
@@ -108,12 +132,15 @@ type EventJSON struct {
 	Feed string `json:"feed"`
 	ID   string `json:"id,omitempty"`
 	*Payload
-	Position string    `json:"position,omitempty"`
-	Time     time.Time `json:"time"`
+	Position string `json:"position,omitempty"`
+	// Rev is the change's journal revision (the item's revision after it).
+	Rev string `json:"rev"`
+	// Time is when the change was made (Redis' clock).
+	Time time.Time `json:"time"`
 }
 
 func renderEvent(ev thoonk.Event) []byte {
-	j := EventJSON{Feed: ev.Feed, ID: ev.ID, Position: ev.Position, Time: ev.At.UTC()}
+	j := EventJSON{Feed: ev.Feed, ID: ev.ID, Position: ev.Position, Rev: ev.Rev, Time: thoonk.RevTime(ev.Rev).UTC()}
 	if ev.Type == thoonk.EventPublish || ev.Type == thoonk.EventEdit {
 		p := payloadOf(ev.Item)
 		j.Payload = &p

@@ -86,6 +86,7 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	read("/feeds/:feed/items", b.listItems)
 	read("/feeds/:feed/items/:id", b.getItem)
 	read("/feeds/:feed/events", b.feedEvents)
+	read("/feeds/:feed/changes", b.changes)
 	read("/events", b.events)
 	read("/jobs/:queue/:id", b.jobStatus)
 	v1.POST("/feeds/:feed/items", b.publish)
@@ -130,16 +131,16 @@ func param(c *gin.Context, name string) string {
 	return v
 }
 
-// Run mirrors the event stream into the replay ring until ctx ends. The
+// Run mirrors the journal's events into the ring until ctx ends. The
 // adapter owns no outbound connection: the core listener reconnects to
 // Redis (with backoff and jitter) and announces it with an EventResync,
-// which starts a new epoch here. The state is up while the listener is
-// connected.
+// which starts a new epoch here (the streams then read what they missed
+// from the journals). The state is up while the listener is connected.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	if b.hub == nil {
 		b.hub = hub
 	}
-	sub := hub.Events.Subscribe(b.cfg.Events.Queue)
+	sub := hub.Events.SubscribeWith(thoonk.SubscribeOptions{Queue: b.cfg.Events.Queue, Journal: true})
 	defer sub.Close()
 	b.ring.newEpoch() // whatever happened before this subscription is unknown
 	tick := time.NewTicker(time.Second)
@@ -157,7 +158,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 			b.setState(hub)
 		case <-sub.Ready():
 			for ev, ok := sub.TryNext(); ok; ev, ok = sub.TryNext() {
-				b.mirror(hub, ev)
+				b.mirror(ctx, hub, ev)
 			}
 		}
 	}
@@ -173,22 +174,29 @@ func (b *Bridge) setState(hub *core.Hub) {
 	}
 }
 
-// mirror puts one core event into the ring.
-func (b *Bridge) mirror(hub *core.Hub, ev thoonk.Event) {
-	switch ev.Type {
-	case thoonk.EventResync:
-		hub.Log.Info("rest: event streams reset", "reason", ev.Reason.String())
+// mirror puts one journal event into the ring.
+func (b *Bridge) mirror(ctx context.Context, hub *core.Hub, ev thoonk.Event) {
+	switch {
+	case ev.Type == thoonk.EventResync:
+		hub.Log.Info("rest: event streams catch up from the journals", "reason", ev.Reason.String())
 		b.ring.newEpoch()
 		b.setState(hub)
 		return
-	case thoonk.EventPublish, thoonk.EventEdit, thoonk.EventRetract, thoonk.EventPosition, thoonk.EventDelete:
-	default:
+	case ev.Rev == "": // the registry's events: the journal has the deletes
 		return
 	}
 	if !hub.Exposed(b.cfg.Feeds).Allows(ev.Feed) {
 		return
 	}
-	b.ring.add(entry{typ: ev.Type.String(), feed: ev.Feed, data: renderEvent(ev)})
+	if ev.Large {
+		evs := []thoonk.Event{ev}
+		if err := b.fillLarge(ctx, evs); err != nil {
+			b.ring.newEpoch() // the streams read it from the journal when Redis is back
+			return
+		}
+		ev = evs[0]
+	}
+	b.ring.add(entry{typ: ev.Type.String(), feed: ev.Feed, rev: ev.Rev, data: renderEvent(ev)})
 }
 
 // exposed reports whether actor may see feed: the adapter exposes it and

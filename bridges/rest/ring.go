@@ -10,25 +10,28 @@ import (
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
-// entry is one event kept for replay, rendered once for every stream.
+// entry is one journal event kept for the streams, rendered once for
+// every stream.
 type entry struct {
-	seq  uint64
+	seq  uint64 // its place in this process's ring
 	typ  string
 	feed string
+	rev  string // its journal revision
 	data []byte
 }
 
 func (e *entry) size() int { return len(e.data) + len(e.feed) + 64 }
 
-// ring is the process's replay buffer: the last events received from the
-// adapter's one core subscription, numbered within an epoch. An event id
-// is "EPOCH-SEQ". The epoch changes whenever events may have been lost (the
-// adapter (re)started, Redis pubsub reconnected, the subscription
-// overflowed), so an id from another epoch cannot be resumed exactly and
-// its stream gets a reset. Memory is bounded by a count and a byte size;
-// a stream that falls behind the oldest kept event gets a reset too, unless
-// none of the events no longer kept after its position is one it wants (a
-// stream of a quiet feed on a bridge busy with other feeds).
+// ring is the process's buffer of recent journal events, received from the
+// adapter's one core subscription and numbered within an epoch: every
+// stream reads its live events from it. The epoch changes whenever events
+// may have been lost here (the adapter (re)started, Redis pubsub
+// reconnected, the subscription overflowed); memory is bounded by a count
+// and a byte size. A stream whose place in the ring is gone (another
+// epoch, or behind the oldest kept event, unless none of the events no
+// longer kept after it is one it wants) reads what it missed from the
+// feeds' journals in Redis instead (see stream.catchUp): the ring is a
+// cache, the journal the record.
 type ring struct {
 	maxEvents, maxBytes int
 
