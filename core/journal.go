@@ -2,8 +2,8 @@ package core
 
 import (
 	"context"
-	"slices"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 
