@@ -35,10 +35,11 @@ type harness struct {
 }
 
 // testACL lets the anonymous reader read everything but "secret:*", and
-// the token reader atom:alice everything.
+// the token reader atom:alice (websub:alice as a WebSub subscriber)
+// everything.
 var testACL = core.MustACL(
 	core.ACLRule{Actors: []string{"*:anonymous"}, Feeds: []string{"[^s]*", "s[^e]*"}, Allow: []string{core.OpRead}},
-	core.ACLRule{Actors: []string{"atom:alice"}, Feeds: []string{"*"}, Allow: []string{core.OpRead}},
+	core.ACLRule{Actors: []string{"atom:alice", "websub:alice"}, Feeds: []string{"*"}, Allow: []string{core.OpRead}},
 )
 
 // newHarness starts everything with the given atom section (YAML, without
