@@ -106,7 +106,7 @@ func defaultWebSub() WebSubConfig {
 		MaxSubscriptions: 100000,
 		Signature:        "sha256",
 		Delivery: DeliveryConfig{
-			Timeout: 10 * time.Second, JobTimeout: 60 * time.Second, Workers: 16, PerCallback: 2, MaxPending: 100000,
+			Timeout: 10 * time.Second, JobTimeout: 60 * time.Second, Workers: 64, PerCallback: 2, MaxPending: 100000,
 			Retry:     RetryConfig{Attempts: 8, Min: 10 * time.Second, Max: time.Hour},
 			DropAfter: 72 * time.Hour,
 		},
@@ -161,7 +161,7 @@ func (c *WebSubConfig) validate(sec *core.Section, key string) error {
 		bad("delivery.job_timeout", "must be longer than delivery.timeout (%s), for example 60s", d.Timeout)
 	}
 	if d.Workers < 1 || d.Workers > 1024 {
-		bad("delivery.workers", "must be between 1 and 1024, for example 16")
+		bad("delivery.workers", "must be between 1 and 1024, for example 64")
 	}
 	if d.PerCallback < 1 {
 		bad("delivery.per_callback", "must be at least 1, for example 2")
@@ -290,11 +290,15 @@ const (
 	// its job again (the process that marked it may have died before).
 	staleMark = 30 * time.Second
 	// dedupWindow is how long a feed event's dedup key lives: every
-	// process of a fleet must have handled the event within it.
-	dedupWindow = 2 * time.Minute
+	// process of a fleet handles the event within it, or (lagging more)
+	// fans it out again (the deliveries of documents already delivered
+	// are skipped).
+	dedupWindow = 30 * time.Second
 	// takers is the number of goroutines per process waiting for jobs
 	// (each holds a Redis connection in a blocking pop).
 	takers = 2
+	// maxSeen bounds the event contents whose occurrences are counted.
+	maxSeen = 100000
 	// maxPend bounds the changes waiting for the notifier; beyond, they
 	// are replaced by a notice of every subscribed feed.
 	maxPend = 4096
@@ -515,15 +519,23 @@ func (w *webSub) changed(evs []thoonk.Event, resync bool) {
 		w.pend = append(w.pend, add...)
 	}
 	w.pendMu.Unlock()
+	poke(w.pendReady)
+}
+
+// poke wakes the goroutine waiting on ch, unless it was woken already.
+func poke(ch chan struct{}) {
 	select {
-	case w.pendReady <- struct{}{}:
+	case ch <- struct{}{}:
 	default:
 	}
 }
 
 // dedupKey names an event for every process: a hash of its content and
 // the number of times this content was seen within dedupWindow (so that
-// publish, retract, publish of the same item are three changes).
+// publish, retract, publish of the same item are three changes). A
+// process that did not see the earlier occurrences (it started after
+// them) counts low and leaves the event to the processes that did; alone,
+// it takes such a repeat within dedupWindow for the earlier occurrence.
 func (w *webSub) dedupKey(ev thoonk.Event) string {
 	h := sha256.New()
 	for _, part := range []string{ev.Feed, ev.Type.String(), ev.ID, ev.Position, ev.Instance} {
@@ -534,11 +546,14 @@ func (w *webSub) dedupKey(ev thoonk.Event) string {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	now := time.Now()
-	if len(w.seen) > 100000 {
+	if len(w.seen) > maxSeen {
 		for k, o := range w.seen {
 			if now.Sub(o.last) > dedupWindow {
 				delete(w.seen, k)
 			}
+		}
+		if len(w.seen) > maxSeen { // counts start over (see dedupKey)
+			clear(w.seen)
 		}
 	}
 	o := w.seen[sum]
@@ -787,12 +802,7 @@ func (w *webSub) sweepSlow(ctx context.Context) error {
 
 // scheduled wakes the sweeper after a retry was scheduled, so that short
 // delays are kept.
-func (w *webSub) scheduled() {
-	select {
-	case w.wake <- struct{}{}:
-	default:
-	}
-}
+func (w *webSub) scheduled() { poke(w.wake) }
 
 // ---- metrics ----
 

@@ -114,11 +114,7 @@ func orNow(t time.Time) time.Time {
 func (w *webSub) deliver(ctx context.Context, id string) error {
 	s := w.store()
 	member := deliveryMember(id)
-	changed, err := s.claimMark(ctx, member)
-	if err != nil {
-		return err
-	}
-	sub, err := s.load(ctx, id)
+	changed, sub, err := s.claimDelivery(ctx, id)
 	if err != nil || sub == nil {
 		return err
 	}

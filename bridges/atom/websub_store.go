@@ -182,13 +182,24 @@ return t
 // unmarked).
 func (s webSubStore) claimMark(ctx context.Context, member string) (time.Time, error) {
 	v, err := claimMarkScript.Run(ctx, s.rdb, []string{keyDirty}, member).Text()
-	if err == redis.Nil {
-		return time.Time{}, nil
-	}
-	if err != nil {
+	if err != nil && err != redis.Nil {
 		return time.Time{}, fmt.Errorf("websub claim mark: %w", err)
 	}
 	return msTime(v), nil
+}
+
+// claimDelivery removes a subscription's mark as its delivery starts and
+// reads the subscription (nil when gone), in one round trip; changed is
+// when the oldest change it covers happened (zero: unknown).
+func (s webSubStore) claimDelivery(ctx context.Context, id string) (changed time.Time, sub *subscription, err error) {
+	pipe := s.rdb.Pipeline()
+	mark := claimMarkScript.Eval(ctx, pipe, []string{keyDirty}, deliveryMember(id))
+	h := pipe.HGetAll(ctx, prefixSub+id)
+	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+		return time.Time{}, nil, fmt.Errorf("websub claim delivery: %w", err)
+	}
+	v, _ := mark.Text()
+	return msTime(v), subscriptionOf(id, h.Val()), nil
 }
 
 // pendingAgainScript reports whether a member was marked again while its

@@ -43,6 +43,20 @@ func newHubHarness(tb testing.TB, section string) *harness {
 	return h
 }
 
+// newsHub starts a hub harness with the plain feed "news" and a test
+// subscriber whose paths are subscribed to the feed's topic in format.
+func newsHub(t *testing.T, section, format string, paths ...string) (*harness, *atomtest.Subscriber, string) {
+	t.Helper()
+	h := newHubHarness(t, section)
+	sub := atomtest.NewSubscriber(t)
+	h.create("news", thoonk.TypeFeed, nil)
+	topic := h.topic(format, "news")
+	for _, p := range paths {
+		h.subscribe(sub, topic, p)
+	}
+	return h, sub, topic
+}
+
 func (h *harness) hubURL() string { return h.srv.URL + hubPath }
 
 func (h *harness) topic(format, feed string) string {
@@ -271,11 +285,34 @@ func TestWebSubSubscribeVerifyDeliverSigned(t *testing.T) {
 	}
 }
 
+// Every process of a fleet sees each feed event; the first to claim its
+// dedup key fans it out, the others leave it. Here the second process
+// sees the event after the first delivered it (it lags behind), which
+// the coalescing of jobs alone would not catch.
+func TestWebSubOneProcessTakesEachChange(t *testing.T) {
+	h, sub, _ := newsHub(t, hubSection(), formatAtom, "/cb")
+	h.publish("news", "1", `{"title":"Once"}`)
+	sub.WaitDelivery(t, "/cb", "Once")
+	h.idle()
+
+	other := newBridge(t, hubSection()).ws // another process on the same Redis
+	other.hub, other.jobs = h.bridge.ws.hub, h.bridge.ws.jobs
+	other.addFeed("news")
+	other.changed([]thoonk.Event{{Type: thoonk.EventPublish, Feed: "news", ID: "1", Item: []byte(`{"title":"Once"}`), At: time.Now()}}, false)
+	if err := other.notify(context.Background(), other.pend, false); err != nil {
+		t.Fatal(err)
+	}
+	h.idle()
+	if n := h.metric(`feedbridge_websub_fanouts_total{outcome="done"}`); n != 1 {
+		t.Errorf("the change was fanned out %d times", n)
+	}
+	if n := len(sub.Deliveries("/cb")); n != 1 {
+		t.Errorf("%d deliveries of one change", n)
+	}
+}
+
 func TestWebSubRetriesWithGrowingDelays(t *testing.T) {
-	h := newHubHarness(t, hubSection("delivery: {retry: {attempts: 5, min: 200ms, max: 5s}}"))
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
-	h.subscribe(sub, h.topic(formatAtom, "news"), "/flaky")
+	h, sub, _ := newsHub(t, hubSection("delivery: {retry: {attempts: 5, min: 200ms, max: 5s}}"), formatAtom, "/flaky")
 	sub.FailNext("/flaky", 3)
 	h.publish("news", "1", `{"title":"Eventually"}`)
 	ds := sub.WaitDeliveries(t, "/flaky", 4)
@@ -301,10 +338,7 @@ func TestWebSubRetriesWithGrowingDelays(t *testing.T) {
 }
 
 func TestWebSubAbandonsAfterRetriesAndDeliversTheNextChange(t *testing.T) {
-	h := newHubHarness(t, hubSection("delivery: {retry: {attempts: 2, min: 20ms, max: 40ms}}"))
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
-	h.subscribe(sub, h.topic(formatAtom, "news"), "/down")
+	h, sub, _ := newsHub(t, hubSection("delivery: {retry: {attempts: 2, min: 20ms, max: 40ms}}"), formatAtom, "/down")
 	sub.FailNext("/down", 3)
 	h.publish("news", "1", `{"title":"First"}`)
 	h.eventually("the notification is abandoned", func() bool { return h.deliveries(outcomeAbandoned) == 1 })
@@ -321,12 +355,7 @@ func TestWebSubAbandonsAfterRetriesAndDeliversTheNextChange(t *testing.T) {
 }
 
 func TestWebSubUnsubscribeStopsDeliveries(t *testing.T) {
-	h := newHubHarness(t, hubSection())
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
-	topic := h.topic(formatRSS, "news")
-	h.subscribe(sub, topic, "/leaving")
-	h.subscribe(sub, topic, "/staying")
+	h, sub, topic := newsHub(t, hubSection(), formatRSS, "/leaving", "/staying")
 
 	// a request the callback does not confirm changes nothing
 	sub.Refuse("/leaving", true)
@@ -362,10 +391,7 @@ func TestWebSubUnsubscribeStopsDeliveries(t *testing.T) {
 }
 
 func TestWebSubVerificationFailuresChangeNothing(t *testing.T) {
-	h := newHubHarness(t, hubSection())
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
-	topic := h.topic(formatAtom, "news")
+	h, sub, topic := newsHub(t, hubSection(), formatAtom)
 
 	// a callback that does not agree (404) is not subscribed
 	sub.Refuse("/no", true)
@@ -411,10 +437,7 @@ func TestWebSubVerificationFailuresChangeNothing(t *testing.T) {
 }
 
 func TestWebSubLeases(t *testing.T) {
-	h := newHubHarness(t, hubSection("lease: {min: 1s, default: 1h, max: 2h}"))
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
-	topic := h.topic(formatAtom, "news")
+	h, sub, topic := newsHub(t, hubSection("lease: {min: 1s, default: 1h, max: 2h}"), formatAtom)
 	for _, c := range []struct{ asked, granted string }{{"", "3600"}, {"999999999999", "7200"}, {"60", "60"}} {
 		v := h.subscribe(sub, topic, "/lease", "hub.lease_seconds", c.asked)
 		if got := v.Query.Get("hub.lease_seconds"); got != c.granted {
@@ -568,13 +591,9 @@ func TestWebSubDeliveryChecksTheAddressItConnectsTo(t *testing.T) {
 }
 
 func TestWebSubGoneAndDeniedEndSubscriptions(t *testing.T) {
-	h := newHubHarness(t, hubSection("delivery: {drop_after: 300ms, retry: {attempts: 1000, min: 20ms, max: 50ms}}"))
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
+	h, sub, topic := newsHub(t, hubSection("delivery: {drop_after: 300ms, retry: {attempts: 1000, min: 20ms, max: 50ms}}"),
+		formatAtom, "/gone", "/broken")
 	h.create("old", thoonk.TypeSorted, nil)
-	topic := h.topic(formatAtom, "news")
-	h.subscribe(sub, topic, "/gone")
-	h.subscribe(sub, topic, "/broken")
 	h.subscribe(sub, h.topic(formatJSON, "old"), "/old")
 	sub.Answer("/gone", http.StatusGone)
 	sub.Answer("/broken", http.StatusBadGateway)
@@ -636,13 +655,8 @@ func TestWebSubLimitsDeliveriesPerCallback(t *testing.T) {
 }
 
 func TestWebSubDefersFanOutsWhileTooManyDeliveriesWait(t *testing.T) {
-	h := newHubHarness(t, hubSection("delivery: {workers: 1, max_pending: 1}"))
-	sub := atomtest.NewSubscriber(t)
-	h.create("news", thoonk.TypeFeed, nil)
 	paths := []string{"/a", "/b", "/c", "/d"}
-	for _, p := range paths {
-		h.subscribe(sub, h.topic(formatAtom, "news"), p)
-	}
+	h, sub, _ := newsHub(t, hubSection("delivery: {workers: 1, max_pending: 1}"), formatAtom, paths...)
 	holds := map[string]func(){}
 	for _, p := range paths {
 		holds[p] = sub.Hold(p)
