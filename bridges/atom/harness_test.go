@@ -26,7 +26,7 @@ import (
 // server whose URL is the public URL.
 type harness struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *thoonk.Store
 	bridge *Bridge
 	srv    *httptest.Server
@@ -54,6 +54,13 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 	for _, hook := range hooks {
 		rdb.AddHook(hook)
 	}
+	return newHarnessOn(tb, rdb, section)
+}
+
+// newHarnessOn is newHarness on a client of the test's own Redis
+// deployment (a Cluster, say).
+func newHarnessOn(tb testing.TB, rdb redis.UniversalClient, section string) *harness {
+	tb.Helper()
 	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		tb.Fatal(err)

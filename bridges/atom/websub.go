@@ -352,6 +352,20 @@ func (w *webSub) running() (context.Context, *core.Hub) {
 	return w.ctx, w.hub
 }
 
+// spawn runs f with the hub's context in the background, waited for when
+// the hub stops; it reports false (and runs nothing) when the hub does
+// not run.
+func (w *webSub) spawn(f func(ctx context.Context)) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx == nil {
+		return false
+	}
+	ctx := w.ctx
+	w.bg.Go(func() { f(ctx) })
+	return true
+}
+
 // ensureQueue creates the delivery job feed, or updates its timeout.
 func (w *webSub) ensureQueue(ctx context.Context) error {
 	cfg := map[string]string{

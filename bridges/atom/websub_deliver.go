@@ -228,11 +228,7 @@ func (w *webSub) drop(ctx context.Context, sub *subscription, reason, why string
 // deny tells a callback, in the background, that its subscription to
 // topic is denied (hub.mode=denied, WebSub 5.2); the answer is ignored.
 func (w *webSub) deny(callback, topic, reason string) {
-	ctx, _ := w.running()
-	if ctx == nil {
-		return
-	}
-	w.bg.Go(func() {
+	w.spawn(func(ctx context.Context) {
 		q := url.Values{"hub.mode": {"denied"}, "hub.topic": {topic}, "hub.reason": {reason}}
 		_, _, _ = w.get(ctx, callback, q, 0)
 	})

@@ -89,8 +89,7 @@ func (w *webSub) serveHub(c *gin.Context) {
 		hubText(c, http.StatusTooManyRequests, "too many subscription requests from this address; retry after "+core.RetryAfter(wait)+"s")
 		return
 	}
-	ctx, hub := w.running()
-	if ctx == nil {
+	if ctx, _ := w.running(); ctx == nil {
 		c.Header("Retry-After", "5")
 		hubText(c, http.StatusServiceUnavailable, "the hub is starting or stopping; try again shortly")
 		return
@@ -102,7 +101,7 @@ func (w *webSub) serveHub(c *gin.Context) {
 		hubText(c, eh.status, eh.msg)
 		return
 	case err != nil:
-		hub.Log.Warn("websub: cannot take a subscription request", "err", err)
+		w.hub.Log.Warn("websub: cannot take a subscription request", "err", err)
 		c.Header("Retry-After", "5")
 		hubText(c, http.StatusServiceUnavailable, "the hub's store is unavailable; try again shortly")
 		return
@@ -114,10 +113,15 @@ func (w *webSub) serveHub(c *gin.Context) {
 		hubText(c, http.StatusServiceUnavailable, "too many verifications in progress; try again shortly")
 		return
 	}
-	w.bg.Go(func() {
+	if !w.spawn(func(ctx context.Context) {
 		defer func() { <-w.verifying }()
 		w.verify(ctx, req)
-	})
+	}) {
+		<-w.verifying
+		c.Header("Retry-After", "5")
+		hubText(c, http.StatusServiceUnavailable, "the hub is stopping; try again shortly")
+		return
+	}
 	hubText(c, http.StatusAccepted, "accepted: the hub will verify the request with a GET to hub.callback")
 }
 

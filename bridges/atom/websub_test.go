@@ -16,6 +16,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/bridges/atom/atomtest"
 	"github.com/feedbridge/feedbridge/core/thoonk"
+	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // hubSection is an atom section with the hub on, callbacks to loopback
@@ -30,11 +31,19 @@ func hubSection(more ...string) string {
 	return "rate_limit: {per_ip: {rate: 0}}\nwebsub:\n  enabled: true\n  " + strings.Join(append(lines, more...), "\n  ")
 }
 
-// newHubHarness is newHarness for hub tests, with a feed for barrier; the
-// adapter's log is shown when the test fails.
+// newHubHarness is newHarness for hub tests.
 func newHubHarness(tb testing.TB, section string) *harness {
-	h := newHarness(tb, section)
-	h.create("barrier", thoonk.TypeFeed, nil)
+	return hubHarness(newHarness(tb, section))
+}
+
+// barrierFeed is the feed of barrier (hash-tagged, for Redis Cluster too).
+const barrierFeed = "{barrier}"
+
+// hubHarness prepares a harness for hub tests: a feed for barrier, and
+// the adapter's log shown when the test fails.
+func hubHarness(h *harness) *harness {
+	tb := h.t
+	h.create(barrierFeed, thoonk.TypeFeed, nil)
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			tb.Logf("adapter log:\n%s", h.logs.String())
@@ -74,9 +83,9 @@ func (h *harness) subscribed(topic, callback string) bool {
 func (h *harness) barrier() {
 	h.t.Helper()
 	id := thoonk.NewID()
-	h.publish("barrier", id, "x")
+	h.publish(barrierFeed, id, "x")
 	h.eventually("the events are handled", func() bool {
-		return h.rdb.HExists(context.Background(), prefixTimes+"barrier", "u:"+id).Val()
+		return h.rdb.HExists(context.Background(), prefixTimes+barrierFeed, "u:"+id).Val()
 	})
 }
 
@@ -308,6 +317,35 @@ func TestWebSubOneProcessTakesEachChange(t *testing.T) {
 	}
 	if n := len(sub.Deliveries("/cb")); n != 1 {
 		t.Errorf("%d deliveries of one change", n)
+	}
+}
+
+// On Redis Cluster every script of the hub keeps to one slot: subscribe,
+// a failed delivery retried, a signed delivery, unsubscribe.
+func TestWebSubOnRedisCluster(t *testing.T) {
+	c := testenv.StartRedisCluster(t, 3)
+	rdb, err := thoonk.NewRedisClient("redis://"+c.Addrs[0]+"?addr="+c.Addrs[1]+"&addr="+c.Addrs[2], thoonk.RedisCluster, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.Close() })
+	h := hubHarness(newHarnessOn(t, rdb, hubSection("delivery: {retry: {min: 50ms, max: 100ms}}")))
+	sub := atomtest.NewSubscriber(t)
+	const feed = "{team}:news"
+	h.create(feed, thoonk.TypeFeed, nil)
+	topic := h.topic(formatAtom, feed)
+	h.subscribe(sub, topic, "/cb", "hub.secret", "cluster-secret")
+	sub.FailNext("/cb", 1)
+	h.publish(feed, "1", `{"title":"Clustered"}`)
+	ds := sub.WaitDeliveries(t, "/cb", 2)
+	if err := atomtest.VerifySignature(ds[1].Header.Get("X-Hub-Signature"), "cluster-secret", ds[1].Body); err != nil || !strings.Contains(string(ds[1].Body), "Clustered") {
+		t.Fatalf("the retried delivery: %v\n%s", err, ds[1].Body)
+	}
+	atomtest.HubRequest(t, h.hubURL(), atomtest.Subscription("unsubscribe", topic, sub.Callback("/cb")))
+	h.eventually("the unsubscription", func() bool { return !h.subscribed(topic, sub.Callback("/cb")) })
+	h.idle()
+	if logs := h.logs.String(); strings.Contains(logs, "CROSSSLOT") || strings.Contains(logs, "level=WARN") {
+		t.Errorf("warnings on Cluster:\n%s", logs)
 	}
 }
 
