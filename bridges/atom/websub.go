@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -243,8 +244,8 @@ type webSub struct {
 	wake chan struct{} // wakes the sweeper: a retry was scheduled
 }
 
-// change is a feed change handed to the notifier: the dedup key shared by
-// every process that saw it ("" after a resync: no dedup).
+// change is a feed change handed to the notifier, with the dedup key
+// every process that saw it derives alike.
 type change struct {
 	feed, key string
 	at        time.Time
@@ -421,10 +422,16 @@ func (w *webSub) take(ctx context.Context, slots chan struct{}, wg *sync.WaitGro
 	}
 }
 
+// errorPause is how long a job that failed (Redis, or a render) waits
+// before it runs again, with jitter.
+const errorPause = 5 * time.Second
+
 // handle runs one job (a fan-out or a delivery) and finishes it once its
-// outcome is recorded. A job that could not run (Redis failed, or the
-// process is stopping) is given back, to run again here or in another
-// process. A change that came while it ran is queued again.
+// outcome is recorded. A job the stopping process could not complete is
+// given back at once, to run in another process; one that failed
+// otherwise (Redis, a render) runs again after errorPause (or, when even
+// that cannot be recorded, after delivery.job_timeout, by job
+// maintenance). A change that came while it ran is queued again.
 func (w *webSub) handle(ctx context.Context, job thoonk.Job) {
 	member, ok := memberOf(job)
 	var err error
@@ -438,12 +445,17 @@ func (w *webSub) handle(ctx context.Context, job thoonk.Job) {
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err != nil {
-		_, cerr := w.jobs.Cancel(fctx, job.ID)
-		if ctx.Err() == nil {
-			w.hub.Log.Warn("websub: job failed; it will run again", "job", job.ID, "err", err, "cancel_err", cerr)
-		}
+	switch {
+	case err != nil && ctx.Err() != nil:
+		_, _ = w.jobs.Cancel(fctx, job.ID)
 		return
+	case err != nil:
+		pause := errorPause/2 + rand.N(errorPause)
+		w.hub.Log.Warn("websub: job failed; it will run again", "job", job.ID, "err", err, "retry_in", pause.Round(time.Millisecond))
+		if err := w.store().retryLater(fctx, member, time.Now().Add(pause)); err != nil {
+			return // left claimed: job maintenance gives it back
+		}
+		w.scheduled()
 	}
 	if err := w.jobs.Finish(fctx, job.ID); err != nil {
 		w.hub.Log.Warn("websub: finish job", "job", job.ID, "err", err)

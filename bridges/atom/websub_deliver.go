@@ -152,9 +152,10 @@ func (w *webSub) deliver(ctx context.Context, id string) error {
 	start := time.Now()
 	status, perr := w.post(ctx, sub, doc)
 	w.m.latency.Observe(time.Since(start).Seconds())
-	if ctx.Err() != nil {
-		return ctx.Err() // stopping: the job runs again
+	if perr != nil && ctx.Err() != nil {
+		return ctx.Err() // cut short by the stop: the job runs again
 	}
+	ctx = context.WithoutCancel(ctx) // an answer is recorded, also while stopping
 	switch {
 	case perr == nil && status/100 == 2:
 		w.m.deliveries.WithLabelValues(outcomeDelivered).Inc()

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -141,13 +142,16 @@ func (w *webSub) parseRequest(c *gin.Context) (*hubRequest, error) {
 	}
 	form := c.Request.PostForm
 	param := func(name string) (string, error) {
-		switch v := form[name]; len(v) {
-		case 0:
+		switch v := form[name]; {
+		case len(v) == 0:
 			return "", nil
-		case 1:
+		case len(v) > 1:
+			return "", refuse(http.StatusBadRequest, "%s is given more than once: give it once", name)
+		case !utf8.ValidString(v[0]):
+			return "", refuse(http.StatusBadRequest, "%s is not UTF-8 (WebSub 5.1)", name)
+		default:
 			return v[0], nil
 		}
-		return "", refuse(http.StatusBadRequest, "%s is given more than once: give it once", name)
 	}
 	mode, err := param("hub.mode")
 	if err != nil {

@@ -349,6 +349,28 @@ func TestWebSubOnRedisCluster(t *testing.T) {
 	}
 }
 
+// A job that fails for another reason than its callback (here a render:
+// a foreign value under the feed's times key) runs again after a pause,
+// never in a loop, and succeeds once the cause is gone.
+func TestWebSubFailedJobRunsAgainAfterAPause(t *testing.T) {
+	h, sub, _ := newsHub(t, hubSection(), formatAtom, "/cb")
+	ctx := context.Background()
+	if err := h.rdb.Set(ctx, prefixTimes+"news", "not a hash", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	h.publish("news", "1", `{"title":"Despite it all"}`)
+	failures := func() int { return strings.Count(h.logs.String(), "websub: job failed; it will run again") }
+	h.eventually("the fan-out fails", func() bool { return failures() >= 1 })
+	time.Sleep(time.Second)
+	if n := failures(); n != 1 {
+		t.Fatalf("the failed job ran %d times within a second", n)
+	}
+	if err := h.rdb.Del(ctx, prefixTimes+"news").Err(); err != nil {
+		t.Fatal(err)
+	}
+	sub.WaitDelivery(t, "/cb", "Despite it all")
+}
+
 func TestWebSubRetriesWithGrowingDelays(t *testing.T) {
 	h, sub, _ := newsHub(t, hubSection("delivery: {retry: {attempts: 5, min: 200ms, max: 5s}}"), formatAtom, "/flaky")
 	sub.FailNext("/flaky", 3)
@@ -545,6 +567,8 @@ func TestWebSubRefusesBadRequests(t *testing.T) {
 		{"bad lease", form("hub.lease_seconds", "soon"), nil, 400, "positive decimal integer"},
 		{"zero lease", form("hub.lease_seconds", "0"), nil, 400, "positive decimal integer"},
 		{"wrong token", form(), []string{"Authorization", "Bearer wrong-token-0123456789"}, 401, ""},
+		{"not utf-8", form("hub.secret", "\xff\xfe"), nil, 400, "hub.secret is not UTF-8"},
+		{"huge", form("hub.secret", strings.Repeat("s", 20<<10)), nil, 413, "over 16384 bytes"},
 	} {
 		status, body := atomtest.HubRequest(t, h.hubURL(), c.form, c.header...)
 		if status != c.status || !strings.Contains(body, c.msg) {
