@@ -11,8 +11,10 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -236,6 +238,7 @@ type webSub struct {
 	feedsMu sync.RWMutex
 	feeds   map[string]bool
 	added   map[string]time.Time
+	known   atomic.Bool // the feeds were read from Redis once
 
 	// deliveries in progress per callback URL
 	busyMu sync.Mutex
@@ -325,6 +328,9 @@ func (w *webSub) run(ctx context.Context, hub *core.Hub) {
 	for attempt := 0; ; attempt++ {
 		err := w.ensureQueue(ctx)
 		if err == nil {
+			err = w.refreshFeeds(ctx)
+		}
+		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -335,7 +341,12 @@ func (w *webSub) run(ctx context.Context, hub *core.Hub) {
 			return
 		}
 	}
-	_ = w.refreshFeeds(ctx)
+	// Changes made while no process of this hub ran, or before this one
+	// knew its subscribed feeds, were not handed over: every subscribed
+	// feed is fanned out once now (documents already delivered are not
+	// sent again).
+	w.known.Store(true)
+	w.changed(nil, true)
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, w.cfg.Delivery.Workers)
 	for range takers {
@@ -523,15 +534,16 @@ func firstErr(first, err error) error {
 
 // changed hands a batch of recorded feed events to the notifier (called
 // by the atom loop after it recorded them, so that fan-outs render the
-// recorded times). Only feeds with subscriptions count. Each event gets a
-// dedup key from its content and how often this process saw that content
-// lately, the same in every process of a fleet. Overflow policy: beyond
-// maxPend waiting changes they are dropped and every subscribed feed is
-// notified instead (deliveries of unchanged documents are skipped).
+// recorded times). Only feeds with subscriptions count (all, until the
+// hub read them: the notifier sorts them out). Each event gets a dedup key
+// from its content and how often this process saw that content lately,
+// the same in every process of a fleet. Overflow policy: beyond maxPend
+// waiting changes they are dropped and every subscribed feed is notified
+// instead (deliveries of unchanged documents are skipped).
 func (w *webSub) changed(evs []thoonk.Event, resync bool) {
 	var add []change
 	for _, ev := range evs {
-		if w.subscribed(ev.Feed) {
+		if !w.known.Load() || w.subscribed(ev.Feed) {
 			add = append(add, change{feed: ev.Feed, key: w.dedupKey(ev), at: ev.At})
 		}
 	}
@@ -607,8 +619,9 @@ func (w *webSub) notifier(ctx context.Context) {
 		batch, all := w.pend, w.pendAll
 		w.pend, w.pendAll = nil, false
 		w.pendMu.Unlock()
+		batch = slices.DeleteFunc(batch, func(c change) bool { return !w.subscribed(c.feed) })
 		for attempt := 0; ; attempt++ {
-			err := w.notify(ctx, batch, all || attempt > 0)
+			err := w.notify(ctx, batch, all, attempt == 0)
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -621,22 +634,23 @@ func (w *webSub) notifier(ctx context.Context) {
 	}
 }
 
-// notify marks the changed feeds and queues their fan-outs. Without dedup
-// (all) every feed of the batch, and after a resync every subscribed feed,
-// is marked.
-func (w *webSub) notify(ctx context.Context, batch []change, all bool) error {
+// notify marks the changed feeds and queues their fan-outs: the feeds of
+// the batch whose events this process takes (all of them without dedup:
+// after a failed attempt, whose dedup keys may be set already), and with
+// every, each subscribed feed.
+func (w *webSub) notify(ctx context.Context, batch []change, every, dedup bool) error {
 	feeds := map[string]time.Time{}
 	note := func(feed string, at time.Time) {
 		if t, ok := feeds[feed]; !ok || at.Before(t) {
 			feeds[feed] = at
 		}
 	}
-	if all && len(batch) == 0 {
+	if every {
 		for _, f := range w.subscribedFeeds() {
 			note(f, time.Now())
 		}
 	}
-	if all {
+	if !dedup {
 		for _, c := range batch {
 			note(c.feed, c.at)
 		}
@@ -662,6 +676,9 @@ func (w *webSub) notify(ctx context.Context, batch []change, all bool) error {
 // mark records that members changed at at and queues the jobs of those
 // not waiting for a retry.
 func (w *webSub) mark(ctx context.Context, at time.Time, members ...string) error {
+	if len(members) == 0 {
+		return nil
+	}
 	put, err := w.store().mark(ctx, at, members)
 	if err != nil {
 		return err

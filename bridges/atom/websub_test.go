@@ -308,7 +308,7 @@ func TestWebSubOneProcessTakesEachChange(t *testing.T) {
 	other.hub, other.jobs = h.bridge.ws.hub, h.bridge.ws.jobs
 	other.addFeed("news")
 	other.changed([]thoonk.Event{{Type: thoonk.EventPublish, Feed: "news", ID: "1", Item: []byte(`{"title":"Once"}`), At: time.Now()}}, false)
-	if err := other.notify(context.Background(), other.pend, false); err != nil {
+	if err := other.notify(context.Background(), other.pend, false, true); err != nil {
 		t.Fatal(err)
 	}
 	h.idle()
