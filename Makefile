@@ -22,6 +22,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'PublishThroughput|JobCycle' -benchtime 1x -count 5 ./core/thoonk/
 	$(GO) test -run '^$$' -bench 'PublishAllocs|DeliverEvent' -benchmem ./core/thoonk/
 	$(GO) test -run '^$$' -bench BenchmarkFeed -benchtime 2s -count 3 ./bridges/atom/
+	$(GO) test -run '^$$' -bench BenchmarkWebSubFanOut -benchtime 5x -count 3 ./bridges/atom/
 	$(GO) test -run '^$$' -bench BenchmarkREST -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPP -benchtime 3x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPPResyncCatchUp -benchtime 3x -count 2 ./bridges/xmpp/

@@ -58,6 +58,8 @@ type Config struct {
 	// TrustedProxies are the proxy addresses or CIDRs whose
 	// X-Forwarded-For is believed when finding the client address.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// WebSub makes the bridge a WebSub hub for its documents.
+	WebSub WebSubConfig `yaml:"websub"`
 }
 
 // RateLimit bounds the requests of one client address that cost work.
@@ -122,6 +124,7 @@ func defaultConfig() Config {
 		TombstoneTTL:  7 * 24 * time.Hour,
 		CacheBytes:    32 << 20,
 		RateLimit:     RateLimit{PerIP: core.Rate{Rate: 10, Burst: 100}, MaxClients: 10000},
+		WebSub:        defaultWebSub(),
 		Mappings: []Mapping{{
 			Feeds: []string{"*"}, Title: "title", Summary: "summary", Content: "content", ContentType: typeText,
 			Author: "author", Link: "link", Updated: "updated", Published: "published", Categories: "categories",
@@ -144,8 +147,12 @@ func New(sec *core.Section) (core.Adapter, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	return &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), tokens: core.NewTokenSet(cfg.Tokens),
-		limits: core.NewRateLimiter(cfg.RateLimit.MaxClients)}, nil
+	b := &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), tokens: core.NewTokenSet(cfg.Tokens),
+		limits: core.NewRateLimiter(cfg.RateLimit.MaxClients)}
+	if cfg.WebSub.Enabled {
+		b.ws = newWebSub(b, cfg.WebSub)
+	}
+	return b, nil
 }
 
 var tagAuthorityRE = regexp.MustCompile(`^(?i:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|[^@\s,:]+@[a-z0-9.-]+),(?P<date>\d{4}(-\d{2}(-\d{2})?)?)$`)
@@ -204,7 +211,8 @@ func (c *Config) validate(sec *core.Section) error {
 	}
 	errs = append(errs, core.ValidateTokens(c.Tokens, "atom", sec, "tokens"),
 		c.RateLimit.PerIP.Validate(sec, "rate_limit.per_ip"),
-		core.ValidateTrustedProxies(c.TrustedProxies, sec, "trusted_proxies"))
+		core.ValidateTrustedProxies(c.TrustedProxies, sec, "trusted_proxies"),
+		c.WebSub.validate(sec, "websub"))
 	if c.RateLimit.MaxClients < 1 {
 		bad("rate_limit.max_clients", "must be at least 1, for example 10000")
 	}
@@ -282,6 +290,8 @@ type Bridge struct {
 	cache  *cache
 	tokens *core.TokenSet
 	limits *core.RateLimiter
+	// ws is the WebSub hub (nil when atom.websub is off).
+	ws *webSub
 	// following is true while Run's event subscription keeps the cache
 	// current; the cache is bypassed otherwise.
 	following atomic.Bool
@@ -315,6 +325,12 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	b.cache.reset()
 	b.following.Store(true)
 	hub.SetState(b.Name(), core.StateUp, nil)
+	if b.ws != nil && b.hub != nil { // the hub needs the HTTP listener
+		hubCtx, stopHub := context.WithCancel(ctx)
+		hubDone := make(chan struct{})
+		go func() { defer close(hubDone); b.ws.run(hubCtx, hub) }()
+		defer func() { stopHub(); <-hubDone }()
+	}
 	batch := make([]thoonk.Event, 0, maxBatch)
 	for ctx.Err() == nil {
 		batch = batch[:0]
@@ -359,6 +375,9 @@ func (b *Bridge) handle(ctx context.Context, hub *core.Hub, batch []thoonk.Event
 		if err := b.record(ctx, hub, changes); err != nil {
 			return err
 		}
+	}
+	if b.ws != nil {
+		b.ws.changed(changes, resync) // after recording: fan-outs render the recorded times
 	}
 	if resync {
 		b.cache.reset()

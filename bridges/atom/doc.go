@@ -31,4 +31,14 @@
 //     to see it; answers to token readers are private.
 //   - Requests the cache cannot answer (renders) and wrong tokens are
 //     limited per client address (core.RateLimiter): 429 with Retry-After.
+//   - With atom.websub, the adapter is a WebSub hub (websub*.go) for its
+//     documents: first pages advertise it, POST /websub takes
+//     subscriptions (verified at the callback, leased, optionally signed
+//     with HMAC), and every change is pushed to the subscriptions. Its
+//     state lives in Redis (feedbridge.{websub}.*): one process of a fleet
+//     takes each feed event (a SET NX dedup key), and fan-out and delivery
+//     jobs on a Thoonk job feed share the work between processes, one job
+//     at a time per feed and per subscription, newest document first.
+//     Callbacks reach only public addresses (checked at every connection)
+//     unless allowed.
 package atom

@@ -18,6 +18,7 @@ type document struct {
 	updated   time.Time
 	author    Person
 	alternate string
+	hub       string // the WebSub hub's URL (first pages, hub enabled), else ""
 	base      string // public base URL
 	path      string // escaped feed name
 	// self, next and prev are query strings ("" or "?after=...") of this
@@ -113,6 +114,9 @@ func (b *Bridge) load(ctx context.Context, info thoonk.FeedInfo, q pageQuery) (*
 		d.title = line(info.Name)
 	}
 	d.alternate = d.base + "/atom/#" + d.path
+	if b.ws != nil && q.raw == "" {
+		d.hub = b.ws.hubURL()
+	}
 	if b.cfg.AlternateURL != "" {
 		d.alternate = strings.ReplaceAll(b.cfg.AlternateURL, "{feed}", templateValue(info.Name))
 	}

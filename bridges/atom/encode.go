@@ -120,6 +120,9 @@ func atomFeedOf(d *document) *atomFeed {
 	if d.prev != "" {
 		f.Links = append(f.Links, feeds.AtomLink{Rel: "previous", Type: atomType, Href: d.link(formatAtom, d.prev)})
 	}
+	if d.hub != "" {
+		f.Links = append(f.Links, feeds.AtomLink{Rel: "hub", Href: d.hub})
+	}
 	for _, t := range d.deleted {
 		f.Deleted = append(f.Deleted, atomDeleted{Ref: t.id, When: atomTime(t.when)})
 	}
@@ -188,7 +191,7 @@ type rssChannel struct {
 
 type rssAtomLink struct {
 	Rel  string `xml:"rel,attr"`
-	Type string `xml:"type,attr"`
+	Type string `xml:"type,attr,omitempty"`
 	Href string `xml:"href,attr"`
 }
 
@@ -227,6 +230,9 @@ func rssOf(d *document) *rssDoc {
 	}
 	if d.prev != "" {
 		ch.AtomLinks = append(ch.AtomLinks, rssAtomLink{Rel: "previous", Type: rssType, Href: d.link(formatRSS, d.prev)})
+	}
+	if d.hub != "" {
+		ch.AtomLinks = append(ch.AtomLinks, rssAtomLink{Rel: "hub", Href: d.hub})
 	}
 	for _, e := range d.entries {
 		it := rssItem{
@@ -286,6 +292,9 @@ func jsonFeedOf(d *document) *jsonFeed {
 	}
 	if d.next != "" {
 		f.NextUrl = d.link(formatJSON, d.next)
+	}
+	if d.hub != "" {
+		f.Hubs = []*feeds.JSONHub{{Type: "WebSub", Url: d.hub}}
 	}
 	for _, e := range d.entries {
 		it := &jsonItem{JSONItem: &feeds.JSONItem{

@@ -26,7 +26,7 @@ import (
 // server whose URL is the public URL.
 type harness struct {
 	t      testing.TB
-	rdb    *redis.Client
+	rdb    redis.UniversalClient
 	store  *thoonk.Store
 	bridge *Bridge
 	srv    *httptest.Server
@@ -35,10 +35,11 @@ type harness struct {
 }
 
 // testACL lets the anonymous reader read everything but "secret:*", and
-// the token reader atom:alice everything.
+// the token reader atom:alice (websub:alice as a WebSub subscriber)
+// everything.
 var testACL = core.MustACL(
 	core.ACLRule{Actors: []string{"*:anonymous"}, Feeds: []string{"[^s]*", "s[^e]*"}, Allow: []string{core.OpRead}},
-	core.ACLRule{Actors: []string{"atom:alice"}, Feeds: []string{"*"}, Allow: []string{core.OpRead}},
+	core.ACLRule{Actors: []string{"atom:alice", "websub:alice"}, Feeds: []string{"*"}, Allow: []string{core.OpRead}},
 )
 
 // newHarness starts everything with the given atom section (YAML, without
@@ -53,6 +54,13 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 	for _, hook := range hooks {
 		rdb.AddHook(hook)
 	}
+	return newHarnessOn(tb, rdb, section)
+}
+
+// newHarnessOn is newHarness on a client of the test's own Redis
+// deployment (a Cluster, say).
+func newHarnessOn(tb testing.TB, rdb redis.UniversalClient, section string) *harness {
+	tb.Helper()
 	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
 	if err != nil {
 		tb.Fatal(err)

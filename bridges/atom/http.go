@@ -50,9 +50,18 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 		r.Match(read, "/"+format+"/:feed", b.serveFeed(format))
 	}
 	r.NoRoute(func(c *gin.Context) { problem(c, http.StatusNotFound, "no such feed") })
-	r.NoMethod(func(c *gin.Context) { problem(c, http.StatusMethodNotAllowed, "feeds are read only: use GET or HEAD") })
+	r.NoMethod(func(c *gin.Context) {
+		if c.Request.URL.Path == hubPath {
+			hubText(c, http.StatusMethodNotAllowed, "send subscription requests with POST")
+			return
+		}
+		problem(c, http.StatusMethodNotAllowed, "feeds are read only: use GET or HEAD")
+	})
 	for _, prefix := range []string{"/atom/", "/rss/", "/json/"} {
 		mux.Handle(prefix, r)
+	}
+	if b.ws != nil {
+		b.ws.mountHub(r, mux)
 	}
 	return nil
 }
@@ -124,6 +133,9 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 			return b.renderFeed(ctx, feed, format, q)
 		})
 		if ok {
+			if q.raw == "" {
+				b.ws.advertise(c, format, feed)
+			}
 			send(c, r)
 		}
 	}

@@ -145,17 +145,36 @@ func (b *Bridge) Start() {
 // exited within timeout.
 func (b *Bridge) Terminate(timeout time.Duration) error {
 	b.tb.Helper()
+	return b.end(syscall.SIGTERM, "SIGTERM", timeout)
+}
+
+// Kill stops the bridge at once with SIGKILL to its process group, as a
+// crash would: nothing in hand is finished or given back.
+func (b *Bridge) Kill() {
+	b.tb.Helper()
+	_ = b.end(syscall.SIGKILL, "SIGKILL", 10*time.Second)
+}
+
+// end sends sig (named name; SIGKILL goes to the whole process group) and
+// waits for the bridge to exit, within timeout; it returns how the bridge
+// ended.
+func (b *Bridge) end(sig syscall.Signal, name string, timeout time.Duration) error {
+	b.tb.Helper()
 	b.proc.mu.Lock()
 	cmd, done := b.proc.cmd, b.proc.done
 	b.proc.mu.Unlock()
 	if cmd == nil {
 		b.tb.Fatal("bridge is not running")
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	pid := cmd.Process.Pid
+	if sig == syscall.SIGKILL {
+		pid = -pid // Setpgid: the group's id is the bridge's pid
+	}
+	_ = syscall.Kill(pid, sig)
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		b.tb.Fatalf("bridge did not exit within %v of SIGTERM", timeout)
+		b.tb.Fatalf("bridge did not exit within %v of %s", timeout, name)
 	}
 	b.proc.mu.Lock()
 	err := b.proc.werr
