@@ -186,10 +186,6 @@ func (b *Bridge) end(sig syscall.Signal, name string, timeout time.Duration) err
 // Stop stops the bridge (SIGTERM, then SIGKILL after a grace period).
 func (b *Bridge) Stop() { b.proc.stop() }
 
-// Kill kills the bridge with SIGKILL (a crash: nothing is cleaned up) and
-// waits for it to exit.
-func (b *Bridge) Kill() { b.proc.kill() }
-
 // Freeze stops the bridge with SIGSTOP (a process paused by the system: its
 // connections stay open); Thaw resumes it with SIGCONT.
 func (b *Bridge) Freeze() { b.proc.signal(syscall.SIGSTOP) }
