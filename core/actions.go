@@ -399,6 +399,9 @@ type JobStatus struct {
 	Failures int `json:"failures"`
 	// Result is the worker's result once finished (when recorded).
 	Result *Result `json:"result,omitempty"`
+	// LastError is the last failure recorded for the job (a stalled job's
+	// reason), when its record keeps one.
+	LastError string `json:"last_error,omitempty"`
 	// Submitter is the actor ("protocol:id") who submitted the action, so
 	// that adapters can show a job's status to its submitter only. Not
 	// part of the JSON: it is for the adapter, not the client.
@@ -415,7 +418,7 @@ func (a *Actions) Status(ctx context.Context, queue, id string) (JobStatus, erro
 	if err != nil {
 		return JobStatus{}, err
 	}
-	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Cancelled, Submitter: st.Submitter}
+	js := JobStatus{Queue: queue, JobID: id, State: st.State, Failures: st.Cancelled, Submitter: st.Submitter, LastError: st.LastError}
 	if st.HasResult {
 		r := ParseResult(st.Result)
 		js.Result = &r

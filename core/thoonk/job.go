@@ -290,6 +290,9 @@ type JobState struct {
 	HasResult bool
 	// Submitter is who submitted the job, when its record says.
 	Submitter string
+	// LastError is the last failure its record keeps (field last_error of
+	// feedbridge.job:QUEUE:ID), when a worker recorded one.
+	LastError string
 }
 
 // Job states reported by JobFeed.State.
@@ -326,6 +329,9 @@ func (j *JobFeed) State(ctx context.Context, id string) (JobState, error) {
 	}
 	if len(vals) > 4 {
 		st.Submitter = stringOf(vals[4])
+	}
+	if len(vals) > 5 {
+		st.LastError = stringOf(vals[5])
 	}
 	return st, nil
 }

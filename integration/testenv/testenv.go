@@ -347,3 +347,10 @@ func makeTraversable(tb testing.TB, dir string) {
 		}
 	}
 }
+
+// Require returns the absolute path of the executable name, or skips the
+// test (fails it when CI=true) naming the Debian package to install.
+func Require(tb testing.TB, name, debPackage string) string {
+	tb.Helper()
+	return requireBinary(tb, name, debPackage)
+}

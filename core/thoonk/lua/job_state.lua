@@ -2,7 +2,7 @@
 -- KEYS: config, items, claimed, stalled, cancelled, record
 -- ARGV: id
 -- Replies {state, cancelled, has record (0/1), result or false, submitter
--- or false}; state is 'queued', 'claimed', 'stalled' or 'gone' (not in the
+-- or false, last error or false}; state is 'queued', 'claimed', 'stalled' or 'gone' (not in the
 -- job feed).
 local e = fbneed(KEYS[1], 'job'); if e then return e end
 local id = ARGV[1]
@@ -17,4 +17,4 @@ if redis.call('HEXISTS', KEYS[2], id) == 1 then
   end
 end
 return {state, redis.call('HGET', KEYS[5], id) or '0', redis.call('EXISTS', KEYS[6]), redis.call('HGET', KEYS[6], 'result'),
-  redis.call('HGET', KEYS[6], 'submitter')}
+  redis.call('HGET', KEYS[6], 'submitter'), redis.call('HGET', KEYS[6], 'last_error')}
