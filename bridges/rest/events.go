@@ -62,28 +62,12 @@ func (b *Bridge) feedEvents(c *gin.Context) {
 // events streams the events of every feed matching ?feeds= (glob
 // patterns, repeatable; default every feed) that this client may read.
 func (b *Bridge) events(c *gin.Context) {
-	globs := c.QueryArray("feeds")
-	if len(globs) == 0 {
-		globs = []string{"*"}
+	pats, match, err := b.patternMatch(actorOf(c), c.QueryArray("feeds"))
+	if err != nil {
+		fail(c, "bad-request", "feeds: "+err.Error())
+		return
 	}
-	pats := make([]thoonk.Pattern, 0, len(globs))
-	for _, g := range globs {
-		p, err := thoonk.CompilePattern(g)
-		if err != nil {
-			fail(c, "bad-request", "feeds: "+err.Error())
-			return
-		}
-		pats = append(pats, p)
-	}
-	actor := actorOf(c)
-	b.stream(c, "", pats, func(f string) bool {
-		for _, p := range pats {
-			if p.Match(f) {
-				return b.exposed(actor, f)
-			}
-		}
-		return false
-	})
+	b.stream(c, "", pats, match)
 }
 
 // stream serves Server-Sent Events from the replay ring: first what the
@@ -108,22 +92,18 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, matc
 	if !ok {
 		return
 	}
-	w, unwatch := b.ring.watch(feed, pats) // before reading: nothing slips between
 	last := c.GetHeader("Last-Event-ID")
 	if last == "" {
 		last = c.Query("last_event_id")
 	}
-	pos := b.ring.now()
-	if last != "" {
-		pos, _ = parsePosition(last) // a malformed id resets like an unknown one
-	}
+	f := b.follow(feed, pats, last, match)
 	streamHeaders(h)
 	hello := "retry: " + strconv.Itoa(reconnectMillis) + "\n"
 	if last == "" {
-		hello += "id: " + pos.String() + "\n" // sets the resume point without an event
+		hello += "id: " + f.id() + "\n" // sets the resume point without an event
 	}
 	hello += "\n"
-	s := &stream{b: b, w: w, pos: pos, match: match}
+	s := &stream{b: b, f: f}
 	if conn, err := hijack(c.Writer); err == nil {
 		s.conn = conn
 		h.Set("Connection", "close")
@@ -139,14 +119,14 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, matc
 			if s.send(head.Bytes()) {
 				s.run(nil)
 			}
-		}, release, unwatch)
+		}, release, f.close)
 		if !ok {
 			_ = conn.Close()
 		}
 		return
 	}
 	defer release()
-	defer unwatch()
+	defer f.close()
 	c.Status(http.StatusOK)
 	s.out, s.rc = c.Writer, http.NewResponseController(c.Writer)
 	if s.send([]byte(hello)) {
@@ -198,11 +178,9 @@ func hijack(w gin.ResponseWriter) (net.Conn, error) {
 
 // stream is one event stream's state.
 type stream struct {
-	b     *Bridge
-	w     *watch
-	pos   position
-	match func(string) bool
-	buf   bytes.Buffer
+	b   *Bridge
+	f   *follower
+	buf bytes.Buffer
 
 	conn net.Conn // hijacked, or
 	out  io.Writer
@@ -248,34 +226,23 @@ func (s *stream) run(gone <-chan struct{}) {
 	heartbeat := time.NewTicker(s.b.cfg.Events.Heartbeat)
 	defer heartbeat.Stop()
 	for {
-		batch, next, lost := s.b.ring.read(s.pos, s.match, batchSize)
+		frames := s.f.next(batchSize)
 		s.buf.Reset()
-		switch {
-		case lost:
-			reason := "too-far-behind"
-			if s.pos.epoch != next.epoch || s.pos.seq > next.seq {
-				reason = "history-unavailable"
-			}
-			data, _ := json.Marshal(ResetJSON{Reason: reason})
-			_ = sse.Encode(&s.buf, sse.Event{Event: "reset", Id: next.String(), Data: data})
-		default:
-			for _, e := range batch {
-				_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: position{next.epoch, e.seq}.String(), Data: e.data})
-			}
+		for _, fr := range frames {
+			_ = sse.Encode(&s.buf, sse.Event{Event: fr.event, Id: fr.id, Data: fr.data})
 		}
-		s.pos = next
-		if s.buf.Len() > 0 {
+		if len(frames) > 0 {
 			if !s.send(s.buf.Bytes()) {
 				return
 			}
-			s.b.hub.Metrics.EventOut(s.b.Name(), max(len(batch), 1))
+			s.b.hub.Metrics.EventOut(s.b.Name(), len(frames))
 			continue // drain what is kept before waiting
 		}
 		if s.buf.Cap() > 64<<10 {
 			s.buf = bytes.Buffer{} // do not keep a burst's buffer while idle
 		}
 		select {
-		case <-s.w.ch:
+		case <-s.f.wake():
 		case <-heartbeat.C:
 			if !s.alive() || !s.send([]byte(": heartbeat\n\n")) {
 				return
@@ -285,5 +252,79 @@ func (s *stream) run(gone <-chan struct{}) {
 		case <-s.b.stopping.Done():
 			return
 		}
+	}
+}
+
+// frame is one message of an event stream, whatever carries it (an SSE
+// event, a WebSocket message): an item or feed event, or a reset.
+type frame struct {
+	// event is publish, edit, retract, position, delete, or reset.
+	event string
+	// id is the resume position after this frame (SSE's Last-Event-ID).
+	id string
+	// data is the event's EventJSON, or a reset's ResetJSON.
+	data []byte
+}
+
+// follower is one consumer's place in the bridge's event source: every SSE
+// stream and every WebSocket subscription reads events, ids and replays
+// through it, so that both always give the same ids and resume the same
+// way.
+type follower struct {
+	b       *Bridge
+	w       *watch
+	unwatch func()
+	pos     position
+	match   func(feed string) bool
+}
+
+// follow starts following the events of feed (or of the feeds matching
+// pats) that match wants, after lastID, an id the client got before ("":
+// from now). A malformed or unknown id resets like one from another epoch.
+// The watch is registered before the position is read, so that nothing
+// slips between. Call close when done.
+func (b *Bridge) follow(feed string, pats []thoonk.Pattern, lastID string, match func(string) bool) *follower {
+	w, unwatch := b.ring.watch(feed, pats)
+	pos := b.ring.now()
+	if lastID != "" {
+		pos, _ = parsePosition(lastID)
+	}
+	return &follower{b: b, w: w, unwatch: unwatch, pos: pos, match: match}
+}
+
+// id returns the resume id of the follower's current position.
+func (f *follower) id() string { return f.pos.String() }
+
+// wake signals when an event the follower may want has arrived.
+func (f *follower) wake() <-chan struct{} { return f.w.ch }
+
+// close stops watching.
+func (f *follower) close() { f.unwatch() }
+
+// next returns up to max frames available now, in order, and moves past
+// them: events, or one reset when the events after the position cannot be
+// known exactly (its id is where to go on from). None means wait for wake.
+func (f *follower) next(max int) []frame {
+	for {
+		batch, next, lost := f.b.ring.read(f.pos, f.match, max)
+		moved := next != f.pos
+		if lost {
+			reason := "too-far-behind"
+			if f.pos.epoch != next.epoch || f.pos.seq > next.seq {
+				reason = "history-unavailable"
+			}
+			f.pos = next
+			data, _ := json.Marshal(ResetJSON{Reason: reason})
+			return []frame{{event: "reset", id: next.String(), data: data}}
+		}
+		f.pos = next
+		if len(batch) > 0 || !moved {
+			out := make([]frame, len(batch))
+			for i, e := range batch {
+				out[i] = frame{event: e.typ, id: position{next.epoch, e.seq}.String(), data: e.data}
+			}
+			return out
+		}
+		// only other feeds' events were passed over: read on
 	}
 }
