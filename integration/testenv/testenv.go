@@ -18,7 +18,7 @@ import (
 )
 
 // aptInstall is the command that installs every server used by this package.
-const aptInstall = "apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing (or run make test as root)"
+const aptInstall = "apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing chromium python3-redis (or run make test as root)"
 
 const (
 	// defaultLogTailLines is how many log lines are printed when a test fails.
