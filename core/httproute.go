@@ -3,6 +3,8 @@ package core
 import (
 	"context"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // routeSlot holds the route an adapter names for a request.
@@ -26,4 +28,27 @@ func SetRoute(r *http.Request, route string) {
 	if slot, ok := r.Context().Value(routeKey{}).(*routeSlot); ok && route != "" {
 		slot.route = route
 	}
+}
+
+// PathParam returns a path parameter of r decoded exactly once: routers
+// that match the raw path (so that a name holding %2F stays one segment)
+// hand over the still-escaped value when the request has a raw path.
+func PathParam(r *http.Request, v string) string {
+	if r.URL.RawPath == "" {
+		return v
+	}
+	if u, err := url.PathUnescape(v); err == nil {
+		return u
+	}
+	return v
+}
+
+// PathSegment percent-encodes a name (a feed, an item or job id) as one
+// path segment; the dot-segments "." and ".." are encoded too, or paths
+// would be shortened.
+func PathSegment(name string) string {
+	if name == "." || name == ".." {
+		return strings.ReplaceAll(name, ".", "%2E")
+	}
+	return url.PathEscape(name)
 }

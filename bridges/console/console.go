@@ -56,13 +56,8 @@ func newBridge(cfg Config) (*Bridge, error) {
 	return &Bridge{cfg: cfg, tokens: core.NewTokenSet(cfg.Tokens), limits: core.NewRateLimiter(cfg.RateLimit.MaxClients), tmpl: t}, nil
 }
 
-// segment percent-encodes a name as one path segment ("." and ".." too).
-func segment(name string) string {
-	if name == "." || name == ".." {
-		return strings.ReplaceAll(name, ".", "%2E")
-	}
-	return url.PathEscape(name)
-}
+// segment percent-encodes a name as one path segment.
+func segment(name string) string { return core.PathSegment(name) }
 
 // Name returns "console".
 func (b *Bridge) Name() string { return "console" }
@@ -331,16 +326,7 @@ type feedData struct {
 
 // param returns a path parameter decoded exactly once (gin matched the
 // raw path when there was one).
-func param(c *gin.Context, name string) string {
-	v := c.Param(name)
-	if c.Request.URL.RawPath == "" {
-		return v
-	}
-	if u, err := url.PathUnescape(v); err == nil {
-		return u
-	}
-	return v
-}
+func param(c *gin.Context, name string) string { return core.PathParam(c.Request, c.Param(name)) }
 
 func (b *Bridge) feedPage(c *gin.Context) {
 	feed := param(c, "feed")

@@ -11,7 +11,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,14 +333,8 @@ func jobPath(t core.Ticket) string {
 	return "/v1/jobs/" + pathSegment(t.Queue) + "/" + pathSegment(t.JobID)
 }
 
-// pathSegment percent-encodes a name as one path segment; the
-// dot-segments "." and ".." are encoded too, or paths would be shortened.
-func pathSegment(name string) string {
-	if name == "." || name == ".." {
-		return strings.ReplaceAll(name, ".", "%2E")
-	}
-	return url.PathEscape(name)
-}
+// pathSegment percent-encodes a name as one path segment.
+func pathSegment(name string) string { return core.PathSegment(name) }
 
 // answerJob answers 202 with the job's status, or, once it has a result,
 // the result's 2xx code and the finished status, or the worker's failure

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -101,12 +102,7 @@ func renderDocs(spec []byte) ([]byte, error) {
 		return nil, fmt.Errorf("openapi document: %w", err)
 	}
 	v := docsView{Doc: doc}
-	paths := make([]string, 0, len(doc.Paths))
-	for p := range doc.Paths {
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	for _, p := range paths {
+	for _, p := range slices.Sorted(maps.Keys(doc.Paths)) {
 		item := doc.Paths[p]
 		for _, m := range []string{"get", "post", "put", "delete"} {
 			raw, ok := item[m]
@@ -128,12 +124,7 @@ func renderDocs(spec []byte) ([]byte, error) {
 			if op.RequestBody != nil {
 				o.Body = contents(*op.RequestBody)
 			}
-			codes := make([]string, 0, len(op.Responses))
-			for c := range op.Responses {
-				codes = append(codes, c)
-			}
-			slices.Sort(codes)
-			for _, c := range codes {
+			for _, c := range slices.Sorted(maps.Keys(op.Responses)) {
 				r := op.Responses[c]
 				if r.Ref != "" {
 					r = doc.Components.Responses[strings.TrimPrefix(r.Ref, "#/components/responses/")]
@@ -143,12 +134,7 @@ func renderDocs(spec []byte) ([]byte, error) {
 			v.Operations = append(v.Operations, o)
 		}
 	}
-	names := make([]string, 0, len(doc.Components.Schemas))
-	for n := range doc.Components.Schemas {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(doc.Components.Schemas)) {
 		v.Schemas = append(v.Schemas, docsSchema{Name: n, JSON: schemaHTML(doc.Components.Schemas[n])})
 	}
 	t, err := template.New("docs").Parse(docsPage)
@@ -163,13 +149,8 @@ func renderDocs(spec []byte) ([]byte, error) {
 }
 
 func contents(r apiResponse) []docsContent {
-	types := make([]string, 0, len(r.Content))
-	for t := range r.Content {
-		types = append(types, t)
-	}
-	slices.Sort(types)
-	out := make([]docsContent, 0, len(types))
-	for _, t := range types {
+	out := make([]docsContent, 0, len(r.Content))
+	for _, t := range slices.Sorted(maps.Keys(r.Content)) {
 		out = append(out, docsContent{Type: t, Schema: schemaHTML(r.Content[t].Schema)})
 	}
 	return out

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -140,19 +139,9 @@ func newEngine(trustedProxies []string) (*gin.Engine, error) {
 	return e, nil
 }
 
-// param returns a path parameter decoded exactly once: gin matched the raw
-// path when the request had one (then the value is still escaped), else
-// the decoded path.
-func param(c *gin.Context, name string) string {
-	v := c.Param(name)
-	if c.Request.URL.RawPath == "" {
-		return v
-	}
-	if u, err := url.PathUnescape(v); err == nil {
-		return u
-	}
-	return v
-}
+// param returns a path parameter decoded exactly once (gin matched the
+// raw path when the request had one).
+func param(c *gin.Context, name string) string { return core.PathParam(c.Request, c.Param(name)) }
 
 // Run mirrors the event stream into the replay ring until ctx ends. The
 // adapter owns no outbound connection: the core listener reconnects to

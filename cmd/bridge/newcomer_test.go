@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -118,30 +117,12 @@ func TestHelpAndVersionFlags(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log sink the bridge writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startRun runs the bridge in-process on free ports and waits until ready.
-func startRun(t *testing.T, extra string) (base string, logs *lockedBuffer) {
+func startRun(t *testing.T, extra string) (base string, logs *testenv.LogBuffer) {
 	t.Helper()
 	httpAddr, redisAddr := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	p := writeConfig(t, "redis:\n  embedded_addr: "+redisAddr+"\nhttp:\n  listen: "+httpAddr+"\n"+extra)
-	logs = &lockedBuffer{}
+	logs = &testenv.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, p, logs) }()
@@ -266,7 +247,7 @@ func TestInteractiveRedisCLIOnTheEmbeddedRedis(t *testing.T) {
 	cmd := exec.Command(script, "-qfec", cliBin+" -h "+host+" -p "+port, "/dev/null")
 	cmd.Env = append(cmd.Environ(), "TERM=dumb")
 	stdin, _ := cmd.StdinPipe()
-	var out lockedBuffer
+	var out testenv.LogBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
