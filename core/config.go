@@ -160,15 +160,9 @@ func (s *Section) decode(n *yaml.Node, v reflect.Value, path string) error {
 		fields := map[string]reflect.Value{}
 		collectFields(v, fields)
 		var errs []error
-		seen := map[string]int{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key, val := n.Content[i].Value, n.Content[i+1]
 			kp := joinPath(path, key)
-			if first, dup := seen[key]; dup {
-				errs = append(errs, fmt.Errorf("%s:%d: %s: set twice (first on line %d): keep one", s.File, n.Content[i].Line, kp, first))
-				continue
-			}
-			seen[key] = n.Content[i].Line
 			s.lines[kp] = n.Content[i].Line
 			f, ok := fields[key]
 			if !ok {

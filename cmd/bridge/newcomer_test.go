@@ -66,13 +66,6 @@ func TestCheckNamesTheLineOfASyntaxError(t *testing.T) {
 			t.Errorf("want %q with the line shown, got:\n%s", p+tc.want, errOut.String())
 		}
 	}
-	// a key set twice is a mistake too
-	p := writeConfig(t, "log:\n  level: info\n  level: debug\n")
-	var errOut bytes.Buffer
-	cli([]string{"check", "-config", p}, io.Discard, &errOut)
-	if !strings.Contains(errOut.String(), p+":3: log.level: set twice (first on line 2)") {
-		t.Errorf("duplicate key: %s", errOut.String())
-	}
 }
 
 // The effective config shows the values the bridge uses, not the empty
