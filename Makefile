@@ -1,12 +1,20 @@
 # feedbridge developer targets. `make test` is the one test command (README).
 
 GO ?= go
+# version and commit stamped into the binary (bridge version, feedbridge_build_info)
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BIN ?= bin/bridge
 
-.PHONY: test test-deps vet bench fuzz run
+.PHONY: test test-deps vet build bench fuzz run
 
-## test: install missing test servers (Debian packages), then vet and run every test with the race detector
-test: test-deps vet
+## test: install missing test servers (Debian packages), vet, build the release binary, then run every test with the race detector
+test: test-deps vet build
 	$(GO) test -race -count=1 ./...
+
+## build: the static release binary, exactly as the Dockerfile builds it
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o $(BIN) ./cmd/bridge
 
 test-deps:
 	@./scripts/test-deps.sh

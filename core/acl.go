@@ -32,6 +32,9 @@ func (a Actor) String() string { return a.Protocol + ":" + a.ID }
 const (
 	// OpRead covers discovering, reading and subscribing to a feed.
 	OpRead = "read"
+	// OpAdmin covers operating on a job feed's jobs: retrying or
+	// dropping stalled ones (the console's buttons).
+	OpAdmin = "admin"
 	// OpAll in an ACL rule grants every operation, custom verbs included.
 	OpAll = "*"
 )
@@ -132,8 +135,11 @@ type ACL struct {
 	rules []ACLRule
 }
 
-// NewACL compiles rules; sec and key name them in errors.
-func NewACL(rules []ACLRule, sec *Section, key string) (*ACL, error) {
+// NewACL compiles rules; sec and key name them in errors. An operation
+// must be read, admin, *, a standard verb, or one of the custom verbs
+// declared (in actions.verbs or a route's verbs): anything else is a typo
+// that would silently grant nothing, and is an error.
+func NewACL(rules []ACLRule, sec *Section, key string, customVerbs ...string) (*ACL, error) {
 	var errs []error
 	out := make([]ACLRule, len(rules))
 	for i, r := range rules {
@@ -146,9 +152,8 @@ func NewACL(rules []ACLRule, sec *Section, key string) (*ACL, error) {
 		r.feeds, e2 = compilePatterns(r.Feeds, sec, at+".feeds")
 		errs = append(append(errs, e1...), e2...)
 		for j, op := range r.Allow {
-			if op != OpAll && op != OpRead && ValidateVerb(op) != nil {
-				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.allow[%d]", at, j),
-					"%q is not an operation: use read, publish, edit, retract, move, a custom verb name, or *", op))
+			if err := checkOperation(op, customVerbs); err != nil {
+				errs = append(errs, sec.Errorf(fmt.Sprintf("%s.allow[%d]", at, j), "%v", err))
 			}
 		}
 		out[i] = r
@@ -159,9 +164,73 @@ func NewACL(rules []ACLRule, sec *Section, key string) (*ACL, error) {
 	return &ACL{rules: out}, nil
 }
 
+// knownOperations are the operations every ACL understands.
+var knownOperations = append([]string{OpRead, OpAdmin, OpAll}, StandardVerbs...)
+
+// checkOperation accepts a known operation or a declared custom verb, and
+// explains anything else, with the nearest known name when one is close.
+func checkOperation(op string, customVerbs []string) error {
+	if slices.Contains(knownOperations, op) || slices.Contains(customVerbs, op) {
+		return nil
+	}
+	all := append(slices.Clone(knownOperations), customVerbs...)
+	hint := ""
+	if near := nearest(op, all); near != "" {
+		hint = fmt.Sprintf(" (did you mean %q?)", near)
+	}
+	if ValidateVerb(op) == nil {
+		return fmt.Errorf("%q is not an operation%s: use read, admin, publish, edit, retract, move, *, "+
+			"or declare the custom verb in actions.verbs", op, hint)
+	}
+	return fmt.Errorf("%q is not an operation%s: use read, admin, publish, edit, retract, move, * or a declared custom verb", op, hint)
+}
+
+// nearest returns the candidate within two edits of s, if any.
+func nearest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD && c != OpAll {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Damerau-Levenshtein distance (adjacent swaps count
+// as one edit, as in "raed" for "read").
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range rb {
+		d[0][j+1] = j + 1
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
+}
+
 // MustACL builds an ACL from rules known to be valid; it panics otherwise.
+// Any custom verb a rule names is taken as declared.
 func MustACL(rules ...ACLRule) *ACL {
-	a, err := NewACL(rules, &Section{File: "acl"}, "acl")
+	var verbs []string
+	for _, r := range rules {
+		verbs = append(verbs, r.Allow...)
+	}
+	a, err := NewACL(rules, &Section{File: "acl"}, "acl", verbs...)
 	if err != nil {
 		panic(err)
 	}

@@ -57,6 +57,8 @@ type LogConfig struct {
 	Level string `yaml:"level"`
 	// Format is text or json.
 	Format string `yaml:"format"`
+	// Requests logs every HTTP request (always on at level debug).
+	Requests bool `yaml:"requests"`
 }
 
 // RedisConfig says where the feeds live.
@@ -107,6 +109,10 @@ type ActionsConfig struct {
 	CustomQueue string `yaml:"custom_queue"`
 	// Routes send some feeds' (and verbs') actions elsewhere; first match wins.
 	Routes []ActionRoute `yaml:"routes"`
+	// Verbs declares the custom verbs the ACL may grant (a route's verbs
+	// are declared too): an ACL operation that is none of the known ones
+	// is a typo, and an error.
+	Verbs []string `yaml:"verbs"`
 	// MaxItemBytes bounds an action's payload.
 	MaxItemBytes int `yaml:"max_item_bytes"`
 	// ResultTTL is how long a job's status and result stay readable.
@@ -213,9 +219,9 @@ func DefaultConfig() Config {
 // Config is returned along with validation errors (nil only when the file
 // does not parse), so that adapter sections can be checked too.
 func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
-	root, err := ParseYAML(file, data)
-	if err != nil {
-		return nil, err
+	root, envErr := ParseYAML(file, data)
+	if root == nil {
+		return nil, envErr
 	}
 	cfg := DefaultConfig()
 	cfg.root = root
@@ -223,7 +229,7 @@ func LoadConfig(file string, data []byte, adapters []string) (*Config, error) {
 	for _, name := range adapters {
 		cfg.adapters[name] = root.Sub(name)
 	}
-	var errs []error
+	errs := []error{envErr} // unset variables hide nothing: the rest is checked too
 	if m := mapping(root.Node); m != nil {
 		shared := *m
 		shared.Content = nil
@@ -386,7 +392,15 @@ func (c *Config) validate() error {
 			bad(at+".config.type", "set the type with %s.type", at)
 		}
 	}
-	if _, err := NewACL(c.ACL, s, "acl"); err != nil {
+	for i, v := range c.Actions.Verbs {
+		at := fmt.Sprintf("actions.verbs[%d]", i)
+		if err := ValidateVerb(v); err != nil {
+			bad(at, "%v", err)
+		} else if slices.Contains(knownOperations, v) {
+			bad(at, "%q is a built-in operation: list only your custom verbs", v)
+		}
+	}
+	if _, err := NewACL(c.ACL, s, "acl", c.CustomVerbs()...); err != nil {
 		errs = append(errs, err)
 	}
 	if c.Worker.Concurrency < 1 || c.Worker.Concurrency > 256 {
@@ -431,9 +445,19 @@ func (c *Config) clusterNames() []error {
 	return errs
 }
 
+// CustomVerbs returns the declared custom verbs: actions.verbs and the
+// routes' verbs.
+func (c *Config) CustomVerbs() []string {
+	verbs := slices.Clone(c.Actions.Verbs)
+	for _, r := range c.Actions.Routes {
+		verbs = append(verbs, r.Verbs...)
+	}
+	return verbs
+}
+
 // CompiledACL returns the config's ACL (valid once LoadConfig succeeded).
 func (c *Config) CompiledACL() *ACL {
-	a, err := NewACL(c.ACL, c.root, "acl")
+	a, err := NewACL(c.ACL, c.root, "acl", c.CustomVerbs()...)
 	if err != nil {
 		return &ACL{}
 	}
@@ -460,7 +484,58 @@ func urlProblem(err error) error {
 	return err
 }
 
-// MarshalEffective renders the shared config as YAML with secrets masked.
+// MarshalEffective renders the shared config as YAML with secrets masked
+// and every default resolved to the value the bridge uses (the public URL,
+// the worker's queues), commented where a value is chosen at start.
 func (c *Config) MarshalEffective() ([]byte, error) {
-	return yaml.Marshal(c)
+	eff := *c
+	eff.HTTP.PublicURL = c.PublicBase()
+	if eff.Worker.Enabled {
+		eff.Worker.Queues = c.WorkerQueues()
+	}
+	var n yaml.Node
+	if err := n.Encode(&eff); err != nil {
+		return nil, err
+	}
+	if eff.Instance == "" {
+		setComment(&n, "instance", "empty: a random id at each start")
+	}
+	if c.HTTP.PublicURL == "" && c.HTTP.Listen != "" {
+		setComment(mappingValue(&n, "http"), "public_url", "from http.listen")
+	}
+	return MarshalYAML(&n)
+}
+
+// MarshalYAML renders v as YAML indented by two spaces, as bridge.yaml is.
+func MarshalYAML(v any) ([]byte, error) {
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}
+
+// mappingValue returns the value node of key in mapping n (nil if none).
+func mappingValue(n *yaml.Node, key string) *yaml.Node {
+	if n = mapping(n); n == nil {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// setComment puts a line comment on key's value in mapping n.
+func setComment(n *yaml.Node, key, comment string) {
+	if v := mappingValue(n, key); v != nil {
+		v.LineComment = comment
+	}
 }

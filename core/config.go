@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	goyaml "github.com/goccy/go-yaml"
+	goparser "github.com/goccy/go-yaml/parser"
 	"gopkg.in/yaml.v3"
 )
 
@@ -307,6 +309,19 @@ func cleanYAMLError(err error) string {
 	return strings.TrimPrefix(msg, "yaml: ")
 }
 
+// UnsetEnvError is a ${NAME} reference to a variable the environment does
+// not set; the value it was in reads as empty, so other complaints about
+// the same line follow from it (cmd/bridge leaves them out).
+type UnsetEnvError struct {
+	File string
+	Line int
+	Name string
+}
+
+func (e *UnsetEnvError) Error() string {
+	return fmt.Sprintf("%s:%d: ${%s} is not set in the environment (set it, or write ${%s:-default})", e.File, e.Line, e.Name, e.Name)
+}
+
 var envRef = regexp.MustCompile(`\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}`)
 
 // ExpandEnv replaces ${NAME} (and ${NAME:-default}) in every scalar of the
@@ -332,8 +347,7 @@ func ExpandEnv(file string, n *yaml.Node) error {
 			if m[2] != "" {
 				return m[3]
 			}
-			errs = append(errs, fmt.Errorf("%s:%d: ${%s} is not set in the environment (set it, or write ${%s:-default})",
-				file, n.Line, m[1], m[1]))
+			errs = append(errs, &UnsetEnvError{File: file, Line: n.Line, Name: m[1]})
 			return ""
 		})
 		if n.Style == 0 {
@@ -349,19 +363,53 @@ func ExpandEnv(file string, n *yaml.Node) error {
 }
 
 // ParseYAML parses a config document and expands environment references.
+// A syntax error names the line where the problem is and shows it (nil
+// Section). Unset variables are UnsetEnvErrors, returned with the Section,
+// so that the rest of the file is still checked.
 func ParseYAML(file string, data []byte) (*Section, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", file, cleanYAMLError(err))
+		return nil, syntaxError(file, data, err)
 	}
-	if err := ExpandEnv(file, &doc); err != nil {
-		return nil, err
-	}
+	envErr := ExpandEnv(file, &doc)
 	root := &doc
 	if doc.Kind == 0 { // empty file
 		root = nil
 	} else if m := mapping(&doc); m == nil {
-		return nil, fmt.Errorf("%s:%d: the config must be a mapping of sections", file, doc.Line)
+		return nil, errors.Join(envErr, fmt.Errorf("%s:%d: the config must be a mapping of sections", file, doc.Line))
 	}
-	return &Section{File: file, Node: root, lines: map[string]int{}}, nil
+	return &Section{File: file, Node: root, lines: map[string]int{}}, envErr
+}
+
+// syntaxError describes a document yaml.v3 cannot parse. yaml.v3 often
+// names the line where the enclosing construct began (an unclosed '['
+// two lines up), or none; goccy/go-yaml's parser points at the token
+// where the problem is, so its position is used, with that line shown.
+func syntaxError(file string, data []byte, v3err error) error {
+	_, perr := goparser.ParseBytes(data, 0)
+	var ge goyaml.Error
+	if perr == nil || !errors.As(perr, &ge) || ge.GetToken() == nil {
+		return fmt.Errorf("%s: YAML syntax error: %s", file, cleanYAMLError(v3err))
+	}
+	pos := ge.GetToken().Position
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if pos.Line < 1 || pos.Line > len(lines) {
+		return fmt.Errorf("%s: YAML syntax error: %s", file, ge.GetMessage())
+	}
+	// the line with the problem, marked, between its neighbours: the
+	// culprit is sometimes the line before (an unclosed bracket) or after
+	var b strings.Builder
+	for n := max(1, pos.Line-1); n <= min(len(lines), pos.Line+1); n++ {
+		mark := "  "
+		if n == pos.Line {
+			mark = "> "
+		}
+		text := strings.ReplaceAll(strings.TrimRight(lines[n-1], "\r"), "\t", "→") // a tab is a frequent culprit: make it visible
+		fmt.Fprintf(&b, "\n    %s%d | %s", mark, n, text)
+		if n == pos.Line && pos.Column >= 1 && pos.Column <= len([]rune(text))+1 {
+			fmt.Fprintf(&b, "\n      %s | %s^", strings.Repeat(" ", len(fmt.Sprint(n))), strings.Repeat(" ", pos.Column-1))
+		}
+	}
+	msg := strings.ReplaceAll(ge.GetMessage(), "\t", `\t`)
+	return fmt.Errorf("%s:%d: YAML syntax error: %s%s", file, pos.Line, msg, b.String())
 }

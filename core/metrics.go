@@ -25,6 +25,9 @@ type Metrics struct {
 	reconnects *prometheus.CounterVec
 	adapterUp  *prometheus.GaugeVec
 	standby    *prometheus.GaugeVec
+	httpCount  *prometheus.CounterVec
+	httpTime   *prometheus.HistogramVec
+	buildInfo  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics, with Go runtime and process collectors.
@@ -52,8 +55,18 @@ func NewMetrics() *Metrics {
 		standby: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedbridge_adapter_standby", Help: "1 when another process of the fleet leads the adapter's connection and this one stands by, else 0.",
 		}, []string{"adapter"}),
+		httpCount: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_http_requests_total", Help: "HTTP requests answered, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		httpTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "feedbridge_http_request_duration_seconds", Help: "Time to answer HTTP requests (event streams: until the stream starts), by route, method and status code.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "method", "code"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "feedbridge_build_info", Help: "Always 1; the labels say which build runs.",
+		}, []string{"version", "commit", "goversion"}),
 	}
-	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.standby,
+	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.standby, m.httpCount, m.httpTime, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -89,6 +102,25 @@ func (m *Metrics) EventOut(adapter string, n int) {
 func (m *Metrics) RequestIn(adapter string) {
 	if m != nil {
 		m.eventsIn.WithLabelValues(adapter).Inc()
+	}
+}
+
+// SetBuildInfo records the running build in feedbridge_build_info.
+func (m *Metrics) SetBuildInfo(version, commit, goVersion string) {
+	if m != nil {
+		m.buildInfo.Reset()
+		m.buildInfo.WithLabelValues(version, commit, goVersion).Set(1)
+	}
+}
+
+// HTTPRequest counts one answered HTTP request and its duration; route is
+// the pattern that served it (never the raw path, which would make every
+// feed name a label value).
+func (m *Metrics) HTTPRequest(route, method string, code int, d time.Duration) {
+	if m != nil {
+		c := strconv.Itoa(code)
+		m.httpCount.WithLabelValues(route, method, c).Inc()
+		m.httpTime.WithLabelValues(route, method, c).Observe(d.Seconds())
 	}
 }
 

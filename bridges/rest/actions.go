@@ -7,10 +7,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,21 +80,31 @@ func (b *Bridge) custom(c *gin.Context) {
 	if !b.jsonBody(c, &req, true) {
 		return
 	}
-	act := core.Action{Verb: param(c, "verb"), ID: req.ID, Position: req.Position, Args: req.Args}
+	act, err := req.action(param(c, "verb"))
+	if err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
+	b.act(c, act)
+}
+
+// action builds the action the request describes, for verb: an item that
+// is a JSON string is its text, any other JSON value its JSON.
+func (req ActionRequest) action(verb string) (core.Action, error) {
+	act := core.Action{Verb: verb, ID: req.ID, Position: req.Position, Args: req.Args}
 	switch {
 	case len(req.Item) > 0 && req.ItemBase64 != nil:
-		fail(c, "bad-request", "send item or item_base64, not both")
-		return
+		return act, fmt.Errorf("send item or item_base64, not both: %w", thoonk.ErrInvalid)
 	case req.ItemBase64 != nil:
 		act.Item = req.ItemBase64
 	case len(req.Item) > 0 && req.Item[0] == '"':
 		var s string
-		_ = json.Unmarshal(req.Item, &s) // valid: the body decoded
+		_ = json.Unmarshal(req.Item, &s) // valid: the message decoded
 		act.Item = []byte(s)
 	case len(req.Item) > 0 && !bytes.Equal(req.Item, []byte("null")):
 		act.Item = req.Item
 	}
-	b.act(c, act)
+	return act, nil
 }
 
 // readBody reads the request body within max_body_bytes (413 beyond).
@@ -174,21 +184,10 @@ func atEOF(dec *json.Decoder) bool {
 // act checks an action, applies If-Match and Idempotency-Key, stores the
 // job and answers with its status (or, with Prefer: wait, its result).
 func (b *Bridge) act(c *gin.Context, act core.Action) {
-	feed, actor := param(c, "feed"), actorOf(c)
-	act.Feed, act.Actor = feed, actor
-	if err := thoonk.ValidateFeedName(feed); err != nil {
-		fail(c, "bad-request", err.Error())
-		return
-	}
-	if !b.hub.Exposed(b.cfg.Feeds).Allows(feed) {
-		fail(c, "not-found", "")
-		return
-	}
+	feed := param(c, "feed")
+	act.Feed, act.Actor = feed, actorOf(c)
 	ctx := c.Request.Context()
-	if err := b.hub.Actions.Check(ctx, act); err != nil {
-		if errors.Is(err, core.ErrDenied) && !b.hub.ACL.Allowed(actor, feed, core.OpRead) {
-			err = thoonk.ErrFeedNotFound // may neither read nor do this: no existence leak
-		}
+	if err := b.checkAction(ctx, act); err != nil {
 		b.failErr(c, err)
 		return
 	}
@@ -254,25 +253,56 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 	b.answerJob(c, st, wait)
 }
 
+// checkAction checks an action from this adapter without storing it: a
+// feed the adapter does not expose, or one the actor may neither read nor
+// act on, is not found (no existence leak).
+func (b *Bridge) checkAction(ctx context.Context, act core.Action) error {
+	if err := thoonk.ValidateFeedName(act.Feed); err != nil {
+		return err
+	}
+	if !b.hub.Exposed(b.cfg.Feeds).Allows(act.Feed) {
+		return thoonk.ErrFeedNotFound
+	}
+	err := b.hub.Actions.Check(ctx, act)
+	if errors.Is(err, core.ErrDenied) && !b.hub.ACL.Allowed(act.Actor, act.Feed, core.OpRead) {
+		return thoonk.ErrFeedNotFound
+	}
+	return err
+}
+
 // submitWait stores the action's job (once per idempotency key) and waits
-// up to wait for its result. A nil result means the wait ran out, the
-// client left or the bridge is stopping: the job is stored and runs all
-// the same. The wait ends when the bridge stops, so that a graceful
-// shutdown never waits for a worker. A job finished without a result
-// gives a plain success.
+// up to wait for its result (see awaitResult).
 func (b *Bridge) submitWait(ctx context.Context, act core.Action, wait time.Duration, opts core.SubmitOptions) (core.Submitted, *core.Result, error) {
 	sub, err := b.hub.Actions.SubmitWith(ctx, act, opts)
-	if err != nil || sub.Waiter == nil {
+	if err != nil {
 		return sub, nil, err
+	}
+	return sub, b.awaitResult(ctx, sub.Waiter, wait), nil
+}
+
+// store stores the action's job; with watch, it also returns the waiter
+// for its result, registered before the job is stored.
+func (b *Bridge) store(ctx context.Context, act core.Action, watch bool) (core.Ticket, *thoonk.ResultWaiter, error) {
+	sub, err := b.hub.Actions.SubmitWith(ctx, act, core.SubmitOptions{Watch: watch})
+	return sub.Ticket, sub.Waiter, err
+}
+
+// awaitResult waits up to wait for a job's result (nil w: none awaited);
+// nil when the wait runs out, ctx ends or the bridge stops, so that a
+// graceful shutdown never waits for a worker: the job is stored and runs
+// all the same. A job finished without a result gives a plain success.
+func (b *Bridge) awaitResult(ctx context.Context, w *thoonk.ResultWaiter, wait time.Duration) *core.Result {
+	if w == nil {
+		return nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	defer context.AfterFunc(b.stopping, cancel)()
-	res, err := core.WaitResult(wctx, sub.Waiter) // unregisters the waiter
+	res, err := core.WaitResult(wctx, w) // unregisters the waiter
 	if err != nil {
-		return sub, nil, nil
+		return nil
 	}
-	return sub, res, nil
+	return res
 }
 
 // submitted is the status of a job just stored: finished when its result
@@ -315,14 +345,8 @@ func jobPath(t core.Ticket) string {
 	return "/v1/jobs/" + pathSegment(t.Queue) + "/" + pathSegment(t.JobID)
 }
 
-// pathSegment percent-encodes a name as one path segment; the
-// dot-segments "." and ".." are encoded too, or paths would be shortened.
-func pathSegment(name string) string {
-	if name == "." || name == ".." {
-		return strings.ReplaceAll(name, ".", "%2E")
-	}
-	return url.PathEscape(name)
-}
+// pathSegment percent-encodes a name as one path segment.
+func pathSegment(name string) string { return core.PathSegment(name) }
 
 // answerJob answers 202 with the job's status, or, once it has a result,
 // the result's 2xx code and the finished status, or the worker's failure

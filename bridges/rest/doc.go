@@ -1,6 +1,6 @@
 // Package rest is feedbridge's REST adapter: feeds as HTTP resources under
 // /v1 (gin, mounted on the shared listener), actions as jobs, and live
-// Server-Sent Events.
+// Server-Sent Events and WebSocket messages.
 //
 // The model in a few lines:
 //
@@ -19,6 +19,14 @@
 //     gets exactly what it missed, or a reset event when that cannot be
 //     known (new epoch after a restart or lost Redis events, or an event it
 //     wants that the ring no longer keeps).
+//   - Every SSE stream and every WebSocket subscription (GET /v1/ws, with
+//     github.com/coder/websocket) reads the ring through one follower:
+//     the same events, ids, replay and resets on both. The socket also
+//     takes actions and answers with their jobs' results; it keeps the
+//     SSE rules (auth, ACL, rate limit per message, a max_streams slot,
+//     write_timeout, heartbeats).
 //   - Errors are RFC 9457 problems with stable type URIs under
-//     /v1/problems/; the API is described by /v1/openapi.json.
+//     /v1/problems/; the API is described by /v1/openapi.json (its
+//     servers entry is http.public_url) and, for people, by /v1/docs,
+//     rendered on the server from the same document.
 package rest

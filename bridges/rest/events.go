@@ -65,33 +65,17 @@ func (b *Bridge) feedEvents(c *gin.Context) {
 // events streams the events of every feed matching ?feeds= (glob
 // patterns, repeatable; default every feed) that this client may read.
 func (b *Bridge) events(c *gin.Context) {
-	globs := c.QueryArray("feeds")
-	if len(globs) == 0 {
-		globs = []string{"*"}
+	pats, match, err := b.patternMatch(actorOf(c), c.QueryArray("feeds"))
+	if err != nil {
+		fail(c, "bad-request", "feeds: "+err.Error())
+		return
 	}
-	pats := make([]thoonk.Pattern, 0, len(globs))
-	for _, g := range globs {
-		p, err := thoonk.CompilePattern(g)
-		if err != nil {
-			fail(c, "bad-request", "feeds: "+err.Error())
-			return
-		}
-		pats = append(pats, p)
-	}
-	actor := actorOf(c)
-	b.stream(c, "", pats, func(f string) bool {
-		for _, p := range pats {
-			if p.Match(f) {
-				return b.exposed(actor, f)
-			}
-		}
-		return false
-	})
+	b.stream(c, "", pats, match)
 }
 
-// stream serves Server-Sent Events from the replay ring: first what the
-// client missed after its Last-Event-ID (header, or ?last_event_id=), or a
-// reset when that cannot be known exactly, then live events, with
+// stream serves Server-Sent Events: first what the client missed after
+// its Last-Event-ID (header, or ?last_event_id=), read from the journals,
+// or a reset when that cannot be known exactly, then live events, with
 // heartbeat comments while idle.
 //
 // On HTTP/1.x the connection is hijacked and the stream runs in a goroutine
@@ -111,44 +95,23 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, matc
 	if !ok {
 		return
 	}
-	w, unwatch := b.ring.watch(feed, pats) // before reading: nothing slips between
-	local := b.ring.now()
 	last := c.GetHeader("Last-Event-ID")
 	if last == "" {
 		last = c.Query("last_event_id")
 	}
-	st := &stream{b: b, w: w, local: local, match: match, feed: feed}
-	ctx := c.Request.Context()
-	reset := ""
-	if last != "" {
-		p, ok := parsePoint(last, feed == "")
-		if ok {
-			st.point, st.catchUp = p, true
-		} else {
-			reset = "history-unavailable" // not an id of these journals
-		}
-	}
-	if !st.catchUp {
-		p, err := b.startPoint(ctx, feed)
-		if err != nil {
-			release()
-			unwatch()
-			b.failErr(c, err)
-			return
-		}
-		st.point = p
+	f, err := b.follow(c.Request.Context(), feed, pats, last, match)
+	if err != nil {
+		release()
+		b.failErr(c, err)
+		return
 	}
 	streamHeaders(h)
 	hello := "retry: " + strconv.Itoa(reconnectMillis) + "\n"
-	switch {
-	case reset != "":
-		data, _ := json.Marshal(ResetJSON{Reason: reset})
-		hello += "event: reset\nid: " + st.point.String() + "\ndata: " + string(data) + "\n"
-	case last == "":
-		hello += "id: " + st.point.String() + "\n" // sets the resume point without an event
+	if last == "" {
+		hello += "id: " + f.id() + "\n" // sets the resume point without an event
 	}
 	hello += "\n"
-	s := st
+	s := &stream{b: b, f: f}
 	if conn, err := hijack(c.Writer); err == nil {
 		s.conn = conn
 		h.Set("Connection", "close")
@@ -164,14 +127,14 @@ func (b *Bridge) stream(c *gin.Context, feed string, pats []thoonk.Pattern, matc
 			if s.send(head.Bytes()) {
 				s.run(nil)
 			}
-		}, release, unwatch)
+		}, release, f.close)
 		if !ok {
 			_ = conn.Close()
 		}
 		return
 	}
 	defer release()
-	defer unwatch()
+	defer f.close()
 	c.Status(http.StatusOK)
 	s.out, s.rc = c.Writer, http.NewResponseController(c.Writer)
 	if s.send([]byte(hello)) {
@@ -221,36 +184,11 @@ func hijack(w gin.ResponseWriter) (net.Conn, error) {
 	return conn, err
 }
 
-// startPoint returns the point of a stream that starts now: after the
-// feed's last journal revision (one feed), or at Redis' clock (several).
-func (b *Bridge) startPoint(ctx context.Context, feed string) (point, error) {
-	if feed != "" {
-		rev, err := b.hub.Store.Journal(feed).Last(ctx)
-		if err != nil {
-			return point{}, err
-		}
-		return newPoint(false, rev, 0), nil
-	}
-	now, err := b.hub.Store.Client().Time(ctx).Result()
-	if err != nil {
-		return point{}, fmt.Errorf("redis time: %w", err)
-	}
-	return newPoint(true, "", uint64(now.UnixMilli())), nil
-}
-
 // stream is one event stream's state.
 type stream struct {
-	b     *Bridge
-	w     *watch
-	feed  string // the one feed, or "" for several
-	match func(string) bool
-	buf   bytes.Buffer
-
-	// point is what the client has; local its place in the ring;
-	// catchUp asks for the journals to be read from point.
-	point   point
-	local   position
-	catchUp bool
+	b   *Bridge
+	f   *follower
+	buf bytes.Buffer
 
 	conn net.Conn // hijacked, or
 	out  io.Writer
@@ -291,51 +229,28 @@ func (s *stream) alive() bool {
 }
 
 // run writes events until the client leaves (gone closes, a write fails or
-// a heartbeat probe finds it gone), or the bridge stops. Live events come
-// from the ring; whatever the ring cannot tell (a resume, a reconnect to
-// Redis, events evicted while the stream was behind) is read from the
-// journals, and only what the journals cannot tell either resets the
-// stream.
+// a heartbeat probe finds it gone), or the bridge stops.
 func (s *stream) run(gone <-chan struct{}) {
 	heartbeat := time.NewTicker(s.b.cfg.Events.Heartbeat)
 	defer heartbeat.Stop()
 	for {
+		frames := s.f.next(batchSize)
 		s.buf.Reset()
-		n := 0
-		if s.catchUp {
-			s.catchUp = false
-			s.local = s.b.ring.now() // what comes meanwhile is read from the ring after
-			var ok bool
-			if n, ok = s.replay(); !ok {
-				return
-			}
-		} else {
-			batch, next, lost := s.b.ring.read(s.local, s.match, batchSize)
-			if lost {
-				s.catchUp = true
-				continue
-			}
-			s.local = next
-			for _, e := range batch {
-				if !s.point.delivered(e.feed, e.rev) {
-					s.point.advance(e.feed, e.rev)
-					_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: s.point.String(), Data: e.data})
-					n++
-				}
-			}
+		for _, fr := range frames {
+			_ = sse.Encode(&s.buf, sse.Event{Event: fr.event, Id: fr.id, Data: fr.data})
 		}
-		if s.buf.Len() > 0 {
+		if len(frames) > 0 {
 			if !s.send(s.buf.Bytes()) {
 				return
 			}
-			s.b.hub.Metrics.EventOut(s.b.Name(), n)
+			s.b.hub.Metrics.EventOut(s.b.Name(), len(frames))
 			continue // drain what is kept before waiting
 		}
 		if s.buf.Cap() > 64<<10 {
 			s.buf = bytes.Buffer{} // do not keep a burst's buffer while idle
 		}
 		select {
-		case <-s.w.ch:
+		case <-s.f.wake():
 		case <-heartbeat.C:
 			if !s.alive() || !s.send([]byte(": heartbeat\n\n")) {
 				return
@@ -348,22 +263,158 @@ func (s *stream) run(gone <-chan struct{}) {
 	}
 }
 
-// replay reads what the journals hold after the stream's point and writes
-// it into s.buf (sending as it fills), or a reset when they cannot tell
-// it; false when the client is gone.
-func (s *stream) replay() (int, bool) {
-	ctx, cancel := context.WithTimeout(s.b.stopping, 30*time.Second)
-	defer cancel()
-	feeds := []string{s.feed}
-	if s.feed == "" {
-		all, err := s.b.hub.Store.Feeds(ctx)
-		if err != nil {
-			s.catchUp = true // Redis is away: try again on the next wake
-			return 0, true
+// frame is one message of an event stream, whatever carries it (an SSE
+// event, a WebSocket message): an item or feed event, or a reset.
+type frame struct {
+	// event is publish, edit, retract, position, delete, or reset.
+	event string
+	// id is the resume position after this frame (SSE's Last-Event-ID).
+	id string
+	// data is the event's EventJSON, or a reset's ResetJSON.
+	data []byte
+}
+
+// follower is one consumer's place in the bridge's event source: every SSE
+// stream and every WebSocket subscription reads events, ids and replays
+// through it, so that both always give the same ids and resume the same
+// way. Live events come from the ring; whatever the ring cannot tell (a
+// resume, a reconnect to Redis, events evicted while the follower was
+// behind) is read from the feeds' journals, and only what the journals
+// cannot tell either is a reset.
+type follower struct {
+	b       *Bridge
+	w       *watch
+	unwatch func()
+	feed    string // the one feed, or "" for several
+	match   func(feed string) bool
+
+	// point is what the consumer has; local its place in the ring;
+	// catchUp asks for the journals to be read from point; queued holds
+	// frames read from the journals, not taken yet.
+	point   point
+	local   position
+	catchUp bool
+	queued  []frame
+}
+
+// follow starts following the events of feed (or of the feeds matching
+// pats) that match wants, after lastID, an id the consumer got before
+// ("": from now). A malformed id, or one not from the journals, resets.
+// The watch is registered before the position is read, so that nothing
+// slips between. Call close when done.
+func (b *Bridge) follow(ctx context.Context, feed string, pats []thoonk.Pattern, lastID string, match func(string) bool) (*follower, error) {
+	w, unwatch := b.ring.watch(feed, pats)
+	f := &follower{b: b, w: w, unwatch: unwatch, feed: feed, match: match, local: b.ring.now()}
+	if lastID != "" {
+		if p, ok := parsePoint(lastID, feed == ""); ok {
+			f.point, f.catchUp = p, true
+			return f, nil
 		}
-		feeds = slices.DeleteFunc(all, func(f string) bool { return !s.match(f) })
 	}
-	entries, err := s.b.replay(ctx, s.point, feeds)
+	p, err := b.startPoint(ctx, feed)
+	if err != nil {
+		unwatch()
+		return nil, err
+	}
+	f.point = p
+	if lastID != "" { // not an id of these journals
+		f.queued = []frame{f.reset("history-unavailable")}
+	}
+	return f, nil
+}
+
+// startPoint returns the point of a follower that starts now: after the
+// feed's last journal revision (one feed), or at Redis' clock (several).
+func (b *Bridge) startPoint(ctx context.Context, feed string) (point, error) {
+	if feed != "" {
+		rev, err := b.hub.Store.Journal(feed).Last(ctx)
+		if err != nil {
+			return point{}, err
+		}
+		return newPoint(false, rev, 0), nil
+	}
+	now, err := b.hub.Store.Client().Time(ctx).Result()
+	if err != nil {
+		return point{}, fmt.Errorf("redis time: %w", err)
+	}
+	return newPoint(true, "", uint64(now.UnixMilli())), nil
+}
+
+// id returns the resume id of the follower's current position.
+func (f *follower) id() string { return f.point.String() }
+
+// wake signals when an event the follower may want has arrived.
+func (f *follower) wake() <-chan struct{} { return f.w.ch }
+
+// close stops watching.
+func (f *follower) close() { f.unwatch() }
+
+// reset is a reset frame, at the follower's point.
+func (f *follower) reset(reason string) frame {
+	data, _ := json.Marshal(ResetJSON{Reason: reason})
+	return frame{event: "reset", id: f.point.String(), data: data}
+}
+
+// frameOf renders an entry as the next frame, moving the point past it.
+func (f *follower) frameOf(e entry) frame {
+	f.point.advance(e.feed, e.rev)
+	return frame{event: e.typ, id: f.point.String(), data: e.data}
+}
+
+// next returns up to max frames available now, in order, and moves past
+// them: events, or a reset (its id is where to go on from). None means
+// wait for wake.
+func (f *follower) next(max int) []frame {
+	for {
+		if len(f.queued) > 0 {
+			n := min(max, len(f.queued))
+			out := f.queued[:n:n]
+			f.queued = f.queued[n:]
+			return out
+		}
+		if f.catchUp {
+			f.catchUp = false
+			f.local = f.b.ring.now() // what comes meanwhile is read from the ring after
+			if !f.replay() {
+				return nil // Redis is away: catchUp is set again, wait for wake
+			}
+			continue
+		}
+		batch, next, lost := f.b.ring.read(f.local, f.match, max)
+		if lost {
+			f.catchUp = true
+			continue
+		}
+		moved := next != f.local
+		f.local = next
+		var out []frame
+		for _, e := range batch {
+			if !f.point.delivered(e.feed, e.rev) {
+				out = append(out, f.frameOf(e))
+			}
+		}
+		if len(out) > 0 || !moved {
+			return out
+		}
+		// only other feeds' or delivered events were passed over: read on
+	}
+}
+
+// replay queues what the journals hold after the point, or a reset when
+// they cannot tell it; false (catchUp set again) when Redis cannot be read.
+func (f *follower) replay() bool {
+	ctx, cancel := context.WithTimeout(f.b.stopping, 30*time.Second)
+	defer cancel()
+	feeds := []string{f.feed}
+	if f.feed == "" {
+		all, err := f.b.hub.Store.Feeds(ctx)
+		if err != nil {
+			f.catchUp = true
+			return false
+		}
+		feeds = slices.DeleteFunc(all, func(name string) bool { return !f.match(name) })
+	}
+	entries, err := f.b.replay(ctx, f.point, feeds)
 	var gap *thoonk.GapError
 	switch {
 	case errors.As(err, &gap) || errors.Is(err, errTooMany):
@@ -371,30 +422,20 @@ func (s *stream) replay() (int, bool) {
 		if gap != nil && gap.Reason == "unknown" {
 			reason = "history-unavailable"
 		}
-		p, perr := s.b.startPoint(ctx, s.feed)
+		p, perr := f.b.startPoint(ctx, f.feed)
 		if perr != nil {
-			s.catchUp = true
-			return 0, true
+			f.catchUp = true
+			return false
 		}
-		s.point = p
-		data, _ := json.Marshal(ResetJSON{Reason: reason})
-		_ = sse.Encode(&s.buf, sse.Event{Event: "reset", Id: s.point.String(), Data: data})
-		return 1, true
+		f.point = p
+		f.queued = append(f.queued, f.reset(reason))
+		return true
 	case err != nil:
-		s.catchUp = true // Redis is away: try again on the next wake
-		return 0, true
+		f.catchUp = true
+		return false
 	}
-	n := 0
 	for _, e := range entries {
-		s.point.advance(e.feed, e.rev)
-		_ = sse.Encode(&s.buf, sse.Event{Event: e.typ, Id: s.point.String(), Data: e.data})
-		n++
-		if s.buf.Len() > 64<<10 {
-			if !s.send(s.buf.Bytes()) {
-				return n, false
-			}
-			s.buf.Reset()
-		}
+		f.queued = append(f.queued, f.frameOf(e))
 	}
-	return n, true
+	return true
 }

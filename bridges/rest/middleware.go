@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -22,6 +23,7 @@ func actorOf(c *gin.Context) core.Actor { return c.MustGet(actorKey).(core.Actor
 // in the response. It also forbids content sniffing, so that no payload
 // is ever rendered as markup by a browser.
 func (b *Bridge) recoverer(c *gin.Context) {
+	core.SetRoute(c.Request, c.FullPath()) // for the listener's request log and metrics
 	c.Header("X-Content-Type-Options", "nosniff")
 	defer func() {
 		if r := recover(); r != nil {
@@ -58,6 +60,9 @@ func (b *Bridge) authenticate(c *gin.Context) {
 		return
 	}
 	switch {
+	case given && emptyBearer(c.GetHeader("Authorization")):
+		c.Header("WWW-Authenticate", `Bearer realm="feedbridge", error="invalid_token"`)
+		fail(c, "unauthorized", "the bearer token is empty: is the variable that should hold it (such as $FEEDBRIDGE_TOKEN) set?")
 	case given:
 		c.Header("WWW-Authenticate", `Bearer realm="feedbridge", error="invalid_token"`)
 		fail(c, "unauthorized", "the bearer token is not valid")
@@ -68,6 +73,14 @@ func (b *Bridge) authenticate(c *gin.Context) {
 		c.Set(actorKey, core.Actor{Protocol: "rest", ID: core.Anonymous})
 		c.Next()
 	}
+}
+
+// emptyBearer reports whether an Authorization header is "Bearer" with
+// nothing after it: what a shell sends for "Bearer $TOKEN" when TOKEN is
+// unset.
+func emptyBearer(h string) bool {
+	scheme, tok, _ := strings.Cut(strings.TrimSpace(h), " ")
+	return strings.EqualFold(scheme, "Bearer") && strings.TrimSpace(tok) == ""
 }
 
 // allow takes one request from key's bucket, or answers 429 with

@@ -38,7 +38,8 @@ var kinds = map[string]kind{
 	"rate-limited":        {429, "Too many requests", "The client went over its request rate; wait for the Retry-After seconds."},
 	"job-failed":          {500, "Job failed", "The worker finished the job with a failure."},
 	"internal":            {500, "Internal error", "The bridge failed unexpectedly; the error is logged on the server."},
-	"not-implemented":     {501, "Not implemented", "No worker handles this verb on this queue."},
+	"upgrade-required":    {426, "Upgrade required", "This resource is a WebSocket: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)."},
+	"not-implemented":     {501, "Not implemented", "The worker serving this verb's queue does not handle it (the built-in worker handles publish, edit, retract and move only)."},
 	"unavailable":         {503, "Service unavailable", "The feed store or the bridge is temporarily unavailable, or too many streams are open; retry after Retry-After seconds."},
 }
 
@@ -82,28 +83,40 @@ func writeProblem(c *gin.Context, p Problem) {
 // fail answers with a problem of kind k.
 func fail(c *gin.Context, k, detail string) { writeProblem(c, newProblem(k, 0, detail)) }
 
+// problemOf maps a core error to its problem kind and detail; ok is false
+// for errors that are not the client's fault (Redis unreachable), which
+// are logged and never shown.
+func problemOf(err error) (kind, detail string, ok bool) {
+	switch {
+	case errors.Is(err, core.ErrDenied):
+		return "forbidden", err.Error(), true
+	case errors.Is(err, thoonk.ErrNotFound):
+		return "not-found", "", true
+	case errors.Is(err, core.ErrTooLarge):
+		return "too-large", err.Error(), true
+	case errors.Is(err, thoonk.ErrWrongType):
+		return "conflict", err.Error(), true
+	case errors.Is(err, thoonk.ErrInvalid):
+		return "bad-request", err.Error(), true
+	}
+	return "", "", false
+}
+
 // failErr maps a core error to its problem; errors that are not the
 // client's fault are logged and answered without their text, so Redis
 // errors never reach a client.
 func (b *Bridge) failErr(c *gin.Context, err error) {
-	switch {
-	case errors.Is(err, core.ErrDenied):
-		fail(c, "forbidden", err.Error())
-	case errors.Is(err, thoonk.ErrNotFound):
-		fail(c, "not-found", "")
-	case errors.Is(err, core.ErrTooLarge):
-		fail(c, "too-large", err.Error())
-	case errors.Is(err, thoonk.ErrWrongType):
-		fail(c, "conflict", err.Error())
-	case errors.Is(err, thoonk.ErrInvalid):
-		fail(c, "bad-request", err.Error())
-	case c.Request.Context().Err() != nil:
-		c.Abort() // the client is gone
-	default:
-		b.hub.Log.Error("rest: request failed", "method", c.Request.Method, "path", c.Request.URL.EscapedPath(), "err", err)
-		c.Header("Retry-After", "1")
-		fail(c, "unavailable", "the feed store did not answer; retry later")
+	if k, detail, ok := problemOf(err); ok {
+		fail(c, k, detail)
+		return
 	}
+	if c.Request.Context().Err() != nil {
+		c.Abort() // the client is gone
+		return
+	}
+	b.hub.Log.Error("rest: request failed", "method", c.Request.Method, "path", c.Request.URL.EscapedPath(), "err", err)
+	c.Header("Retry-After", "1")
+	fail(c, "unavailable", "the feed store did not answer; retry later")
 }
 
 // serveProblemType describes a problem type, so that type URIs resolve.

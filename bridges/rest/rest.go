@@ -1,11 +1,12 @@
 package rest
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ type Bridge struct {
 
 	hub    *core.Hub
 	engine *gin.Engine
+	// spec is the OpenAPI document as served (servers: http.public_url),
+	// docs its page.
+	spec, docs []byte
 
 	// stopping ends streams and waits when the HTTP server shuts down or
 	// Run's context ends, so that neither waits for them.
@@ -68,6 +72,10 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
+	b.spec = servedSpec(openAPI, hub.PublicURL)
+	if b.docs, err = renderDocs(b.spec); err != nil {
+		return err
+	}
 	e.Use(b.recoverer, b.cors, b.authenticate)
 	e.NoRoute(func(c *gin.Context) { fail(c, "not-found", "no such resource") })
 	e.NoMethod(func(c *gin.Context) { fail(c, "method-not-allowed", "") })
@@ -78,8 +86,9 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	read := func(path string, h gin.HandlerFunc) { v1.Match([]string{http.MethodGet, http.MethodHead}, path, h) }
 	read("/openapi.json", func(c *gin.Context) {
 		c.Header("Cache-Control", "no-cache")
-		c.Data(http.StatusOK, "application/json", openAPI)
+		c.Data(http.StatusOK, "application/json", b.spec)
 	})
+	read("/docs", b.serveDocs)
 	read("/problems/:kind", serveProblemType)
 	read("/feeds", b.listFeeds)
 	read("/feeds/:feed", b.getFeed)
@@ -89,6 +98,7 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	read("/feeds/:feed/changes", b.changes)
 	read("/events", b.events)
 	read("/jobs/:queue/:id", b.jobStatus)
+	v1.GET("/ws", b.websocket)
 	v1.POST("/feeds/:feed/items", b.publish)
 	v1.PUT("/feeds/:feed/items/:id", b.edit)
 	v1.DELETE("/feeds/:feed/items/:id", b.retract)
@@ -97,6 +107,19 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	b.engine = e
 	mux.Handle("/v1/", e)
 	return nil
+}
+
+// specServer is the servers entry of the document as shipped.
+const specServer = `"url": "http://127.0.0.1:8080"`
+
+// servedSpec returns the OpenAPI document naming publicURL (the bridge's
+// http.public_url) as its server.
+func servedSpec(spec []byte, publicURL string) []byte {
+	if publicURL == "" {
+		return spec
+	}
+	u, _ := json.Marshal(publicURL)
+	return bytes.Replace(spec, []byte(specServer), append([]byte(`"url": `), u...), 1)
 }
 
 // newEngine returns a gin engine for an API whose path segments are
@@ -117,19 +140,9 @@ func newEngine(trustedProxies []string) (*gin.Engine, error) {
 	return e, nil
 }
 
-// param returns a path parameter decoded exactly once: gin matched the raw
-// path when the request had one (then the value is still escaped), else
-// the decoded path.
-func param(c *gin.Context, name string) string {
-	v := c.Param(name)
-	if c.Request.URL.RawPath == "" {
-		return v
-	}
-	if u, err := url.PathUnescape(v); err == nil {
-		return u
-	}
-	return v
-}
+// param returns a path parameter decoded exactly once (gin matched the
+// raw path when the request had one).
+func param(c *gin.Context, name string) string { return core.PathParam(c.Request, c.Param(name)) }
 
 // Run mirrors the journal's events into the ring until ctx ends. The
 // adapter owns no outbound connection: the core listener reconnects to

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -50,10 +51,51 @@ func load(path string) (*loaded, error) {
 		l.schemas, err = core.CompileSchemas(cfg.Worker.Schemas, cfg.Root(), "worker.schemas")
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(withoutFollowOn(errs)...); err != nil {
 		return nil, err
 	}
 	return l, nil
+}
+
+// withoutFollowOn lists every problem once: a value that names an unset
+// ${VAR} reads as empty, and what that empty value breaks on the same
+// line (a token too short, a required key missing) is left out.
+func withoutFollowOn(errs []error) []error {
+	var all []error
+	for _, e := range errs {
+		if e != nil {
+			all = append(all, flatten(e)...)
+		}
+	}
+	unset := map[string]bool{}
+	for _, e := range all {
+		var u *core.UnsetEnvError
+		if errors.As(e, &u) {
+			unset[fmt.Sprintf("%s:%d: ", u.File, u.Line)] = true
+		}
+	}
+	out := all[:0]
+	for _, e := range all {
+		var u *core.UnsetEnvError
+		if !errors.As(e, &u) && unset[lineOf(e.Error())] {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// lineOf returns the "file:line: " a message starts with, or "".
+func lineOf(msg string) string {
+	file, rest, ok := strings.Cut(msg, ":")
+	if !ok {
+		return ""
+	}
+	line, _, ok := strings.Cut(rest, ": ")
+	if !ok || line == "" || strings.Trim(line, "0123456789") != "" {
+		return ""
+	}
+	return file + ":" + line + ": "
 }
 
 // check validates the config and prints the effective one.
@@ -82,7 +124,24 @@ func check(path string, out io.Writer) error {
 			fmt.Fprintf(out, "%s:\n  enabled: true\n", name)
 			continue
 		}
-		b, err := yaml.Marshal(map[string]any{name: r.EffectiveConfig()})
+		var n yaml.Node
+		if err := n.Encode(map[string]any{name: r.EffectiveConfig()}); err != nil {
+			return fmt.Errorf("render %s config: %w", name, err)
+		}
+		// an adapter without its own feeds: selection serves the global one
+		if len(n.Content) == 2 && n.Content[1].Kind == yaml.MappingNode {
+			sec := n.Content[1]
+			for i := 0; i+1 < len(sec.Content); i += 2 {
+				if sec.Content[i].Value == "feeds" && sec.Content[i+1].Tag == "!!null" {
+					var g yaml.Node
+					if err := g.Encode(l.cfg.Feeds); err == nil {
+						sec.Content[i].LineComment = "the global feeds"
+						sec.Content[i+1] = &g
+					}
+				}
+			}
+		}
+		b, err := core.MarshalYAML(&n)
 		if err != nil {
 			return fmt.Errorf("render %s config: %w", name, err)
 		}

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core"
@@ -62,6 +61,7 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	undo = append(undo, func() { cancelRun(); bg.Wait() })
 
 	metrics := core.NewMetrics()
+	metrics.SetBuildInfo(version, buildCommit(), runtime.Version())
 	actionQueues := cfg.ActionQueues()
 	fleet := core.NewLeader(rdb, store.Instance(), cfg.Fleet.LeaseTTL)
 	listener := thoonk.NewListener(store, thoonk.ListenerOptions{Logger: log.With("component", "events"),
@@ -207,11 +207,20 @@ func (r redisLog) Printf(ctx context.Context, format string, v ...any) {
 func newLogger(c core.LogConfig, out io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(out, opts))
 	}
 	return slog.New(slog.NewTextHandler(out, opts))
+}
+
+// durationsAsText logs durations as "1.5s" rather than nanoseconds (the
+// JSON handler's default), in every format.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // connectRedis starts the embedded Redis when asked, connects, and checks
@@ -219,8 +228,8 @@ func newLogger(c core.LogConfig, out io.Writer) *slog.Logger {
 func connectRedis(ctx context.Context, cfg *core.Config, log *slog.Logger, undo *[]func()) (redis.UniversalClient, error) {
 	url, mode := cfg.Redis.URL.Reveal(), cfg.Redis.Mode
 	if cfg.Redis.Embedded() {
-		m := miniredis.NewMiniRedis()
-		if err := m.StartAddr(cfg.Redis.EmbeddedAddr); err != nil {
+		m, err := startEmbedded(cfg.Redis.EmbeddedAddr)
+		if err != nil {
 			return nil, fmt.Errorf("embedded redis on %s: %w (choose another redis.embedded_addr)", cfg.Redis.EmbeddedAddr, err)
 		}
 		*undo = append(*undo, m.Close)
@@ -361,8 +370,12 @@ func startHTTP(ctx context.Context, cfg *core.Config, hub *core.Hub, adapters []
 	if err != nil {
 		return nil, fmt.Errorf("http listen: %w (choose another http.listen)", err)
 	}
+	reqLevel := slog.LevelDebug
+	if cfg.Log.Requests {
+		reqLevel = slog.LevelInfo
+	}
 	srv := &http.Server{
-		Handler: mux, ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, ReadTimeout: cfg.HTTP.ReadTimeout,
+		Handler: instrument(mux, hub.Metrics, log.With("component", "http"), reqLevel), ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout, ReadTimeout: cfg.HTTP.ReadTimeout,
 		WriteTimeout: cfg.HTTP.WriteTimeout, IdleTimeout: cfg.HTTP.IdleTimeout, MaxHeaderBytes: 64 << 10,
 		BaseContext: func(net.Listener) context.Context { return ctx },
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelWarn),

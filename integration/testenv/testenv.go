@@ -18,7 +18,7 @@ import (
 )
 
 // aptInstall is the command that installs every server used by this package.
-const aptInstall = "apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing (or run make test as root)"
+const aptInstall = "apt-get install -y --no-install-recommends redis-server redis-tools prosody ngircd jing chromium python3-redis (or run make test as root)"
 
 const (
 	// defaultLogTailLines is how many log lines are printed when a test fails.
@@ -373,4 +373,11 @@ func makeTraversable(tb testing.TB, dir string) {
 			tb.Fatalf("testenv: chmod %s: %v", p, err)
 		}
 	}
+}
+
+// Require returns the absolute path of the executable name, or skips the
+// test (fails it when CI=true) naming the Debian package to install.
+func Require(tb testing.TB, name, debPackage string) string {
+	tb.Helper()
+	return requireBinary(tb, name, debPackage)
 }

@@ -23,6 +23,14 @@ type Checker struct {
 	doc *openapi3.T
 }
 
+func init() {
+	// pages (/v1/docs) are documented as text/html strings
+	openapi3filter.RegisterBodyDecoder("text/html", func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+		b, err := io.ReadAll(body)
+		return string(b), err
+	})
+}
+
 // New loads and validates an OpenAPI document.
 func New(spec []byte) (*Checker, error) {
 	doc, err := openapi3.NewLoader().LoadFromData(spec)
