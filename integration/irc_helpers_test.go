@@ -126,14 +126,15 @@ func (e *ircEnv) tick(t *testing.T) {
 }
 
 // waitMark waits until the bot has stored, as delivered in channel, the
-// item id of feed as its catch-up mark.
+// revision of item id's last change in feed as its catch-up mark.
 func (e *ircEnv) waitMark(t *testing.T, channel, feed, id string) {
 	t.Helper()
+	ctx := context.Background()
 	key := "feedbridge.irc.last:" + e.ngircd.Addr + ":" + channel
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		v, _ := e.rdb.HGet(context.Background(), key, feed).Result()
-		if c, err := thoonk.DecodeCursor(v); err == nil && c.ID == id {
+		v, _ := e.rdb.HGet(ctx, key, feed).Result()
+		if it, err := e.store.Item(ctx, feed, id); err == nil && it.Rev != "" && v == it.Rev {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -191,11 +191,11 @@ func TestIRCReconnectCatchUp(t *testing.T) {
 	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
 	alice.botJoined("#news")
 	got := []string{
-		alice.expect("the first caught-up item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "missed")).Trailing(),
-		alice.expect("the second caught-up item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "missed")).Trailing(),
-		alice.expect("the summary", 10*time.Second, ircFromBot("PRIVMSG", "#news", "more in feed")).Trailing(),
+		alice.expect("the summary", 20*time.Second, ircFromBot("PRIVMSG", "#news", "")).Trailing(),
+		alice.expect("the first caught-up item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "")).Trailing(),
+		alice.expect("the second caught-up item", 10*time.Second, ircFromBot("PRIVMSG", "#news", "")).Trailing(),
 	}
-	want := []string{"[news] missed 4", "[news] missed 5", "…and 3 more in feed news"}
+	want := []string{"3 changes in feed news while I was away", "[news] missed 4", "[news] missed 5"}
 	for i := range want {
 		if !strings.HasPrefix(got[i], want[i]) {
 			t.Errorf("catch-up line %d = %q, want %q", i, got[i], want[i])
@@ -317,9 +317,9 @@ func TestIRCNickOverServerLimit(t *testing.T) {
 }
 
 // TestIRCCatchUpAfterRetractAndEdit: the last announced item is retracted
-// and an older one edited while the bot is away; on real Redis the
-// catch-up places the retracted mark where it was and posts exactly
-// what changed after it: the edited item and the new one.
+// and an older one edited while the bot is away; the catch-up posts from
+// the feed's journal exactly what changed after the last delivered line,
+// in order: the retraction, the edit and the new item.
 func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
 	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
   reconnect: {min: 2s, max: 2s}
@@ -345,7 +345,7 @@ func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
 	e.ngircd.Start()
 	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
 	alice.botJoined("#news")
-	for _, want := range []string{"[news] first, corrected", "[news] third"} {
+	for _, want := range []string{"[news] retracted " + second, "[news] edited: first, corrected", "[news] third"} {
 		if m := alice.expect("a caught-up item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), want) {
 			t.Errorf("catch-up line %q, want %q", m.Trailing(), want)
 		}

@@ -26,8 +26,7 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.marks.delivered(mark{channel: "#news", feed: "news", cur: thoonk.Cursor{ID: seen.ID}})
-	time.Sleep(2 * time.Millisecond) // the missed items come strictly later (items of one millisecond tie)
+	b.marks.delivered(mark{channel: "#news", feed: "news", rev: revOf(t, b, "news", seen.ID)})
 	for i := range 30 {
 		if _, err := st.Feed("news").Publish(ctx, []byte(fmt.Sprint("missed ", i)), ""); err != nil {
 			t.Fatal(err)
@@ -49,13 +48,12 @@ func TestCatchUpSummaryCountsEveryItem(t *testing.T) {
 	}
 }
 
-// TestCatchUpByPosition: the last announced item's mark holds the item's
-// place in Redis' order, so that when that item is edited (a plain feed
-// moves it to the front), retracted or trimmed while the bot is away,
-// the catch-up still posts exactly what changed after it. Redis' clock
-// here is a day behind the bridge's (it runs on another host): places
-// must come from Redis, never from the bridge's clock.
-func TestCatchUpByPosition(t *testing.T) {
+// TestCatchUpFromTheJournal: what changed while the bot was away (edits,
+// retractions, trims, new items) is posted from the feed's journal, after
+// the last announced change, in order, each once. Redis' clock here is a
+// day behind the bridge's (it runs on another host): the journal's
+// revisions come from Redis, never from the bridge's clock.
+func TestCatchUpFromTheJournal(t *testing.T) {
 	for name, tc := range map[string]struct {
 		config map[string]string
 		away   func(t *testing.T, f *thoonk.Feed, tick func(), two string)
@@ -69,7 +67,7 @@ func TestCatchUpByPosition(t *testing.T) {
 				}
 				publishAt(t, f, tick, "three")
 			},
-			want: []string{"PRIVMSG #news :[news] two, corrected", "PRIVMSG #news :[news] three"},
+			want: []string{"PRIVMSG #news :[news] edited: two, corrected", "PRIVMSG #news :[news] three"},
 		},
 		"retracted": {
 			away: func(t *testing.T, f *thoonk.Feed, tick func(), two string) {
@@ -79,7 +77,7 @@ func TestCatchUpByPosition(t *testing.T) {
 				}
 				publishAt(t, f, tick, "three")
 			},
-			want: []string{"PRIVMSG #news :[news] three"},
+			want: []string{"PRIVMSG #news :[news] retracted ", "PRIVMSG #news :[news] three"},
 		},
 		"trimmed": {
 			config: map[string]string{"max_length": "2"},
@@ -87,7 +85,8 @@ func TestCatchUpByPosition(t *testing.T) {
 				publishAt(t, f, tick, "three") // trims one
 				publishAt(t, f, tick, "four")  // trims two, the mark
 			},
-			want: []string{"PRIVMSG #news :[news] three", "PRIVMSG #news :[news] four"},
+			want: []string{"PRIVMSG #news :[news] retracted ", "PRIVMSG #news :[news] three",
+				"PRIVMSG #news :[news] retracted ", "PRIVMSG #news :[news] four"},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -115,14 +114,15 @@ func TestCatchUpByPosition(t *testing.T) {
 			f.expect("PRIVMSG #news :[news] one")
 			two := publishAt(t, feed, tick, "two")
 			f.expect("PRIVMSG #news :[news] two")
-			f.until("saved the mark of \"two\"", func() bool { return savedMark(t, b, "#news", "news").ID == two })
+			rev := revOf(t, b, "news", two)
+			f.until("saved the mark of \"two\"", func() bool { return savedMark(t, b, "#news", "news") == rev })
 			f.conn.Close()
 
 			f.accept() // the bot is back, not registered yet: what changes now is missed
 			tc.away(t, feed, tick, two)
 			register(f, "#news")
 			for _, want := range tc.want {
-				if got := f.expect("PRIVMSG"); got != want {
+				if got := f.expect("PRIVMSG"); !strings.HasPrefix(got, want) {
 					t.Errorf("catch-up line %q, want %q", got, want)
 				}
 			}
@@ -136,21 +136,33 @@ func TestCatchUpByPosition(t *testing.T) {
 	}
 }
 
+// journalEvent returns the journal's event of an item's last change, as
+// the listener would deliver it.
+func journalEvent(t *testing.T, b *Bridge, feed, id string) thoonk.Event {
+	t.Helper()
+	es, _, err := b.hub.Store.Journal(feed).Read(context.Background(), thoonk.RevStart, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(es) - 1; i >= 0; i-- {
+		if e := es[i]; e.ID == id {
+			return thoonk.Event{Type: e.Type, Feed: feed, ID: e.ID, Item: e.Item, Position: e.Position, Rev: e.Rev}
+		}
+	}
+	t.Fatalf("no journal entry for %s", id)
+	return thoonk.Event{}
+}
+
 // TestEventInFlightAtJoinWaitsForCatchUp: an event published while the
 // bot was away but delivered after it rejoined (before its catch-up ran)
-// is not posted ahead of the catch-up, which would then start past the
-// item edited meanwhile: the channel gets the edit, then the new item,
-// each once.
+// is not posted ahead of the catch-up, nor twice: the channel gets the
+// edit, then the new item, each once.
 func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
 	b, feed, tick := newsBridge(t, "  catch_up: 5\n")
 	ctx := context.Background()
 	publishAt(t, feed, tick, "one")
 	two := publishAt(t, feed, tick, "two")
-	it, err := b.hub.Store.Item(ctx, "news", two)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()}) // the last line delivered before the bot left
+	b.marks.delivered(mark{channel: "#news", feed: "news", rev: revOf(t, b, "news", two)}) // the last line delivered before the bot left
 	tick()
 	if err := feed.Edit(ctx, two, []byte("two, corrected")); err != nil {
 		t.Fatal(err)
@@ -160,9 +172,8 @@ func TestEventInFlightAtJoinWaitsForCatchUp(t *testing.T) {
 	s := testSession(b)
 	a := newAnnouncer(b)
 	b.joined(s, "#news")
-	a.announce(time.Now(), kindPublish, "news", three, []byte("three"), "", a.cursorOf(ctx, "news", three)) // the late event
-	a.housekeeping(ctx)                                                                                     // the catch-up of the join
-	want := []string{"PRIVMSG #news :[news] two, corrected", "PRIVMSG #news :[news] three"}
+	a.handle(ctx, journalEvent(t, b, "news", three)) // the late event: the join's catch-up runs first
+	want := []string{"PRIVMSG #news :[news] edited: two, corrected", "PRIVMSG #news :[news] three"}
 	if got := drain(b.q); !slices.Equal(got, want) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
@@ -185,17 +196,13 @@ func newsBridge(t *testing.T, extra string) (*Bridge, *thoonk.Feed, func()) {
 }
 
 // TestLateEditAfterCatchUp: an edit event that reaches the bridge only
-// after a catch-up already read (and posted) the edited item is not
-// announced again; a later edit still is.
+// after a catch-up already posted it is not announced again; a later
+// edit still is.
 func TestLateEditAfterCatchUp(t *testing.T) {
 	b, feed, tick := newsBridge(t, "  catch_up: 5\n")
 	ctx := context.Background()
 	one := publishAt(t, feed, tick, "one")
-	it, err := b.hub.Store.Item(ctx, "news", one)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()})
+	b.marks.delivered(mark{channel: "#news", feed: "news", rev: revOf(t, b, "news", one)})
 	two := publishAt(t, feed, tick, "two")
 	tick()
 	if err := feed.Edit(ctx, two, []byte("two, corrected")); err != nil {
@@ -205,15 +212,18 @@ func TestLateEditAfterCatchUp(t *testing.T) {
 	a := newAnnouncer(b)
 	b.joined(s, "#news")
 	a.housekeeping(ctx)
-	if got, want := drain(b.q), []string{"PRIVMSG #news :[news] two, corrected"}; !slices.Equal(got, want) {
+	want := []string{"PRIVMSG #news :[news] two", "PRIVMSG #news :[news] edited: two, corrected"}
+	if got := drain(b.q); !slices.Equal(got, want) {
 		t.Fatalf("catch-up lines %q, want %q", got, want)
 	}
-	late := time.Now().Add(time.Second) // received after the catch-up began
-	a.announce(late, kindEdit, "news", two, []byte("two, corrected"), "", thoonk.Cursor{})
+	a.handle(ctx, journalEvent(t, b, "news", two)) // the edit's event, late
 	if got := drain(b.q); len(got) != 0 {
 		t.Errorf("the late edit event was announced again: %q", got)
 	}
-	a.announce(late, kindEdit, "news", two, []byte("two, again"), "", thoonk.Cursor{})
+	if err := feed.Edit(ctx, two, []byte("two, again")); err != nil {
+		t.Fatal(err)
+	}
+	a.handle(ctx, journalEvent(t, b, "news", two))
 	if got := drain(b.q); len(got) != 1 || !strings.Contains(got[0], "two, again") {
 		t.Errorf("a later edit gave %q", got)
 	}
@@ -235,19 +245,19 @@ func newsOnFake(t *testing.T, f *fakeServer, extra string) (*Bridge, *thoonk.Fee
 	return b, b.hub.Store.Feed("news")
 }
 
-// TestFirstJoinShowsItemsOfTheJoin: on the bot's first join of a channel
-// (no mark yet), an item published once the bot was in the channel but
-// before its catch-up ran is announced, not taken as the starting point.
-func TestFirstJoinShowsItemsOfTheJoin(t *testing.T) {
+// TestFirstJoinStartsAtTheJournalsEnd: on the bot's first join of a
+// channel (no mark yet) nothing from before is posted (but the backlog);
+// every change after it is.
+func TestFirstJoinStartsAtTheJournalsEnd(t *testing.T) {
 	b, feed, tick := newsBridge(t, "")
 	ctx := context.Background()
 	publishAt(t, feed, tick, "before the join")
 	s := testSession(b)
 	a := newAnnouncer(b)
 	b.joined(s, "#news")
-	one := publishAt(t, feed, tick, "one")
-	a.announce(time.Now(), kindPublish, "news", one, []byte("one"), "", a.cursorOf(ctx, "news", one))
 	a.housekeeping(ctx)
+	one := publishAt(t, feed, tick, "one")
+	a.handle(ctx, journalEvent(t, b, "news", one))
 	if got, want := drain(b.q), []string{"PRIVMSG #news :[news] one"}; !slices.Equal(got, want) {
 		t.Errorf("lines %q, want %q", got, want)
 	}
@@ -262,7 +272,8 @@ func TestRefusedSendIsPostedAgain(t *testing.T) {
 	b, feed := newsOnFake(t, f, "  catch_up: 5\n")
 	one := publish(t, feed, "one")
 	f.expect("PRIVMSG #news :[news] one")
-	f.until("saved the mark of \"one\"", func() bool { return savedMark(t, b, "#news", "news").ID == one })
+	rev := revOf(t, b, "news", one)
+	f.until("saved the mark of \"one\"", func() bool { return savedMark(t, b, "#news", "news") == rev })
 	publish(t, feed, "two")
 	f.expect("PRIVMSG #news :[news] two")
 	f.send(":srv 404 feedbot #news :Cannot send to channel")
@@ -277,38 +288,20 @@ func TestRefusedSendIsPostedAgain(t *testing.T) {
 
 // TestRefusedBeforeAnyConfirmation: when the server refuses the bot's
 // first lines in a channel before any of them was confirmed, they are all
-// posted again after join_retry: when there is no mark to resume from,
-// and when the channel's first-join baseline covers the first of them (a
-// first join's catch-up marks the newest item as seen; an item published
-// as the bot joined, whose event came after that catch-up, is still
-// posted live, so its refusal must not be covered by the mark).
+// posted again after join_retry, from the first join's mark (the
+// journal's end when the bot joined).
 func TestRefusedBeforeAnyConfirmation(t *testing.T) {
-	for _, c := range []struct {
-		name     string
-		baseline bool
-	}{{"no mark", false}, {"under the baseline", true}} {
-		t.Run(c.name, func(t *testing.T) {
-			f := newFakeServer(t) // PINGs go unanswered: nothing is confirmed
-			b, feed := newsOnFake(t, f, "")
-			ctx := context.Background()
-			id := publish(t, feed, "one")
-			f.expect("PRIVMSG #news :[news] one")
-			if c.baseline { // as a catch-up that read "one" before its event records it
-				it, err := b.hub.Store.Item(ctx, "news", id)
-				if err != nil {
-					t.Fatal(err)
-				}
-				b.marks.delivered(mark{channel: "#news", feed: "news", cur: it.Cursor()})
-			}
-			publish(t, feed, "two")
-			f.expect("PRIVMSG #news :[news] two")
-			f.send(":srv 404 feedbot #news :Cannot send to channel")
-			for _, want := range []string{"PRIVMSG #news :[news] one", "PRIVMSG #news :[news] two"} {
-				if got := f.expect("PRIVMSG"); got != want {
-					t.Errorf("after the refusal the bot sent %q, want %q", got, want)
-				}
-			}
-		})
+	f := newFakeServer(t) // PINGs go unanswered: nothing is confirmed
+	_, feed := newsOnFake(t, f, "  catch_up: 5\n")
+	publish(t, feed, "one")
+	f.expect("PRIVMSG #news :[news] one")
+	publish(t, feed, "two")
+	f.expect("PRIVMSG #news :[news] two")
+	f.send(":srv 404 feedbot #news :Cannot send to channel")
+	for _, want := range []string{"PRIVMSG #news :[news] one", "PRIVMSG #news :[news] two"} {
+		if got := f.expect("PRIVMSG"); got != want {
+			t.Errorf("after the refusal the bot sent %q, want %q", got, want)
+		}
 	}
 }
 
@@ -325,24 +318,30 @@ func TestLostBeforeAnyConfirmation(t *testing.T) {
 	f.accept()
 	publish(t, feed, "two")
 	register(f, "#news")
-	if got, want := f.expect("PRIVMSG"), "PRIVMSG #news :2 new items in feed news while I was away"; !strings.HasPrefix(got, want) {
+	if got, want := f.expect("PRIVMSG"), "PRIVMSG #news :2 changes in feed news while I was away"; !strings.HasPrefix(got, want) {
 		t.Errorf("after the reconnect the bot sent %q, want %q", got, want)
 	}
 }
 
 // savedMark returns the catch-up mark stored in Redis for a channel's
-// feed (zero when none).
-func savedMark(t *testing.T, b *Bridge, channel, feed string) thoonk.Cursor {
+// feed: a journal revision ("" when none).
+func savedMark(t *testing.T, b *Bridge, channel, feed string) string {
 	t.Helper()
-	v, err := b.hub.Store.Client().HGet(context.Background(), "feedbridge.irc.last:"+b.cfg.Server+":"+channel, feed).Result()
-	if err != nil {
-		return thoonk.Cursor{}
+	v, _ := b.hub.Store.Client().HGet(context.Background(), "feedbridge.irc.last:"+b.cfg.Server+":"+channel, feed).Result()
+	if v != "" && !thoonk.ValidRev(v) {
+		t.Fatalf("stored mark %q is not a revision", v)
 	}
-	c, err := thoonk.DecodeCursor(v)
+	return v
+}
+
+// revOf returns the revision of an item's last change.
+func revOf(t *testing.T, b *Bridge, feed, id string) string {
+	t.Helper()
+	it, err := b.hub.Store.Item(context.Background(), feed, id)
 	if err != nil {
-		t.Fatalf("stored mark %q: %v", v, err)
+		t.Fatal(err)
 	}
-	return c
+	return it.Rev
 }
 
 // register plays the server's side of registration and confirms the
@@ -355,13 +354,18 @@ func register(f *fakeServer, channel string) {
 	f.send(":feedbot!~feedbridge@h JOIN " + channel)
 }
 
-// registerAndWait registers the bot and waits until it has read its JOIN
-// of channel: only an item published after that is the channel's to
-// announce on a first join (one from before is the baseline).
+// registerAndWait registers the bot and waits until its JOIN of channel
+// has been caught up (the channel has a mark): only a change after that
+// is the channel's to announce on a first join (one from before is the
+// baseline).
 func registerAndWait(f *fakeServer, b *Bridge, channel string) {
 	f.t.Helper()
 	register(f, channel)
-	f.until("saw its JOIN of "+channel, func() bool { return b.inChannel(channel) })
+	f.until("caught up its JOIN of "+channel, func() bool {
+		b.marks.mu.Lock()
+		defer b.marks.mu.Unlock()
+		return b.inChannel(channel) && len(b.marks.known[strings.ToLower(channel)]) > 0
+	})
 }
 
 func publish(t *testing.T, f *thoonk.Feed, item string) string {

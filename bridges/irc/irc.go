@@ -104,7 +104,7 @@ func (b *Bridge) lead(ctx context.Context, hub *core.Hub) error {
 	b.setup(hub)
 	hub.SetState(b.Name(), core.StateStarting, nil)
 
-	sub := hub.Events.Subscribe(eventQueue)
+	sub := hub.Events.SubscribeWith(thoonk.SubscribeOptions{Queue: eventQueue, Journal: true})
 	defer sub.Close()
 	// a bot that cannot see feed events yet would let items pass unannounced
 	if hub.Events.WaitConnected(ctx) != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 func drain(q *queue) []string {
@@ -42,7 +40,7 @@ func TestQueueOrderAndFairness(t *testing.T) {
 func TestQueueOverflow(t *testing.T) {
 	q := testQueue(3)
 	for i := 1; i <= 6; i++ {
-		q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: fmt.Sprint("item ", i)}}, &mark{feed: "news", cur: cursorID(i)})
+		q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: fmt.Sprint("item ", i)}}, &mark{feed: "news", rev: fmt.Sprint(i)})
 	}
 	var marks []string
 	var got []string
@@ -53,10 +51,10 @@ func TestQueueOverflow(t *testing.T) {
 		}
 		got = append(got, l.text)
 		if l.mark != nil {
-			marks = append(marks, l.mark.cur.ID)
+			marks = append(marks, l.mark.rev)
 		}
 		if len(got) == 2 {
-			q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: "item 7"}}, &mark{feed: "news", cur: cursorID(7)})
+			q.pushItem("#a", "#a", "NOTICE", "news", 1, []outLine{{text: "item 7"}}, &mark{feed: "news", rev: "7"})
 		}
 	}
 	if want := "item 1|item 2|item 3|NOTICE #a :4 more in news"; strings.Join(got, "|") != want {
@@ -79,5 +77,3 @@ func TestQueueReset(t *testing.T) {
 		t.Errorf("after reset: %q, want only the kept result", got)
 	}
 }
-
-func cursorID(i int) thoonk.Cursor { return thoonk.Cursor{ID: fmt.Sprint(i)} }

@@ -177,7 +177,7 @@ func testBridgeRedis(t *testing.T, section string) (*Bridge, *miniredis.Miniredi
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { rdb.Close() })
-	st, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
+	st, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Journal: thoonk.JournalOptions{MaxEvents: 1000, MaxItemBytes: 8192}})
 	if err != nil {
 		t.Fatal(err)
 	}
