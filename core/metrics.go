@@ -24,6 +24,7 @@ type Metrics struct {
 	results    *prometheus.CounterVec
 	reconnects *prometheus.CounterVec
 	adapterUp  *prometheus.GaugeVec
+	malformed  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics, with Go runtime and process collectors.
@@ -48,8 +49,11 @@ func NewMetrics() *Metrics {
 		adapterUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedbridge_adapter_up", Help: "1 when the adapter is connected and serving, else 0.",
 		}, []string{"adapter"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_feeds_malformed_total", Help: "Malformed feeds (keys of the wrong Redis type, an unknown type, an invalid name) skipped in listings or refused by name, by adapter.",
+		}, []string{"adapter"}),
 	}
-	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp,
+	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.malformed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

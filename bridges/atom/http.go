@@ -136,6 +136,9 @@ func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuer
 	if err != nil {
 		return nil, err
 	}
+	if len(infos) > 0 && infos[0].Err != nil {
+		return nil, infos[0].Err
+	}
 	if len(infos) == 0 || (infos[0].Type != thoonk.TypeFeed && infos[0].Type != thoonk.TypeSorted) {
 		return nil, errNoFeed
 	}
@@ -195,6 +198,8 @@ func (b *Bridge) cached(c *gin.Context, key, variant string, render func(context
 	switch {
 	case errors.Is(err, errNoFeed):
 		problem(c, http.StatusNotFound, "no such feed")
+	case b.hub.Malformed(b.Name(), err):
+		problem(c, http.StatusInternalServerError, err.Error())
 	case errors.Is(err, thoonk.ErrItemNotFound):
 		problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
 	case err != nil:
@@ -272,7 +277,7 @@ func (b *Bridge) renderIndex(ctx context.Context, format string, reader core.Act
 	}
 	base := b.baseURL()
 	var list []listed
-	for _, info := range infos {
+	for _, info := range b.hub.Usable(b.Name(), infos) {
 		if info.Type != thoonk.TypeFeed && info.Type != thoonk.TypeSorted {
 			continue
 		}

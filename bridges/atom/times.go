@@ -183,6 +183,9 @@ func readTimes(ctx context.Context, rdb redis.UniversalClient, feed string, ids 
 		args = append(args, id)
 	}
 	reply, err := readTimesScript.Run(ctx, rdb, []string{prefixTimes + feed, prefixDeleted + feed}, args...).Slice()
+	if permanent(err) {
+		return feedTimes{}, &thoonk.MalformedError{Feed: feed, Reason: "the adapter's keys " + prefixTimes + feed + " or " + prefixDeleted + feed + ": " + err.Error()}
+	}
 	if err != nil || len(reply) != 2 {
 		return feedTimes{}, fmt.Errorf("read times of %q: %w", feed, orShort(err))
 	}

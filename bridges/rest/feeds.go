@@ -116,7 +116,7 @@ func (b *Bridge) listFeeds(c *gin.Context) {
 		return
 	}
 	out := FeedList{Feeds: make([]FeedJSON, 0, len(infos)), Total: total}
-	for _, fi := range infos {
+	for _, fi := range b.hub.Usable(b.Name(), infos) {
 		out.Feeds = append(out.Feeds, FeedJSON{Name: fi.Name, Type: fi.Type, Config: fi.Config, Count: fi.Count})
 	}
 	if start+len(page) < len(names) {
@@ -142,6 +142,10 @@ func (b *Bridge) getFeed(c *gin.Context) {
 		return
 	}
 	fi := infos[0]
+	if fi.Err != nil {
+		b.failErr(c, fi.Err)
+		return
+	}
 	c.Header("Cache-Control", "no-cache")
 	writeJSON(c, http.StatusOK, FeedJSON{Name: fi.Name, Type: fi.Type, Config: fi.Config, Count: fi.Count})
 }

@@ -37,6 +37,7 @@ var kinds = map[string]kind{
 	"rate-limited":        {429, "Too many requests", "The client went over its request rate; wait for the Retry-After seconds."},
 	"job-failed":          {500, "Job failed", "The worker finished the job with a failure."},
 	"internal":            {500, "Internal error", "The bridge failed unexpectedly; the error is logged on the server."},
+	"malformed-feed":      {500, "Malformed feed", "The feed's data in Redis does not follow the Thoonk schema (a key of another type, an unknown feed type, an invalid name): an operator must repair or delete it. Other feeds are not affected."},
 	"not-implemented":     {501, "Not implemented", "No worker handles this verb on this queue."},
 	"unavailable":         {503, "Service unavailable", "The feed store or the bridge is temporarily unavailable, or too many streams are open; retry after Retry-After seconds."},
 }
@@ -88,6 +89,8 @@ func (b *Bridge) failErr(c *gin.Context, err error) {
 	switch {
 	case errors.Is(err, core.ErrDenied):
 		fail(c, "forbidden", err.Error())
+	case b.hub.Malformed(b.Name(), err):
+		fail(c, "malformed-feed", err.Error())
 	case errors.Is(err, thoonk.ErrNotFound):
 		fail(c, "not-found", "")
 	case errors.Is(err, core.ErrTooLarge):

@@ -116,6 +116,8 @@ func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxIte
 // storeError maps a store error to a stanza error.
 func (s *service) storeError(err error) *stanzaError {
 	switch {
+	case s.hub.Malformed("xmpp", err):
+		return errMalformed(err)
 	case errors.Is(err, thoonk.ErrNotFound):
 		return errNotFound("no such item: " + errorText(err))
 	case errors.Is(err, thoonk.ErrInvalid):

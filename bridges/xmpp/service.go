@@ -163,6 +163,8 @@ func (s *service) resolve(ctx context.Context, req *request, who caller, op stri
 	switch {
 	case errors.Is(err, thoonk.ErrNotFound):
 		return "", "", hidden
+	case s.hub.Malformed("xmpp", err):
+		return "", "", errMalformed(err)
 	case err != nil:
 		s.log.Warn("xmpp: read feed type", "feed", feed, "err", err)
 		return "", "", errInternal("the feed store is unavailable; try again")
@@ -195,6 +197,9 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 		return nil, errNotFound("no node " + strconv.Quote(req.Node))
 	}
 	info := infos[0]
+	if s.hub.Malformed("xmpp", info.Err) {
+		return nil, errMalformed(info.Err)
+	}
 	title := info.Config["title"]
 	if title == "" {
 		title = feed
@@ -284,7 +289,7 @@ func (s *service) visibleNodes(ctx context.Context, who caller) ([]thoonk.FeedIn
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(infos, func(i thoonk.FeedInfo) bool {
+	return slices.DeleteFunc(s.hub.Usable("xmpp", infos), func(i thoonk.FeedInfo) bool {
 		return i.Type != thoonk.TypeFeed && i.Type != thoonk.TypeSorted
 	}), nil
 }

@@ -187,6 +187,12 @@ func errInternal(txt string) *stanzaError {
 	return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: txt}
 }
 
+// errMalformed answers a request on a feed whose data in Redis is
+// malformed: not the client's fault, and not passing (type cancel).
+func errMalformed(err error) *stanzaError {
+	return &stanzaError{Type: "cancel", Condition: "internal-server-error", Text: errorText(err)}
+}
+
 // errBusy is the answer to a sender over its rate limit or a full queue.
 func errBusy(txt string) *stanzaError {
 	return &stanzaError{Type: "wait", Condition: "resource-constraint", Text: txt}
