@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -48,9 +49,14 @@ type pageQuery struct {
 
 // parsePageQuery reads the after and before parameters of a raw query.
 func parsePageQuery(raw string) (pageQuery, error) {
-	q, err := url.ParseQuery(raw)
+	q, err := core.ParseQuery(raw)
 	if err != nil {
-		return pageQuery{}, fmt.Errorf("query: %w", thoonk.ErrInvalid)
+		return pageQuery{}, err
+	}
+	for _, name := range []string{"after", "before"} {
+		if len(q[name]) > 1 {
+			return pageQuery{}, fmt.Errorf("query parameter %s is given %d times; give it once: %w", name, len(q[name]), thoonk.ErrInvalid)
+		}
 	}
 	after, before := q.Get("after"), q.Get("before")
 	switch {
@@ -58,12 +64,20 @@ func parsePageQuery(raw string) (pageQuery, error) {
 		return pageQuery{}, fmt.Errorf("give after or before, not both: %w", thoonk.ErrInvalid)
 	case after != "":
 		c, err := thoonk.DecodeCursor(after)
-		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, err
+		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, namedParam("after", err)
 	case before != "":
 		c, err := thoonk.DecodeCursor(before)
-		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, err
+		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, namedParam("before", err)
 	}
 	return pageQuery{}, nil
+}
+
+// namedParam names the query parameter in its error, if any.
+func namedParam(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("query parameter %s: %w", name, err)
+	}
+	return nil
 }
 
 // baseURL is where readers reach the bridge.

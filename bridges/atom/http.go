@@ -39,6 +39,9 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	// (gin's own unescaping turns '+' into a space).
 	r.UseEscapedPath = true
 	r.UnescapePathValues = false
+	// names may end with "/" or hold "//": no redirect to another path
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
 	if err := r.SetTrustedProxies(b.cfg.TrustedProxies); err != nil {
 		return fmt.Errorf("atom: trusted_proxies: %w", err)
@@ -114,6 +117,9 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 			return
 		}
 		q, err := parsePageQuery(c.Request.URL.RawQuery)
+		if err == nil {
+			err = checkConditions(c.Request)
+		}
 		if err != nil {
 			problem(c, http.StatusBadRequest, err.Error())
 			return
@@ -222,6 +228,21 @@ func send(c *gin.Context, r *rendered) {
 	http.ServeContent(c.Writer, c.Request, "", r.modified, bytes.NewReader(r.body))
 }
 
+// checkConditions refuses a malformed If-None-Match (never taken as a
+// match of anything) and If-Modified-Since (http.ServeContent would
+// ignore it silently).
+func checkConditions(r *http.Request) error {
+	if _, err := core.ParseETags("If-None-Match", r.Header.Values("If-None-Match")); err != nil {
+		return err
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		if _, err := http.ParseTime(ims); err != nil {
+			return fmt.Errorf("If-Modified-Since %q is not an HTTP date such as %s: %w", ims, http.TimeFormat, core.ErrBadHeader)
+		}
+	}
+	return nil
+}
+
 // problem answers with an RFC 9457 problem document.
 func problem(c *gin.Context, status int, detail string) {
 	body, _ := json.Marshal(map[string]any{"type": "about:blank", "title": http.StatusText(status), "status": status, "detail": detail})
@@ -243,10 +264,21 @@ type listed struct {
 }
 
 func (b *Bridge) serveIndex(c *gin.Context) {
-	format := c.DefaultQuery("format", "html")
-	if format != "html" && format != "opml" {
-		problem(c, http.StatusBadRequest, "format must be html or opml")
+	q, err := core.ParseQuery(c.Request.URL.RawQuery)
+	if err == nil {
+		err = checkConditions(c.Request)
+	}
+	if err != nil {
+		problem(c, http.StatusBadRequest, err.Error())
 		return
+	}
+	format := "html"
+	if f, ok := q["format"]; ok {
+		format = f[0]
+		if len(f) > 1 || format != "html" && format != "opml" {
+			problem(c, http.StatusBadRequest, "query parameter format must be given once, as html or opml")
+			return
+		}
 	}
 	// the list depends on the reader: one cache entry per reader
 	reader := readerOf(c)

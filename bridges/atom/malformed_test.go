@@ -38,3 +38,30 @@ func TestMalformedFeedIsolated(t *testing.T) {
 		t.Errorf("adapter state %+v", st)
 	}
 }
+
+// TestStrictConditions: a malformed If-None-Match, If-Modified-Since or
+// query is a 400 naming it, never a 200 or a 304 by accident.
+func TestStrictConditions(t *testing.T) {
+	h := newHarness(t, "")
+	h.create("news", thoonk.TypeFeed, nil)
+	h.publish("news", "1", `{"title":"hello"}`)
+	for _, tc := range []struct{ path, name, hdr, val string }{
+		{"/atom/news", "If-None-Match", "If-None-Match", `"unclosed`},
+		{"/atom/news", "If-None-Match", "If-None-Match", `*, "a"`},
+		{"/rss/news", "If-Modified-Since", "If-Modified-Since", "yesterday"},
+		{"/atom/news?after=%zz", "after", "", ""},
+		{"/atom/news?after=x&after=y", "after", "", ""},
+		{"/atom/?format=opml&format=html", "format", "", ""},
+		{"/atom/?format=%", "format", "", ""},
+	} {
+		var hdr []string
+		if tc.hdr != "" {
+			hdr = []string{tc.hdr, tc.val}
+		}
+		resp, body := h.get(tc.path, hdr...)
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(body), tc.name) {
+			t.Errorf("%s %s=%q: %s %s", tc.path, tc.hdr, tc.val, resp.Status, body)
+		}
+	}
+	h.ok("/atom/news", "If-None-Match", `W/"x", "y"`)
+}

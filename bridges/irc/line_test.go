@@ -22,9 +22,9 @@ func TestCleanText(t *testing.T) {
 		{"caf\xe9 na\xefve", false, "café naïve"}, // Latin-1 bytes
 		{"ok \xc3\xa9 \xff", false, "ok é ÿ"},     // valid UTF-8 kept, 0xff repaired
 		{"\u2028sep\u2029", false, "\nsep\n"},
-		{"user \u202egnp.exe", false, "user gnp.exe"},              // bidi override
+		{"user \u202egnp.exe", false, "user gnp.exe"},             // bidi override
 		{"a\u2066b\u2069c\u200bd\u00ade\ufefff", false, "abcdef"}, // isolates, zero width, soft hyphen, BOM
-		{"tag\U000E0041\U000E0042s", false, "tags"},                   // invisible tag characters
+		{"tag\U000E0041\U000E0042s", false, "tags"},               // invisible tag characters
 		{"\U0001F468\u200D\U0001F469\u200D\U0001F467 family", false, "\U0001F468\u200D\U0001F469\u200D\U0001F467 family"},
 		{"\U0001F3F3\uFE0F\u200D\U0001F308 \U0001F9D1\U0001F3FD\u200D\U0001F4BB", false, "\U0001F3F3\uFE0F\u200D\U0001F308 \U0001F9D1\U0001F3FD\u200D\U0001F4BB"},
 		{"a\u200db \U0001F468\u200d x\u200d\U0001F469", false, "ab \U0001F468 x\U0001F469"}, // joiners outside emoji sequences

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -155,6 +156,11 @@ func (b *Bridge) getItem(c *gin.Context) {
 	if !ok {
 		return
 	}
+	inm, err := core.ParseETags("If-None-Match", c.Request.Header.Values("If-None-Match"))
+	if err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
 	it, err := readItem(c.Request.Context(), b.hub.Store, feed, param(c, "id"))
 	if err != nil {
 		b.failErr(c, err)
@@ -165,7 +171,7 @@ func (b *Bridge) getItem(c *gin.Context) {
 	etag := etagOf(body)
 	c.Header("ETag", etag)
 	c.Header("Cache-Control", "no-cache")
-	if inm := c.GetHeader("If-None-Match"); inm != "" && etagMatches(inm, etag, true) {
+	if inm.Matches(etag, true) {
 		c.Status(http.StatusNotModified)
 		return
 	}

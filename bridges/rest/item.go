@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -81,26 +80,6 @@ func readItem(ctx context.Context, s *thoonk.Store, feed, id string) (ItemJSON, 
 func etagOf(body []byte) string {
 	h := sha256.Sum256(body)
 	return `"` + hex.EncodeToString(h[:16]) + `"`
-}
-
-// etagMatches evaluates an If-Match (strong) or If-None-Match (weak)
-// header against the current ETag ("" when there is no current item).
-func etagMatches(header, etag string, weak bool) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" && etag != "" {
-			return true
-		}
-		if weak {
-			t = strings.TrimPrefix(t, "W/")
-		} else if strings.HasPrefix(t, "W/") {
-			continue
-		}
-		if t != "" && t == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // EventJSON is the data of an item or feed event on a stream.

@@ -68,7 +68,7 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	if err != nil {
 		return err
 	}
-	e.Use(b.recoverer, b.cors, b.authenticate)
+	e.Use(b.recoverer, b.cors, b.strictQuery, b.authenticate)
 	e.NoRoute(func(c *gin.Context) { fail(c, "not-found", "no such resource") })
 	e.NoMethod(func(c *gin.Context) { fail(c, "method-not-allowed", "") })
 
