@@ -93,25 +93,46 @@ func (b *Bridge) tagID(feed string) string {
 	return "tag:" + b.cfg.TagAuthority + ":" + url.PathEscape(feed)
 }
 
-// load reads one page of a plain or sorted feed, with its times and (on
-// the first page) its tombstones.
-func (b *Bridge) load(ctx context.Context, info thoonk.FeedInfo, q pageQuery) (*document, error) {
-	page, err := b.hub.Store.Page(ctx, info.Name, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before})
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(page.Items))
-	for i, it := range page.Items {
-		ids[i] = it.ID
-	}
+// load reads one page of a plain or sorted feed, with its config, its
+// times and (on the first page) its tombstones: in one round trip (the
+// page read joins the items' recorded times, while the config, the feed's
+// time and the tombstones are read beside it), and a second one only when
+// times must be recorded first (a first render).
+func (b *Bridge) load(ctx context.Context, feed string, q pageQuery) (*document, error) {
 	ttl := b.cfg.TombstoneTTL
 	if q.raw != "" {
 		ttl = 0 // tombstones go on the first page only
 	}
 	now := time.Now()
-	times, err := readTimes(ctx, b.hub.Store.Client(), info.Name, ids, info.Type == thoonk.TypeSorted, ttl, now)
-	if err != nil {
+	var (
+		page thoonk.Page
+		perr error
+		done = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		page, perr = b.hub.Store.Page(ctx, feed, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before, Join: timesJoin(feed)})
+	}()
+	head, err := readHead(ctx, b.hub.Store.Client(), feed, ttl, now)
+	<-done
+	switch {
+	case perr != nil:
+		return nil, perr
+	case err != nil:
 		return nil, err
+	case len(head.config) == 0:
+		return nil, errNoFeed // deleted between the two reads
+	}
+	info := thoonk.FeedInfo{Name: feed, Type: page.Type, Config: head.config}
+	times, ok := joinedTimes(head, page.Items, page.Type == thoonk.TypeSorted)
+	if !ok {
+		ids := make([]string, len(page.Items))
+		for i, it := range page.Items {
+			ids[i] = it.ID
+		}
+		if times, err = readTimes(ctx, b.hub.Store.Client(), feed, ids, page.Type == thoonk.TypeSorted, ttl, now); err != nil {
+			return nil, err
+		}
 	}
 	d := &document{
 		id:       b.tagID(info.Name),

@@ -135,22 +135,12 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 	}
 }
 
-// renderFeed renders one page of a feed. A feed deleted (or replaced by a
-// queue) while it renders is errNoFeed, like one that never existed.
+// renderFeed renders one page of a feed. A feed that does not exist or
+// holds no items (a queue or job feed) is errNoFeed.
 func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuery) (*rendered, error) {
-	infos, err := b.hub.Store.Describe(ctx, feed)
-	if err != nil {
-		return nil, err
-	}
-	if len(infos) > 0 && infos[0].Err != nil {
-		return nil, infos[0].Err
-	}
-	if len(infos) == 0 || (infos[0].Type != thoonk.TypeFeed && infos[0].Type != thoonk.TypeSorted) {
-		return nil, errNoFeed
-	}
-	d, err := b.load(ctx, infos[0], q)
+	d, err := b.load(ctx, feed, q)
 	if errors.Is(err, thoonk.ErrFeedNotFound) || errors.Is(err, thoonk.ErrWrongType) {
-		return nil, fmt.Errorf("%w: it changed while rendering: %w", errNoFeed, err)
+		return nil, fmt.Errorf("%w: %w", errNoFeed, err) // gone, or a queue or job feed
 	}
 	if err != nil {
 		return nil, err

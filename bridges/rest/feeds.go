@@ -161,7 +161,7 @@ func (b *Bridge) getItem(c *gin.Context) {
 		fail(c, "bad-request", err.Error())
 		return
 	}
-	it, err := readItem(c.Request.Context(), b.hub.Store, feed, param(c, "id"))
+	it, err := b.readItemFast(c.Request.Context(), feed, param(c, "id"))
 	if err != nil {
 		b.failErr(c, err)
 		return

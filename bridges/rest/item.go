@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"time"
 	"unicode/utf8"
 
@@ -71,9 +72,40 @@ func readItem(ctx context.Context, s *thoonk.Store, feed, id string) (ItemJSON, 
 	if err != nil {
 		return ItemJSON{}, err
 	}
+	return itemJSON(it), nil
+}
+
+// readItemFast is readItem in one round trip of plain commands once the
+// feed's type is known (cached): HGET, and ZSCORE on plain feeds.
+func (b *Bridge) readItemFast(ctx context.Context, feed, id string) (ItemJSON, error) {
+	typ, ok := b.types.get(feed)
+	if ok {
+		it, err := b.hub.Store.ItemOf(ctx, feed, typ, id)
+		if !errors.Is(err, thoonk.ErrWrongType) {
+			if err != nil {
+				return ItemJSON{}, err
+			}
+			return itemJSON(it), nil
+		}
+		b.types.forget(feed) // created again with another type: ask again
+	}
+	it, err := b.hub.Store.Item(ctx, feed, id)
+	if err != nil {
+		return ItemJSON{}, err
+	}
+	typ = thoonk.TypeSorted // plain feeds give every item a publish time, sorted feeds none
+	if !it.Published.IsZero() {
+		typ = thoonk.TypeFeed
+	}
+	b.types.set(feed, typ)
+	return itemJSON(it), nil
+}
+
+// itemJSON shows a single item.
+func itemJSON(it thoonk.Item) ItemJSON {
 	j := listedItem(it)
 	j.Position, j.Cursor = nil, ""
-	return j, nil
+	return j
 }
 
 // etagOf is the strong validator of a representation: a hash of its bytes.

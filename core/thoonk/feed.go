@@ -19,6 +19,9 @@ type Item struct {
 	Published time.Time
 	// Index is the item's position in display order (0 = first shown).
 	Index int64
+	// Joined holds the companion data a page read asked for
+	// (PageRequest.Join), in the order of its prefixes.
+	Joined []string
 	// hint places a cursor after this item even once it is gone.
 	hint string
 }

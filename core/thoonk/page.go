@@ -66,6 +66,19 @@ type PageRequest struct {
 	Before *Cursor
 	// Offset starts the page at this index.
 	Offset int64
+	// Join, when set, reads companion data of each item in the same
+	// round trip (see PageJoin).
+	Join *PageJoin
+}
+
+// PageJoin names a hash where a caller keeps data per item (on Redis
+// Cluster, in the feed's slot: its name carries the feed's hash tag) and
+// the field prefixes to read from it for each item of a page: field
+// prefix + item id. The values come back in Item.Joined, in the order of
+// Prefixes ("" where a field is missing).
+type PageJoin struct {
+	Key      string
+	Prefixes []string
 }
 
 // Page is one page of a feed in display order: newest first on plain feeds,
@@ -112,7 +125,16 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 			return Page{}, fmt.Errorf("page cursor: %w", err)
 		}
 	}
-	vals, err := s.run(ctx, scripts.page, readKeys(feed), mode, id, hint, limit).Slice()
+	keys, args := readKeys(feed), []any{mode, id, hint, limit}
+	stride := 3
+	if j := req.Join; j != nil && len(j.Prefixes) > 0 {
+		keys = append(keys, j.Key)
+		for _, p := range j.Prefixes {
+			args = append(args, p)
+		}
+		stride += len(j.Prefixes)
+	}
+	vals, err := s.run(ctx, scripts.page, keys, args...).Slice()
 	if err != nil {
 		return Page{}, scriptError(err, feed, TypeItems, "page")
 	}
@@ -121,14 +143,20 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 	}
 	p := Page{Total: vals[0].(int64), Start: vals[1].(int64), Type: FeedType(stringOf(vals[2]))}
 	rest := vals[3:]
-	p.Items = make([]Item, 0, len(rest)/3)
-	for i := 0; i+2 < len(rest); i += 3 {
-		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/3)}
+	p.Items = make([]Item, 0, len(rest)/stride)
+	for i := 0; i+stride-1 < len(rest); i += stride {
+		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/stride)}
 		data := bytesOf(rest[i+2])
 		if data == nil {
 			continue // id without item: a writer outside the schema's steps
 		}
 		it.Data = data
+		if stride > 3 {
+			it.Joined = make([]string, stride-3)
+			for j := range it.Joined {
+				it.Joined[j] = stringOf(rest[i+3+j])
+			}
+		}
 		if sc := stringOf(rest[i+1]); sc != "" {
 			f, err := parseScore(sc)
 			if err != nil {

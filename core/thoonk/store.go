@@ -218,6 +218,62 @@ func (s *Store) Item(ctx context.Context, feed, id string) (Item, error) {
 	return f.Item(ctx, id)
 }
 
+// ItemOf reads one item of a feed whose type the caller knows already (a
+// feed's type never changes while it exists), in one round trip of plain
+// commands: HGET, and on plain feeds ZSCORE for its publish time. Its
+// index in display order is not read (Index is -1). A missing item, or a
+// feed that is gone, is an error wrapping ErrItemNotFound; when the feed
+// turns out to be of another type (deleted and created again meanwhile)
+// the error wraps ErrWrongType, and Item tells the truth.
+func (s *Store) ItemOf(ctx context.Context, feed string, typ FeedType, id string) (Item, error) {
+	if err := s.validFeed(feed); err != nil {
+		return Item{}, err
+	}
+	if err := ValidateID(id); err != nil {
+		return Item{}, err
+	}
+	if typ != TypeFeed && typ != TypeSorted {
+		return Item{}, &WrongTypeError{Feed: feed, Want: TypeItems, Got: typ}
+	}
+	get := redis.NewStringCmd(ctx, "hget", prefixItems+feed, id)
+	var score *redis.FloatCmd
+	done := make(chan struct{})
+	if typ == TypeFeed {
+		// both at once: the autopipeliner sends them in one batch
+		score = redis.NewFloatCmd(ctx, "zscore", prefixIDs+feed, id)
+		go func() { _ = s.cmd.Process(ctx, score); close(done) }()
+	} else {
+		close(done)
+	}
+	_ = s.cmd.Process(ctx, get)
+	<-done
+	data, err := get.Bytes()
+	switch {
+	case isNil(err):
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound)
+	case isWrongType(err):
+		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
+	case err != nil:
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	}
+	it := Item{ID: id, Data: data, Index: -1}
+	if score == nil {
+		return it, nil
+	}
+	f, err := score.Result()
+	switch {
+	case isNil(err):
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound) // retracted between the two
+	case isWrongType(err):
+		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
+	case err != nil:
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	}
+	sc := strconv.FormatFloat(f, 'f', -1, 64)
+	it.Published, it.hint = ScoreTime(f), sc
+	return it, nil
+}
+
 // Count returns the number of items of any feed type (for queues and job
 // feeds: the jobs not yet taken or finished).
 func (s *Store) Count(ctx context.Context, feed string) (int64, error) {
