@@ -14,6 +14,8 @@ const (
 	nsPubsubError = "http://jabber.org/protocol/pubsub#errors"
 	nsPubsubMeta  = "http://jabber.org/protocol/pubsub#meta-data"
 	nsPublishOpts = "http://jabber.org/protocol/pubsub#publish-options"
+	nsSubOptions  = "http://jabber.org/protocol/pubsub#subscribe_options"
+	nsOrderBy     = "urn:xmpp:order-by:1"
 	nsDiscoInfo   = "http://jabber.org/protocol/disco#info"
 	nsDiscoItems  = "http://jabber.org/protocol/disco#items"
 	nsRSM         = "http://jabber.org/protocol/rsm"
