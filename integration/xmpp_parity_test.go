@@ -38,7 +38,9 @@ func TestXMPPParityWithProsody(t *testing.T) {
 	store := storeFor(t, r.URL)
 	pub := dialXMPP(t, p, "pub", "pw-pub", "pub", nil)
 	sub := dialXMPP(t, p, "sub", "pw-sub", "sub", nil)
-	ps := func(inner string) string { return `<pubsub xmlns='http://jabber.org/protocol/pubsub'>` + inner + `</pubsub>` }
+	ps := func(inner string) string {
+		return `<pubsub xmlns='http://jabber.org/protocol/pubsub'>` + inner + `</pubsub>`
+	}
 	ctx := context.Background()
 
 	for _, node := range []string{"par", "odd*name"} {
