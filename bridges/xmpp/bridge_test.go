@@ -268,7 +268,7 @@ func TestXMPPNotifierOverflowDropsOldest(t *testing.T) {
 		if q == nil {
 			break
 		}
-		id, _ := tokensElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
+		id, _ := bodyElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
 		order = append(order, q.feed+":"+id)
 		n.advance(q, d, to)
 		_ = from

@@ -27,7 +27,7 @@ func drain(t testing.TB, n *notifier) []string {
 			return ids
 		}
 		if from == 0 {
-			ids = append(ids, notifiedIDs(tokensElement(t, message("pubsub.test", "x@test", "headline", "m", d.body)))...)
+			ids = append(ids, notifiedIDs(messageOf(t, d.body))...)
 		}
 		if done := n.advance(q, d, to); done != nil {
 			done()
@@ -343,7 +343,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 		if q == nil {
 			break
 		}
-		msg := tokensElement(t, message("pubsub.test", "x@test", "headline", "m", d.body))
+		msg := messageOf(t, d.body)
 		ids := notifiedIDs(msg)
 		switch gone := msg.child(nsPubsubEvent, "event").child(nsPubsubEvent, "delete"); {
 		case len(ids) == 1 && want[ids[0]]:

@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	discoinfo "mellium.im/xmpp/disco/info"
+	discoitems "mellium.im/xmpp/disco/items"
+	"mellium.im/xmpp/jid"
+
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
@@ -46,6 +50,7 @@ type service struct {
 	cfg     Config
 	hub     *core.Hub
 	domain  string
+	jid     jid.JID // the component's address
 	feeds   *core.FeedFilter
 	subs    *registry
 	cursors *cursors
@@ -77,7 +82,7 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 	}
 	log = log.With("adapter", "xmpp")
 	return &service{
-		cfg: cfg, hub: hub, domain: cfg.JID, feeds: hub.Exposed(cfg.Feeds),
+		cfg: cfg, hub: hub, domain: cfg.JID, jid: jid.MustParse(cfg.JID), feeds: hub.Exposed(cfg.Feeds),
 		subs:       newRegistry(hub.Store.Client(), cfg.JID),
 		cursors:    newCursors(hub.Store.Client(), cfg.JID, log),
 		notify:     newNotifier(cfg, c, log, hub.Metrics),
@@ -189,9 +194,9 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 	query := ns(nsDiscoInfo, "query")
 	if req.Node == "" {
 		var content []xml.Token
-		content = append(content, el(local("identity"), []string{"category", "pubsub", "type", "service", "name", s.cfg.Name})...)
+		content = append(content, tokensOf(discoinfo.Identity{Category: "pubsub", Type: "service", Name: s.cfg.Name}.TokenReader())...)
 		for _, f := range features {
-			content = append(content, el(local("feature"), []string{"var", f})...)
+			content = append(content, tokensOf(discoinfo.Feature{Var: f}.TokenReader())...)
 		}
 		return el(query, nil, content), nil
 	}
@@ -230,10 +235,10 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 		formField("x-feedbridge#item_count", "text-single", strconv.FormatInt(info.Count, 10)),
 	)
 	return el(query, []string{"node", req.Node}, join(
-		el(local("identity"), []string{"category", "pubsub", "type", "leaf", "name", title}),
-		el(local("feature"), []string{"var", nsDiscoInfo}),
-		el(local("feature"), []string{"var", nsDiscoItems}),
-		el(local("feature"), []string{"var", nsPubsub}),
+		tokensOf(discoinfo.Identity{Category: "pubsub", Type: "leaf", Name: title}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsDiscoInfo}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsDiscoItems}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsPubsub}.TokenReader()),
 		el(ns(nsDataForms, "x"), []string{"type", "result"}, fields),
 	)), nil
 }
@@ -258,7 +263,7 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		}
 		for _, it := range pg.Items {
 			uids = append(uids, it.ID)
-			parts = append(parts, el(local("item"), []string{"jid", req.To, "name", it.ID}))
+			parts = append(parts, tokensOf(discoitems.Item{JID: s.jid, Name: it.ID}.TokenReader()))
 		}
 	} else {
 		nodes, err := s.visibleNodes(ctx, who)
@@ -279,7 +284,7 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		want, pg = w || end < len(names), thoonk.Page{Total: int64(len(names)), Start: int64(start)}
 		for i, n := range nodes[start:end] {
 			uids = append(uids, names[start+i])
-			parts = append(parts, el(local("item"), []string{"jid", req.To, "node", names[start+i], "name", n.Config["title"]}))
+			parts = append(parts, tokensOf(discoitems.Item{JID: s.jid, Node: names[start+i], Name: n.Config["title"]}.TokenReader()))
 		}
 	}
 	content, set := s.fitPage(parts, uids, pg, want)

@@ -4,6 +4,9 @@ import (
 	"encoding/xml"
 	"io"
 	"strconv"
+
+	"mellium.im/xmpp/paging"
+	"mellium.im/xmpp/stanza"
 )
 
 // Namespaces spoken by the service.
@@ -156,15 +159,33 @@ func (e *stanzaError) Error() string {
 	return s
 }
 
+// tokens encodes the error with mellium's stanza.Error, the pubsub
+// condition (if any) as its application-specific condition.
 func (e *stanzaError) tokens() []xml.Token {
-	content := el(ns(nsStanzas, e.Condition), nil)
-	if e.App != "" {
-		content = append(content, el(ns(nsPubsubError, e.App), []string{"feature", e.Feature})...)
-	}
+	se := stanza.Error{Type: stanza.ErrorType(e.Type), Condition: stanza.Condition(e.Condition)}
 	if e.Text != "" {
-		content = append(content, el(ns(nsStanzas, "text"), nil, text(e.Text))...)
+		se.Text = map[string]string{"": e.Text}
 	}
-	return el(local("error"), []string{"type", e.Type}, content)
+	var app xml.TokenReader
+	if e.App != "" {
+		app = readTokens(el(ns(nsPubsubError, e.App), []string{"feature", e.Feature}))
+	}
+	return tokensOf(se.Wrap(app))
+}
+
+// tokensOf collects the tokens of a reader (mellium's marshalers give
+// readers; replies are built as token lists, measured and cut to size).
+func tokensOf(r xml.TokenReader) []xml.Token {
+	var out []xml.Token
+	for {
+		t, err := r.Token()
+		if t != nil {
+			out = append(out, xml.CopyToken(t))
+		}
+		if err != nil {
+			return out
+		}
+	}
 }
 
 // Constructors for the errors the service returns.
@@ -227,14 +248,18 @@ type rsmReply struct {
 	count       int64
 }
 
+// tokens encodes the set with mellium's paging.Set, except an empty page:
+// paging.Set always writes <first/> and <last/>, which XEP-0059 2.6 says
+// an empty page has none of (only <count/>).
 func (s rsmReply) tokens() []xml.Token {
-	var content []xml.Token
-	if s.first != "" {
-		content = join(
-			el(local("first"), []string{"index", strconv.FormatInt(s.index, 10)}, text(s.first)),
-			el(local("last"), nil, text(s.last)))
+	count := uint64(max(s.count, 0))
+	if s.first == "" {
+		return el(ns(nsRSM, "set"), nil, el(local("count"), nil, text(strconv.FormatUint(count, 10))))
 	}
-	return el(ns(nsRSM, "set"), nil, content, el(local("count"), nil, text(strconv.FormatInt(s.count, 10))))
+	set := paging.Set{Last: s.last, Count: &count}
+	index := uint64(max(s.index, 0))
+	set.First.ID, set.First.Index = s.first, &index
+	return tokensOf(set.TokenReader())
 }
 
 // formField returns a data form field with its values.
