@@ -144,7 +144,7 @@ func New(sec *core.Section) (core.Adapter, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	return &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), tokens: core.NewTokenSet(cfg.Tokens),
+	return &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), mapped: newMappedCache(), tokens: core.NewTokenSet(cfg.Tokens),
 		limits: core.NewRateLimiter(cfg.RateLimit.MaxClients)}, nil
 }
 
@@ -280,6 +280,7 @@ type Bridge struct {
 	cfg    Config
 	hub    *core.Hub
 	cache  *cache
+	mapped *mappedCache
 	tokens *core.TokenSet
 	limits *core.RateLimiter
 	// following is true while Run's event subscription keeps the cache

@@ -161,7 +161,7 @@ func (b *Bridge) load(ctx context.Context, feed string, q pageQuery) (*document,
 	}
 	m := b.cfg.mappingFor(info.Name)
 	for i, it := range page.Items {
-		e := m.apply(it.Data, b.cfg.MaxEntryBytes)
+		e := b.mapped.apply(m, it.Data, b.cfg.MaxEntryBytes)
 		e.id = d.id + "/" + url.PathEscape(it.ID)
 		if e.title == "" {
 			e.title = line(it.ID)

@@ -3,10 +3,12 @@ package atom
 import (
 	"bytes"
 	"encoding/json"
+	"hash/maphash"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -360,4 +362,50 @@ func firstLine(s string) string {
 		}
 	}
 	return ""
+}
+
+// maxMapped bounds the entries the mapped cache keeps; when full it
+// starts over.
+const maxMapped = 8192
+
+// mappedCache keeps items already turned into entries, by content: a
+// render after a change maps only the new and edited items, not the page
+// they stand in. It is keyed by the mapping rule and a keyed hash of the
+// payload (a random seed per process, so no payload can be made to
+// collide with another on purpose) with the payload's length.
+type mappedCache struct {
+	seed maphash.Seed
+	mu   sync.Mutex
+	m    map[mappedKey]entry
+}
+
+type mappedKey struct {
+	rule *Mapping
+	sum  uint64
+	n    int
+}
+
+func newMappedCache() *mappedCache {
+	return &mappedCache{seed: maphash.MakeSeed(), m: map[mappedKey]entry{}}
+}
+
+// apply is m.apply(data, limit), from the cache when the same payload
+// was mapped by the same rule before. The entry's parts are shared: the
+// caller sets its own id, times and defaults on the copy it gets.
+func (c *mappedCache) apply(m *Mapping, data []byte, limit int) entry {
+	k := mappedKey{rule: m, sum: maphash.Bytes(c.seed, data), n: len(data)}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = m.apply(data, limit)
+	c.mu.Lock()
+	if len(c.m) >= maxMapped {
+		clear(c.m)
+	}
+	c.m[k] = e
+	c.mu.Unlock()
+	return e
 }
