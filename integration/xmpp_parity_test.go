@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/feedbridge/feedbridge/core/thoonk"
-	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // TestXMPPParityWithProsody runs one client script against feedbridge's
@@ -22,20 +21,7 @@ import (
 // last item on subscribe, which Prosody's nodes do not send by default,
 // the script checks feedbridge only.)
 func TestXMPPParityWithProsody(t *testing.T) {
-	comp := testenv.ProsodyComponent{Domain: xmppService, Secret: "component-secret"}
-	r := testenv.StartRedis(t)
-	p := testenv.StartProsody(t, testenv.ProsodyOptions{
-		Components: []testenv.ProsodyComponent{comp}, PubsubHost: xmppNativeService,
-		Users:       map[string]string{"pub": "pw-pub", "sub": "pw-sub"},
-		ExtraGlobal: `admins = { "pub@localhost" }`,
-	})
-	httpAddr := testenv.FreeAddr(t)
-	bridge := testenv.StartBridge(t, xmppBridgeConfig(r.URL, httpAddr, comp, p.ComponentAddr, `
-  - actors: ["xmpp:*"]
-    feeds: ["*"]
-    allow: [read, publish, retract]`, ""), httpAddr)
-	xmppWaitUp(t, bridge, "xmpp")
-	store := storeFor(t, r.URL)
+	p, store := startSideBySide(t, "sub", "read, publish, retract", "")
 	pub := dialXMPP(t, p, "pub", "pw-pub", "pub", nil)
 	sub := dialXMPP(t, p, "sub", "pw-sub", "sub", nil)
 	ps := func(inner string) string {

@@ -260,19 +260,6 @@ func (n *notifier) write(sess *xmpp.Session, d *delivery, from, to int) error {
 	return sendRaw(sess, n.timeout, buf)
 }
 
-// encodeTokens returns the encoding of a standalone element's tokens.
-func encodeTokens(toks []xml.Token) []byte {
-	var b bytes.Buffer
-	enc := xml.NewEncoder(&b)
-	for _, t := range toks {
-		if enc.EncodeToken(t) != nil {
-			break
-		}
-	}
-	_ = enc.Flush()
-	return b.Bytes()
-}
-
 // appendAttr appends s escaped for a double-quoted attribute value.
 func appendAttr(b []byte, s string) []byte {
 	var w bytes.Buffer

@@ -1,6 +1,7 @@
 package xmpp
 
 import (
+	"bytes"
 	"encoding/xml"
 	"io"
 	"strconv"
@@ -92,14 +93,26 @@ func (r *tokenReader) Token() (xml.Token, error) {
 // encodedSize returns the number of bytes toks take once encoded.
 func encodedSize(toks []xml.Token) int {
 	var n countWriter
-	enc := xml.NewEncoder(&n)
+	encodeTo(&n, toks)
+	return int(n)
+}
+
+// encodeTokens returns the encoding of a standalone element's tokens.
+func encodeTokens(toks []xml.Token) []byte {
+	var b bytes.Buffer
+	encodeTo(&b, toks)
+	return b.Bytes()
+}
+
+// encodeTo encodes tokens to w (up to the first that cannot be).
+func encodeTo(w io.Writer, toks []xml.Token) {
+	enc := xml.NewEncoder(w)
 	for _, t := range toks {
 		if enc.EncodeToken(t) != nil {
 			break
 		}
 	}
 	_ = enc.Flush()
-	return int(n)
 }
 
 type countWriter int

@@ -47,20 +47,8 @@ func startGuarded(tb testing.TB) string {
 		}
 		go func() { _ = run(context.Background(), p, io.Discard) }() // lives as long as the test process
 		guardedBridge.addr = httpAddr
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			resp, err := http.Get("http://" + httpAddr + "/readyz")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
-			if time.Now().After(deadline) {
-				guardedBridge.err = fmt.Errorf("the bridge never got ready: %v", err)
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := waitReady(httpAddr); err != nil {
+			guardedBridge.err = fmt.Errorf("the bridge never got ready: %w", err)
 		}
 	})
 	if guardedBridge.err != nil {
