@@ -94,27 +94,22 @@ func (b *Bridge) tagID(feed string) string {
 }
 
 // load reads one page of a plain or sorted feed, with its config, its
-// times and (on the first page) its tombstones: in one round trip (the
-// page read joins the items' recorded times, while the config, the feed's
-// time and the tombstones are read beside it), and a second one only when
-// times must be recorded first (a first render).
+// times and (on the first page) its tombstones: in one round trip (one
+// pipeline: the page read joins the items' recorded times, and the config,
+// the feed's time and the tombstones are read beside it), and a second
+// one only when times must be recorded first (a first render).
 func (b *Bridge) load(ctx context.Context, feed string, q pageQuery) (*document, error) {
 	ttl := b.cfg.TombstoneTTL
 	if q.raw != "" {
 		ttl = 0 // tombstones go on the first page only
 	}
 	now := time.Now()
-	var (
-		page thoonk.Page
-		perr error
-		done = make(chan struct{})
-	)
-	go func() {
-		defer close(done)
-		page, perr = b.hub.Store.Page(ctx, feed, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before, Join: timesJoin(feed)})
-	}()
-	head, err := readHead(ctx, b.hub.Store.Client(), feed, ttl, now)
-	<-done
+	pipe := b.hub.Store.Client().Pipeline()
+	headOf := readHead(ctx, pipe, feed, ttl, now)
+	pageOf := b.hub.Store.PageIn(ctx, pipe, feed, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before, Join: timesJoin(feed)})
+	_, _ = pipe.Exec(ctx) // each reply's error is looked at by its reader
+	page, perr := pageOf()
+	head, err := headOf()
 	switch {
 	case perr != nil:
 		return nil, perr

@@ -219,10 +219,10 @@ type feedHead struct {
 	deleted []tombstone
 }
 
-// readHead reads a feed's config, recorded change time and tombstones
-// younger than ttl (none when ttl is 0) in one round trip of plain reads.
-func readHead(ctx context.Context, rdb redis.UniversalClient, feed string, ttl time.Duration, now time.Time) (feedHead, error) {
-	pipe := rdb.Pipeline()
+// readHead queues the reads of a feed's config, recorded change time and
+// tombstones younger than ttl (none when ttl is 0) on pipe, and returns
+// the function that gives them once the pipeline ran.
+func readHead(ctx context.Context, pipe redis.Pipeliner, feed string, ttl time.Duration, now time.Time) func() (feedHead, error) {
 	cfg := pipe.HGetAll(ctx, "feed.config:"+feed)
 	changed := pipe.HGet(ctx, prefixTimes+feed, "c")
 	var dead *redis.ZSliceCmd
@@ -230,7 +230,11 @@ func readHead(ctx context.Context, rdb redis.UniversalClient, feed string, ttl t
 		dead = pipe.ZRevRangeByScoreWithScores(ctx, prefixDeleted+feed, &redis.ZRangeBy{
 			Min: strconv.FormatInt(now.Add(-ttl).UnixMilli(), 10), Max: "+inf", Count: maxTombstones})
 	}
-	_, _ = pipe.Exec(ctx) // each command's error is looked at below
+	return func() (feedHead, error) { return headOf(feed, cfg, changed, dead) }
+}
+
+// headOf reads the replies readHead queued.
+func headOf(feed string, cfg *redis.MapStringStringCmd, changed *redis.StringCmd, dead *redis.ZSliceCmd) (feedHead, error) {
 	var h feedHead
 	var err error
 	if h.config, err = cfg.Result(); err != nil {

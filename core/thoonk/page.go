@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TypeItems names the types that hold readable items, for error messages.
@@ -103,8 +105,39 @@ func (p Page) HasPrev() bool { return p.Start > 0 }
 // round trip. A cursor whose item is gone and which carries no hint fails
 // with ErrItemNotFound.
 func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, error) {
-	if err := s.validFeed(feed); err != nil {
+	keys, args, stride, err := s.pageArgs(feed, req)
+	if err != nil {
 		return Page{}, err
+	}
+	vals, err := s.run(ctx, scripts.page, keys, args...).Slice()
+	return decodePage(feed, vals, err, stride)
+}
+
+// PageIn queues the page read on the caller's pipeline, so that it shares
+// one round trip with the caller's own reads, and returns the function
+// that gives the page once the pipeline ran. (When Redis does not hold
+// the script yet, after a restart say, that function reads the page again
+// on its own, loading the script.)
+func (s *Store) PageIn(ctx context.Context, pipe redis.Pipeliner, feed string, req PageRequest) func() (Page, error) {
+	keys, args, stride, err := s.pageArgs(feed, req)
+	if err != nil {
+		return func() (Page, error) { return Page{}, err }
+	}
+	cmd := scripts.page.EvalSha(ctx, pipe, keys, args...)
+	return func() (Page, error) {
+		vals, err := cmd.Slice()
+		if isNoScript(err) {
+			return s.Page(ctx, feed, req)
+		}
+		return decodePage(feed, vals, err, stride)
+	}
+}
+
+// pageArgs checks a page request and returns the page script's keys and
+// arguments, and the number of reply elements per item.
+func (s *Store) pageArgs(feed string, req PageRequest) ([]string, []any, int, error) {
+	if err := s.validFeed(feed); err != nil {
+		return nil, nil, 0, err
 	}
 	limit := req.Limit
 	if limit <= 0 {
@@ -122,7 +155,7 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 	}
 	if id != "" || mode == "after" || mode == "before" {
 		if err := ValidateID(id); err != nil {
-			return Page{}, fmt.Errorf("page cursor: %w", err)
+			return nil, nil, 0, fmt.Errorf("page cursor: %w", err)
 		}
 	}
 	keys, args := readKeys(feed), []any{mode, id, hint, limit}
@@ -134,7 +167,11 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 		}
 		stride += len(j.Prefixes)
 	}
-	vals, err := s.run(ctx, scripts.page, keys, args...).Slice()
+	return keys, args, stride, nil
+}
+
+// decodePage turns the page script's reply into a Page.
+func decodePage(feed string, vals []any, err error, stride int) (Page, error) {
 	if err != nil {
 		return Page{}, scriptError(err, feed, TypeItems, "page")
 	}
