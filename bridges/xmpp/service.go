@@ -81,8 +81,9 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 		log = slog.Default()
 	}
 	log = log.With("adapter", "xmpp")
+	self, _ := jid.Parse(cfg.JID) // validated with the config
 	return &service{
-		cfg: cfg, hub: hub, domain: cfg.JID, jid: jid.MustParse(cfg.JID), feeds: hub.Exposed(cfg.Feeds),
+		cfg: cfg, hub: hub, domain: cfg.JID, jid: self, feeds: hub.Exposed(cfg.Feeds),
 		subs:       newRegistry(hub.Store.Client(), cfg.JID),
 		cursors:    newCursors(hub.Store.Client(), cfg.JID, log),
 		notify:     newNotifier(cfg, c, log, hub.Metrics),
