@@ -26,14 +26,7 @@ func TestFeedsSkipsMalformed(t *testing.T) {
 		t.Fatal(err)
 	}
 	thoonktest.Malform(t, b.hub.Store.Client(), "bad-")
-	runSession(t, b, f)
-	startWorkers(t, b)
-	f.expect("USER")
-	f.send(":srv CAP * LS :account-tag")
-	f.expect("CAP REQ :account-tag")
-	f.send(":srv CAP * ACK :account-tag")
-	f.expect("CAP END")
-	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+	registerWithAccountTag(t, b, f)
 	f.send(":al!~a@host PRIVMSG feedbot :feeds")
 	if got := f.next(); got != "NOTICE al :feeds: good (0)" {
 		t.Errorf("!feeds: %q", got)
