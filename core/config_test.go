@@ -65,7 +65,7 @@ mystery: 1
 		}
 	}
 	// value problems are reported once the file decodes
-	_, err = load(t, "create_feeds:\n  - {name: x, type: blog}\nlog:\n  level: loud\nactions:\n  max_item_bytes: -1\n  queue: \"bad*name\"\nacl:\n  - actors: [\"*\"]\n    feeds: [\"[x\"]\n    allow: [read, fly high]\n")
+	_, err = load(t, "create_feeds:\n  - {name: x, type: blog}\nlog:\n  level: loud\nactions:\n  max_item_bytes: -1\n  queue: \"bad\\u202ename\"\nacl:\n  - actors: [\"*\"]\n    feeds: [\"[x\"]\n    allow: [read, fly high]\n")
 	msg = err.Error()
 	for _, want := range []string{
 		`bridge.yaml:2: create_feeds[0].type: "blog" is not a feed type: use feed, sorted_feed, queue or job`,

@@ -37,6 +37,8 @@ type Hub struct {
 
 	mu     sync.Mutex
 	states map[string]AdapterState
+	// malformed remembers the malformed feeds already logged (Malformed).
+	malformed malformedLog
 }
 
 // Exposed returns the feed selection an adapter serves: its own when

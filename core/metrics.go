@@ -28,6 +28,7 @@ type Metrics struct {
 	httpCount  *prometheus.CounterVec
 	httpTime   *prometheus.HistogramVec
 	buildInfo  *prometheus.GaugeVec
+	malformed  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics, with Go runtime and process collectors.
@@ -65,8 +66,11 @@ func NewMetrics() *Metrics {
 		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "feedbridge_build_info", Help: "Always 1; the labels say which build runs.",
 		}, []string{"version", "commit", "goversion"}),
+		malformed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "feedbridge_feeds_malformed_total", Help: "Malformed feeds (keys of the wrong Redis type, an unknown type, an invalid name) skipped in listings or refused by name, by adapter.",
+		}, []string{"adapter"}),
 	}
-	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.standby, m.httpCount, m.httpTime, m.buildInfo,
+	m.reg.MustRegister(m.eventsOut, m.eventsIn, m.actions, m.results, m.reconnects, m.adapterUp, m.standby, m.httpCount, m.httpTime, m.buildInfo, m.malformed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

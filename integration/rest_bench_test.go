@@ -56,7 +56,8 @@ var restRPSRE = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // BenchmarkRESTGetItem measures GET /v1/feeds/{feed}/items/{id} with wrk
 // (2 threads, 50 connections, 10s) next to redis-benchmark's HGET of the
-// same item on the same Redis (50 clients, 200,000 requests).
+// same item on the same Redis (50 clients, 200,000 requests), and, as the
+// ceiling of the HTTP stack itself, the bridge's /healthz with wrk.
 func BenchmarkRESTGetItem(b *testing.B) {
 	for _, tool := range []string{"wrk", "redis-benchmark"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -99,8 +100,21 @@ func BenchmarkRESTGetItem(b *testing.B) {
 		b.Fatalf("redis-benchmark output: %s", rb)
 	}
 	hget, _ := strconv.ParseFloat(string(hm[1]), 64)
+	// the HTTP stack's own ceiling on this machine, same run: the bridge's
+	// /healthz does no Redis read, no routing of /v1 and no JSON
+	hz, err := exec.Command("wrk", "-t2", "-c50", "-d10s", base+"/healthz").CombinedOutput()
+	if err != nil {
+		b.Fatalf("wrk: %v\n%s", err, hz)
+	}
+	hm2 := restRPSRE.FindSubmatch(hz)
+	if hm2 == nil {
+		b.Fatalf("wrk output: %s", hz)
+	}
+	healthz, _ := strconv.ParseFloat(string(hm2[1]), 64)
 	b.ReportMetric(rps, "GET/s")
 	b.ReportMetric(hget, "HGET/s")
+	b.ReportMetric(healthz, "healthz/s")
+	b.ReportMetric(rps/hget, "GET/HGET")
 	b.Logf("wrk:\n%s\nredis-benchmark: %s", out, strings.TrimSpace(string(rb)))
 }
 

@@ -42,25 +42,36 @@ type xmppTarget struct {
 	publish       func(id string) error
 }
 
-func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
-	b.Helper()
+// startSideBySide starts Redis, a Prosody serving both feedbridge's
+// component and its own mod_pubsub (nodes created by pub@localhost, an
+// admin), and the bridge letting any XMPP user do what allow says; users
+// are "pub" and sub (password "pw-" + name). It returns the Prosody and
+// a store on the Redis.
+func startSideBySide(tb testing.TB, sub, allow, extra string) (*testenv.Prosody, *thoonk.Store) {
+	tb.Helper()
 	comp := testenv.ProsodyComponent{Domain: xmppService, Secret: "component-secret"}
-	r := testenv.StartRedis(b)
-	p := testenv.StartProsody(b, testenv.ProsodyOptions{
+	r := testenv.StartRedis(tb)
+	p := testenv.StartProsody(tb, testenv.ProsodyOptions{
 		Components: []testenv.ProsodyComponent{comp}, PubsubHost: xmppNativeService,
-		Users: map[string]string{"pub": "pw-pub", "fan": "pw-fan"},
+		Users: map[string]string{"pub": "pw-pub", sub: "pw-" + sub},
 		// mod_pubsub lets server admins create nodes
 		ExtraGlobal: `admins = { "pub@localhost" }`,
 	})
-	httpAddr := testenv.FreeAddr(b)
-	bridge := testenv.StartBridge(b, xmppBridgeConfig(r.URL, httpAddr, comp, p.ComponentAddr, `
+	httpAddr := testenv.FreeAddr(tb)
+	bridge := testenv.StartBridge(tb, xmppBridgeConfig(r.URL, httpAddr, comp, p.ComponentAddr, `
   - actors: ["xmpp:*"]
     feeds: ["*"]
-    allow: [read, publish]`, `
+    allow: [`+allow+`]`, extra), httpAddr)
+	xmppWaitUp(tb, bridge, "xmpp")
+	return p, storeFor(tb, r.URL)
+}
+
+func startXMPPBench(b *testing.B, n int) (*xmppBench, []xmppTarget) {
+	b.Helper()
+	p, store := startSideBySide(b, "fan", "read, publish", `
   rate_limit: {per_second: 0, domain_per_second: 0}
-  max_subscriptions_per_jid: 0 # the fan-out subscribes 1,000 resources of one account`), httpAddr)
-	xmppWaitUp(b, bridge, "xmpp")
-	x := &xmppBench{store: storeFor(b, r.URL), got: map[string]int{}, want: n,
+  max_subscriptions_per_jid: 0 # the fan-out subscribes 1,000 resources of one account`)
+	x := &xmppBench{store: store, got: map[string]int{}, want: n,
 		complete: map[string]chan struct{}{}, arrived: map[string]time.Time{}}
 	ctx := context.Background()
 	if err := x.store.Create(ctx, "bench", thoonk.TypeFeed, nil); err != nil {

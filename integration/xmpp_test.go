@@ -311,8 +311,8 @@ worker:
 		}
 		got := xmppPayload[xmppItemsReply](t, alice.mustIQ("get", xmppService,
 			`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='public:many' max_items='3'/></pubsub>`))
-		if !slices.Equal(got.ids(), []string{"i199", "i198", "i197"}) {
-			t.Fatalf("max_items=3: %v, want the 3 most recent, newest first", got.ids())
+		if !slices.Equal(got.ids(), []string{"i197", "i198", "i199"}) {
+			t.Fatalf("max_items=3: %v, want the 3 most recent, oldest first", got.ids())
 		}
 		var all []string
 		after := ""
@@ -334,18 +334,23 @@ worker:
 			all = append(all, r.ids()...)
 			after = r.Set.Last
 		}
-		if len(all) != 200 || all[0] != "i199" || all[199] != "i000" || len(slices.Compact(slices.Clone(all))) != 200 {
+		if len(all) != 200 || all[0] != "i000" || all[199] != "i199" || len(slices.Compact(slices.Clone(all))) != 200 {
 			t.Fatalf("RSM pages: %d items, first %s, last %s", len(all), all[0], all[len(all)-1])
 		}
 		last := xmppPayload[xmppItemsReply](t, alice.mustIQ("get", xmppService,
 			xmppItemsIQ("public:many", `<set xmlns='http://jabber.org/protocol/rsm'><max>10</max><before/></set>`)))
-		if ids := last.ids(); len(ids) != 10 || ids[9] != "i000" || last.Set.First.Index != 190 {
+		if ids := last.ids(); len(ids) != 10 || ids[0] != "i190" || ids[9] != "i199" || last.Set.First.Index != 190 {
 			t.Fatalf("last page: %v %+v", ids, last.Set)
 		}
 		byIndex := xmppPayload[xmppItemsReply](t, alice.mustIQ("get", xmppService,
 			xmppItemsIQ("public:many", `<set xmlns='http://jabber.org/protocol/rsm'><max>2</max><index>100</index></set>`)))
-		if !slices.Equal(byIndex.ids(), []string{"i099", "i098"}) {
+		if !slices.Equal(byIndex.ids(), []string{"i100", "i101"}) {
 			t.Fatalf("index 100: %v", byIndex.ids())
+		}
+		desc := xmppPayload[xmppItemsReply](t, alice.mustIQ("get", xmppService,
+			`<pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='public:many' max_items='2'/><order xmlns='urn:xmpp:order-by:1' by='modification' desc='true'/></pubsub>`))
+		if !slices.Equal(desc.ids(), []string{"i199", "i198"}) {
+			t.Fatalf("XEP-0413 descending: %v", desc.ids())
 		}
 		count := xmppPayload[xmppItemsReply](t, alice.mustIQ("get", xmppService,
 			xmppItemsIQ("public:many", `<set xmlns='http://jabber.org/protocol/rsm'><max>0</max></set>`)))
@@ -446,8 +451,8 @@ worker:
 			"item-not-found", "")
 		xmppWantError(t, alice.iq("set", xmppService, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><publish node='public:todo'>`+
 			`<item id='999'><json xmlns='urn:xmpp:json:0'>{}</json></item></publish></pubsub>`), "item-not-found", "")
-		// a retract that works
-		alice.mustIQ("set", xmppService, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='public:news'><item id='old'/></retract></pubsub>`)
+		// a retract that works (notify='true': XEP-0060 7.2.2.1)
+		alice.mustIQ("set", xmppService, `<pubsub xmlns='http://jabber.org/protocol/pubsub'><retract node='public:news' notify='true'><item id='old'/></retract></pubsub>`)
 		for _, c := range []*xmppClient{alice, bob} {
 			if ev := c.next(xmppNotifyWait); len(ev.Event.Items.Retracts) != 1 || ev.Event.Items.Retracts[0].ID != "old" {
 				t.Fatalf("%s: want retract of old, got %s", c.jid, ev.Raw)

@@ -147,7 +147,7 @@ func New(sec *core.Section) (core.Adapter, error) {
 	if !cfg.Enabled {
 		return nil, nil
 	}
-	b := &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), tokens: core.NewTokenSet(cfg.Tokens),
+	b := &Bridge{cfg: cfg, cache: newCache(cfg.CacheBytes), mapped: newMappedCache(), tokens: core.NewTokenSet(cfg.Tokens),
 		limits: core.NewRateLimiter(cfg.RateLimit.MaxClients)}
 	if cfg.WebSub.Enabled {
 		b.ws = newWebSub(b, cfg.WebSub)
@@ -288,6 +288,7 @@ type Bridge struct {
 	cfg    Config
 	hub    *core.Hub
 	cache  *cache
+	mapped *mappedCache
 	tokens *core.TokenSet
 	limits *core.RateLimiter
 	// ws is the WebSub hub (nil when atom.websub is off).

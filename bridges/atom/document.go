@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -49,9 +50,14 @@ type pageQuery struct {
 
 // parsePageQuery reads the after and before parameters of a raw query.
 func parsePageQuery(raw string) (pageQuery, error) {
-	q, err := url.ParseQuery(raw)
+	q, err := core.ParseQuery(raw)
 	if err != nil {
-		return pageQuery{}, fmt.Errorf("query: %w", thoonk.ErrInvalid)
+		return pageQuery{}, err
+	}
+	for _, name := range []string{"after", "before"} {
+		if len(q[name]) > 1 {
+			return pageQuery{}, fmt.Errorf("query parameter %s is given %d times; give it once: %w", name, len(q[name]), thoonk.ErrInvalid)
+		}
 	}
 	after, before := q.Get("after"), q.Get("before")
 	switch {
@@ -59,12 +65,20 @@ func parsePageQuery(raw string) (pageQuery, error) {
 		return pageQuery{}, fmt.Errorf("give after or before, not both: %w", thoonk.ErrInvalid)
 	case after != "":
 		c, err := thoonk.DecodeCursor(after)
-		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, err
+		return pageQuery{after: &c, raw: "?after=" + url.QueryEscape(after)}, namedParam("after", err)
 	case before != "":
 		c, err := thoonk.DecodeCursor(before)
-		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, err
+		return pageQuery{before: &c, raw: "?before=" + url.QueryEscape(before)}, namedParam("before", err)
 	}
 	return pageQuery{}, nil
+}
+
+// namedParam names the query parameter in its error, if any.
+func namedParam(name string, err error) error {
+	if err != nil {
+		return fmt.Errorf("query parameter %s: %w", name, err)
+	}
+	return nil
 }
 
 // baseURL is where readers reach the bridge.
@@ -80,25 +94,41 @@ func (b *Bridge) tagID(feed string) string {
 	return "tag:" + b.cfg.TagAuthority + ":" + url.PathEscape(feed)
 }
 
-// load reads one page of a plain or sorted feed, with its times and (on
-// the first page) its tombstones.
-func (b *Bridge) load(ctx context.Context, info thoonk.FeedInfo, q pageQuery) (*document, error) {
-	page, err := b.hub.Store.Page(ctx, info.Name, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before})
-	if err != nil {
-		return nil, err
-	}
-	ids := make([]string, len(page.Items))
-	for i, it := range page.Items {
-		ids[i] = it.ID
-	}
+// load reads one page of a plain or sorted feed, with its config, its
+// times and (on the first page) its tombstones: in one round trip (one
+// pipeline: the page read joins the items' recorded times, and the config,
+// the feed's time and the tombstones are read beside it), and a second
+// one only when times must be recorded first (a first render).
+func (b *Bridge) load(ctx context.Context, feed string, q pageQuery) (*document, error) {
 	ttl := b.cfg.TombstoneTTL
 	if q.raw != "" {
 		ttl = 0 // tombstones go on the first page only
 	}
 	now := time.Now()
-	times, err := readTimes(ctx, b.hub.Store.Client(), info.Name, ids, info.Type == thoonk.TypeSorted, ttl, now)
-	if err != nil {
+	pipe := b.hub.Store.Client().Pipeline()
+	headOf := readHead(ctx, pipe, feed, ttl, now)
+	pageOf := b.hub.Store.PageIn(ctx, pipe, feed, thoonk.PageRequest{Limit: b.cfg.Entries, After: q.after, Before: q.before, Join: timesJoin(feed)})
+	_, _ = pipe.Exec(ctx) // each reply's error is looked at by its reader
+	page, perr := pageOf()
+	head, err := headOf()
+	switch {
+	case perr != nil:
+		return nil, perr
+	case err != nil:
 		return nil, err
+	case len(head.config) == 0:
+		return nil, errNoFeed // deleted between the two reads
+	}
+	info := thoonk.FeedInfo{Name: feed, Type: page.Type, Config: head.config}
+	times, ok := joinedTimes(head, page.Items, page.Type == thoonk.TypeSorted)
+	if !ok {
+		ids := make([]string, len(page.Items))
+		for i, it := range page.Items {
+			ids[i] = it.ID
+		}
+		if times, err = readTimes(ctx, b.hub.Store.Client(), feed, ids, page.Type == thoonk.TypeSorted, ttl, now); err != nil {
+			return nil, err
+		}
 	}
 	d := &document{
 		id:       b.tagID(info.Name),
@@ -130,7 +160,7 @@ func (b *Bridge) load(ctx context.Context, info thoonk.FeedInfo, q pageQuery) (*
 	}
 	m := b.cfg.mappingFor(info.Name)
 	for i, it := range page.Items {
-		e := m.apply(it.Data, b.cfg.MaxEntryBytes)
+		e := b.mapped.apply(m, it.Data, b.cfg.MaxEntryBytes)
 		e.id = d.id + "/" + url.PathEscape(it.ID)
 		if e.title == "" {
 			e.title = line(it.ID)

@@ -3,10 +3,10 @@ package atom
 import (
 	"bytes"
 	"encoding/json"
-	"encoding/xml"
 	"html"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/feeds"
 )
@@ -25,135 +25,193 @@ var mediaTypes = map[string]string{
 	formatJSON: "application/feed+json; charset=utf-8",
 }
 
-// encode renders d in format.
+// encode renders d in format. Atom and RSS are written directly (see
+// xmlWriter): encoding/xml's reflective marshalling was a third of a
+// render's time.
 func encode(format string, d *document) ([]byte, error) {
-	var buf bytes.Buffer
-	var err error
 	switch format {
 	case formatAtom:
-		err = feeds.WriteXML(atomFeedOf(d), &buf)
+		return writeAtom(d), nil
 	case formatRSS:
-		err = feeds.WriteXML(rssOf(d), &buf)
-	default:
-		enc := json.NewEncoder(&buf)
-		enc.SetIndent("", "  ")
-		err = enc.Encode(jsonFeedOf(d))
+		return writeRSS(d), nil
 	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	err := enc.Encode(jsonFeedOf(d))
 	return buf.Bytes(), err
 }
 
 // atomTime formats an RFC 3339 date-time in UTC with milliseconds.
 func atomTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000Z") }
 
+// xmlWriter appends an XML document to a buffer, escaping every text and
+// attribute value; its strings are clean already (mapping.clean), and any
+// character XML 1.0 forbids that slips through becomes U+FFFD, as
+// encoding/xml does.
+type xmlWriter struct{ b []byte }
+
+const xmlHeader = `<?xml version="1.0" encoding="UTF-8"?>`
+
+// open writes <name attr="value" ...> (pairs with an empty value are left
+// out); end writes </name>.
+func (w *xmlWriter) open(name string, attrs ...string) {
+	w.b = append(w.b, '<')
+	w.b = append(w.b, name...)
+	for i := 0; i+1 < len(attrs); i += 2 {
+		if attrs[i+1] == "" {
+			continue
+		}
+		w.b = append(w.b, ' ')
+		w.b = append(w.b, attrs[i]...)
+		w.b = append(w.b, `="`...)
+		w.escape(attrs[i+1], true)
+		w.b = append(w.b, '"')
+	}
+	w.b = append(w.b, '>')
+}
+
+func (w *xmlWriter) end(name string) {
+	w.b = append(w.b, "</"...)
+	w.b = append(w.b, name...)
+	w.b = append(w.b, '>')
+}
+
+// empty writes <name attrs...></name>.
+func (w *xmlWriter) empty(name string, attrs ...string) {
+	w.open(name, attrs...)
+	w.end(name)
+}
+
+// text writes <name attrs...>text</name>.
+func (w *xmlWriter) text(name, text string, attrs ...string) {
+	w.open(name, attrs...)
+	w.escape(text, false)
+	w.end(name)
+}
+
+// optional writes text unless it is empty.
+func (w *xmlWriter) optional(name, text string) {
+	if text != "" {
+		w.text(name, text)
+	}
+}
+
+// escape appends s as character data or (attr) an attribute value.
+func (w *xmlWriter) escape(s string, attr bool) {
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c < utf8.RuneSelf && c != '&' && c != '<' && c != '>' && c != '"' {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		var esc string
+		switch {
+		case r == '&':
+			esc = "&amp;"
+		case r == '<':
+			esc = "&lt;"
+		case r == '>':
+			esc = "&gt;"
+		case r == '"':
+			esc = "&#34;"
+		case r == '\r':
+			esc = "&#xD;"
+		case r == '\n' && attr:
+			esc = "&#xA;"
+		case r == '\t' && attr:
+			esc = "&#x9;"
+		case r == '\n' || r == '\t':
+			i += n
+			continue
+		case r == utf8.RuneError && n == 1, !xmlChar(r):
+			esc = "\uFFFD"
+		default:
+			i += n
+			continue
+		}
+		w.b = append(w.b, s[last:i]...)
+		w.b = append(w.b, esc...)
+		i += n
+		last = i
+	}
+	w.b = append(w.b, s[last:]...)
+}
+
+// xmlChar reports XML 1.0's Char production.
+func xmlChar(r rune) bool {
+	return r == 0x09 || r == 0x0A || r == 0x0D || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000 && r <= 0x10FFFF
+}
+
 // ---- Atom (RFC 4287, RFC 5005 paging, RFC 6721 tombstones) ----
 
-// gorilla/feeds' own Atom feed allows one link, no category term and no
-// tombstones; its person, link, summary and content types fit and are used.
-
-type atomFeed struct {
-	XMLName  xml.Name  `xml:"http://www.w3.org/2005/Atom feed"`
-	ID       string    `xml:"id"`
-	Title    atomText  `xml:"title"`
-	Subtitle *atomText `xml:"subtitle,omitempty"`
-	Updated  string    `xml:"updated"`
-	Author   *feeds.AtomAuthor
-	Links    []feeds.AtomLink
-	Deleted  []atomDeleted
-	Entries  []atomEntry
-}
-
-// FeedXml lets feeds.WriteXML encode the feed.
-func (f *atomFeed) FeedXml() any { return f }
-
-type atomText struct {
-	Type string `xml:"type,attr"`
-	Body string `xml:",chardata"`
-}
-
-type atomDeleted struct {
-	XMLName xml.Name `xml:"http://purl.org/atompub/tombstones/1.0 deleted-entry"`
-	Ref     string   `xml:"ref,attr"`
-	When    string   `xml:"when,attr"`
-}
-
-type atomEntry struct {
-	XMLName    xml.Name `xml:"entry"`
-	ID         string   `xml:"id"`
-	Title      atomText `xml:"title"`
-	Updated    string   `xml:"updated"`
-	Published  string   `xml:"published,omitempty"`
-	Author     *feeds.AtomAuthor
-	Links      []feeds.AtomLink
-	Categories []atomCategory
-	Summary    *feeds.AtomSummary
-	Content    *feeds.AtomContent
-}
-
-type atomCategory struct {
-	XMLName xml.Name `xml:"category"`
-	Term    string   `xml:"term,attr"`
-}
-
-func atomPerson(p Person) *feeds.AtomAuthor {
-	return &feeds.AtomAuthor{AtomPerson: feeds.AtomPerson{Name: p.Name, Email: p.Email, Uri: p.URI}}
-}
-
-func atomFeedOf(d *document) *atomFeed {
+// writeAtom writes d as an Atom feed document.
+func writeAtom(d *document) []byte {
 	const atomType = "application/atom+xml"
-	f := &atomFeed{
-		ID:      d.id,
-		Title:   atomText{Type: "text", Body: d.title},
-		Updated: atomTime(d.updated),
-		Author:  atomPerson(d.author),
-		Links: []feeds.AtomLink{
-			{Rel: "self", Type: atomType, Href: d.link(formatAtom, d.self)},
-			{Rel: "alternate", Type: "text/html", Href: d.alternate},
-			{Rel: "first", Type: atomType, Href: d.link(formatAtom, "")},
-		},
-	}
+	w := &xmlWriter{b: make([]byte, 0, 2048+1024*len(d.entries))}
+	w.b = append(w.b, xmlHeader...)
+	w.open("feed", "xmlns", "http://www.w3.org/2005/Atom")
+	w.text("id", d.id)
+	w.text("title", d.title, "type", "text")
 	if d.subtitle != "" {
-		f.Subtitle = &atomText{Type: "text", Body: d.subtitle}
+		w.text("subtitle", d.subtitle, "type", "text")
 	}
+	w.text("updated", atomTime(d.updated))
+	w.person("author", d.author)
+	w.empty("link", "href", d.link(formatAtom, d.self), "rel", "self", "type", atomType)
+	w.empty("link", "href", d.alternate, "rel", "alternate", "type", "text/html")
+	w.empty("link", "href", d.link(formatAtom, ""), "rel", "first", "type", atomType)
 	if d.next != "" {
-		f.Links = append(f.Links, feeds.AtomLink{Rel: "next", Type: atomType, Href: d.link(formatAtom, d.next)})
+		w.empty("link", "href", d.link(formatAtom, d.next), "rel", "next", "type", atomType)
 	}
 	if d.prev != "" {
-		f.Links = append(f.Links, feeds.AtomLink{Rel: "previous", Type: atomType, Href: d.link(formatAtom, d.prev)})
+		w.empty("link", "href", d.link(formatAtom, d.prev), "rel", "previous", "type", atomType)
 	}
 	if d.hub != "" {
-		f.Links = append(f.Links, feeds.AtomLink{Rel: "hub", Href: d.hub})
+		w.empty("link", "href", d.hub, "rel", "hub")
 	}
 	for _, t := range d.deleted {
-		f.Deleted = append(f.Deleted, atomDeleted{Ref: t.id, When: atomTime(t.when)})
+		w.empty("deleted-entry", "xmlns", "http://purl.org/atompub/tombstones/1.0", "ref", t.id, "when", atomTime(t.when))
 	}
 	for _, e := range d.entries {
-		ae := atomEntry{
-			ID:      e.id,
-			Title:   atomText{Type: "text", Body: e.title},
-			Updated: atomTime(e.updated),
-			Author:  atomPerson(e.author),
-		}
+		w.open("entry")
+		w.text("id", e.id)
+		w.text("title", e.title, "type", "text")
+		w.text("updated", atomTime(e.updated))
 		if !e.published.IsZero() {
-			ae.Published = atomTime(e.published)
+			w.text("published", atomTime(e.published))
 		}
+		w.person("author", e.author)
 		if e.link != "" {
-			ae.Links = []feeds.AtomLink{{Rel: "alternate", Href: e.link}}
+			w.empty("link", "href", e.link, "rel", "alternate")
 		}
 		for _, c := range e.categories {
-			ae.Categories = append(ae.Categories, atomCategory{Term: c})
+			w.empty("category", "term", c)
 		}
 		if e.summary != "" {
-			ae.Summary = &feeds.AtomSummary{Type: "text", Content: e.summary}
+			w.text("summary", e.summary, "type", "text")
 		}
-		if e.content != "" {
-			ae.Content = &feeds.AtomContent{Type: contentType(e), Content: e.content}
+		switch {
+		case e.content != "":
+			w.text("content", e.content, "type", contentType(e))
+		case e.link == "":
+			w.empty("content", "type", "text") // RFC 4287 4.1.2: content or an alternate link
 		}
-		if ae.Content == nil && ae.Links == nil {
-			ae.Content = &feeds.AtomContent{Type: "text"} // RFC 4287 4.1.2: content or an alternate link
-		}
-		f.Entries = append(f.Entries, ae)
+		w.end("entry")
 	}
-	return f
+	w.end("feed")
+	return w.b
+}
+
+// person writes an Atom person construct.
+func (w *xmlWriter) person(name string, p Person) {
+	w.open(name)
+	w.optional("name", p.Name)
+	w.optional("email", p.Email)
+	w.optional("uri", p.URI)
+	w.end(name)
 }
 
 func contentType(e entry) string {
@@ -165,47 +223,6 @@ func contentType(e entry) string {
 
 // ---- RSS 2.0 ----
 
-// gorilla/feeds' RSS item allows one category and its channel no
-// atom:link; its guid and content:encoded types fit and are used.
-
-type rssDoc struct {
-	XMLName   xml.Name   `xml:"rss"`
-	Version   string     `xml:"version,attr"`
-	NSAtom    string     `xml:"xmlns:atom,attr"`
-	NSContent string     `xml:"xmlns:content,attr"`
-	NSDC      string     `xml:"xmlns:dc,attr"`
-	Channel   rssChannel `xml:"channel"`
-}
-
-// FeedXml lets feeds.WriteXML encode the document.
-func (r *rssDoc) FeedXml() any { return r }
-
-type rssChannel struct {
-	Title         string        `xml:"title"`
-	Link          string        `xml:"link"`
-	Description   string        `xml:"description"`
-	LastBuildDate string        `xml:"lastBuildDate"`
-	AtomLinks     []rssAtomLink `xml:"atom:link"`
-	Items         []rssItem     `xml:"item"`
-}
-
-type rssAtomLink struct {
-	Rel  string `xml:"rel,attr"`
-	Type string `xml:"type,attr,omitempty"`
-	Href string `xml:"href,attr"`
-}
-
-type rssItem struct {
-	Title       string `xml:"title"`
-	Link        string `xml:"link,omitempty"`
-	Description string `xml:"description"`
-	Content     *feeds.RssContent
-	Creator     string   `xml:"dc:creator,omitempty"`
-	Categories  []string `xml:"category"`
-	GUID        *feeds.RssGuid
-	PubDate     string `xml:"pubDate,omitempty"`
-}
-
 // htmlOf returns an entry part as HTML: text is escaped, HTML kept.
 func htmlOf(s string, isHTML bool) string {
 	if isHTML {
@@ -214,51 +231,61 @@ func htmlOf(s string, isHTML bool) string {
 	return strings.ReplaceAll(html.EscapeString(s), "\n", "<br>\n")
 }
 
-func rssOf(d *document) *rssDoc {
+// writeRSS writes d as an RSS 2.0 document (with atom:link self and
+// paging links, content:encoded and dc:creator).
+func writeRSS(d *document) []byte {
 	const rssType = "application/rss+xml"
+	w := &xmlWriter{b: make([]byte, 0, 2048+1024*len(d.entries))}
+	w.b = append(w.b, xmlHeader...)
+	w.open("rss", "version", "2.0", "xmlns:atom", "http://www.w3.org/2005/Atom",
+		"xmlns:content", "http://purl.org/rss/1.0/modules/content/", "xmlns:dc", "http://purl.org/dc/elements/1.1/")
+	w.open("channel")
 	desc := d.subtitle
 	if desc == "" {
 		desc = d.title
 	}
-	ch := rssChannel{
-		Title: d.title, Link: d.alternate, Description: desc,
-		LastBuildDate: d.updated.Format(time.RFC1123Z),
-		AtomLinks:     []rssAtomLink{{Rel: "self", Type: rssType, Href: d.link(formatRSS, d.self)}},
-	}
+	w.text("title", d.title)
+	w.text("link", d.alternate)
+	w.text("description", desc)
+	w.text("lastBuildDate", d.updated.Format(time.RFC1123Z))
+	w.empty("atom:link", "rel", "self", "type", rssType, "href", d.link(formatRSS, d.self))
 	if d.next != "" {
-		ch.AtomLinks = append(ch.AtomLinks, rssAtomLink{Rel: "next", Type: rssType, Href: d.link(formatRSS, d.next)})
+		w.empty("atom:link", "rel", "next", "type", rssType, "href", d.link(formatRSS, d.next))
 	}
 	if d.prev != "" {
-		ch.AtomLinks = append(ch.AtomLinks, rssAtomLink{Rel: "previous", Type: rssType, Href: d.link(formatRSS, d.prev)})
+		w.empty("atom:link", "rel", "previous", "type", rssType, "href", d.link(formatRSS, d.prev))
 	}
 	if d.hub != "" {
-		ch.AtomLinks = append(ch.AtomLinks, rssAtomLink{Rel: "hub", Href: d.hub})
+		w.empty("atom:link", "rel", "hub", "href", d.hub)
 	}
 	for _, e := range d.entries {
-		it := rssItem{
-			Title: e.title, Link: e.link, Creator: e.author.Name, Categories: e.categories,
-			GUID:    &feeds.RssGuid{Id: e.id, IsPermaLink: "false"},
-			PubDate: e.updated.Format(time.RFC1123Z),
+		w.open("item")
+		w.text("title", e.title)
+		w.optional("link", e.link)
+		description, content := htmlOf(e.content, e.html), ""
+		if e.summary != "" {
+			description = htmlOf(e.summary, false)
+			if e.content != "" {
+				content = htmlOf(e.content, e.html)
+			}
 		}
+		w.text("description", description)
+		w.optional("content:encoded", content)
+		w.optional("dc:creator", e.author.Name)
+		for _, c := range e.categories {
+			w.text("category", c)
+		}
+		w.text("guid", e.id, "isPermaLink", "false")
+		pub := e.updated
 		if !e.published.IsZero() {
-			it.PubDate = e.published.Format(time.RFC1123Z)
+			pub = e.published
 		}
-		switch {
-		case e.summary != "" && e.content != "":
-			it.Description = htmlOf(e.summary, false)
-			it.Content = &feeds.RssContent{Content: htmlOf(e.content, e.html)}
-		case e.summary != "":
-			it.Description = htmlOf(e.summary, false)
-		default:
-			it.Description = htmlOf(e.content, e.html)
-		}
-		ch.Items = append(ch.Items, it)
+		w.text("pubDate", pub.Format(time.RFC1123Z))
+		w.end("item")
 	}
-	return &rssDoc{
-		Version: "2.0", NSAtom: "http://www.w3.org/2005/Atom",
-		NSContent: "http://purl.org/rss/1.0/modules/content/", NSDC: "http://purl.org/dc/elements/1.1/",
-		Channel: ch,
-	}
+	w.end("channel")
+	w.end("rss")
+	return w.b
 }
 
 // ---- JSON Feed 1.1 ----

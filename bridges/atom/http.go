@@ -39,6 +39,9 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	// (gin's own unescaping turns '+' into a space).
 	r.UseEscapedPath = true
 	r.UnescapePathValues = false
+	// names may end with "/" or hold "//": no redirect to another path
+	r.RedirectTrailingSlash = false
+	r.RedirectFixedPath = false
 	r.HandleMethodNotAllowed = true
 	if err := r.SetTrustedProxies(b.cfg.TrustedProxies); err != nil {
 		return fmt.Errorf("atom: trusted_proxies: %w", err)
@@ -123,6 +126,9 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 			return
 		}
 		q, err := parsePageQuery(c.Request.URL.RawQuery)
+		if err == nil {
+			err = checkConditions(c.Request)
+		}
 		if err != nil {
 			problem(c, http.StatusBadRequest, err.Error())
 			return
@@ -141,19 +147,12 @@ func (b *Bridge) serveFeed(format string) gin.HandlerFunc {
 	}
 }
 
-// renderFeed renders one page of a feed. A feed deleted (or replaced by a
-// queue) while it renders is errNoFeed, like one that never existed.
+// renderFeed renders one page of a feed. A feed that does not exist or
+// holds no items (a queue or job feed) is errNoFeed.
 func (b *Bridge) renderFeed(ctx context.Context, feed, format string, q pageQuery) (*rendered, error) {
-	infos, err := b.hub.Store.Describe(ctx, feed)
-	if err != nil {
-		return nil, err
-	}
-	if len(infos) == 0 || (infos[0].Type != thoonk.TypeFeed && infos[0].Type != thoonk.TypeSorted) {
-		return nil, errNoFeed
-	}
-	d, err := b.load(ctx, infos[0], q)
+	d, err := b.load(ctx, feed, q)
 	if errors.Is(err, thoonk.ErrFeedNotFound) || errors.Is(err, thoonk.ErrWrongType) {
-		return nil, fmt.Errorf("%w: it changed while rendering: %w", errNoFeed, err)
+		return nil, fmt.Errorf("%w: %w", errNoFeed, err) // gone, or a queue or job feed
 	}
 	if err != nil {
 		return nil, err
@@ -207,6 +206,8 @@ func (b *Bridge) cached(c *gin.Context, key, variant string, render func(context
 	switch {
 	case errors.Is(err, errNoFeed):
 		problem(c, http.StatusNotFound, "no such feed")
+	case b.hub.Malformed(b.Name(), err):
+		problem(c, http.StatusInternalServerError, err.Error())
 	case errors.Is(err, thoonk.ErrItemNotFound):
 		problem(c, http.StatusBadRequest, "the page cursor no longer points into the feed: start again from the first page")
 	case err != nil:
@@ -227,6 +228,21 @@ func send(c *gin.Context, r *rendered) {
 	}
 	h.Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(c.Writer, c.Request, "", r.modified, bytes.NewReader(r.body))
+}
+
+// checkConditions refuses a malformed If-None-Match (never taken as a
+// match of anything) and If-Modified-Since (http.ServeContent would
+// ignore it silently).
+func checkConditions(r *http.Request) error {
+	if _, err := core.ParseETags("If-None-Match", r.Header.Values("If-None-Match")); err != nil {
+		return err
+	}
+	if ims := r.Header.Get("If-Modified-Since"); ims != "" {
+		if _, err := http.ParseTime(ims); err != nil {
+			return fmt.Errorf("If-Modified-Since %q is not an HTTP date such as %s: %w", ims, http.TimeFormat, core.ErrBadHeader)
+		}
+	}
+	return nil
 }
 
 // problem answers with an RFC 9457 problem document.
@@ -250,10 +266,21 @@ type listed struct {
 }
 
 func (b *Bridge) serveIndex(c *gin.Context) {
-	format := c.DefaultQuery("format", "html")
-	if format != "html" && format != "opml" {
-		problem(c, http.StatusBadRequest, "format must be html or opml")
+	q, err := core.ParseQuery(c.Request.URL.RawQuery)
+	if err == nil {
+		err = checkConditions(c.Request)
+	}
+	if err != nil {
+		problem(c, http.StatusBadRequest, err.Error())
 		return
+	}
+	format := "html"
+	if f, ok := q["format"]; ok {
+		format = f[0]
+		if len(f) > 1 || format != "html" && format != "opml" {
+			problem(c, http.StatusBadRequest, "query parameter format must be given once, as html or opml")
+			return
+		}
 	}
 	// the list depends on the reader: one cache entry per reader
 	reader := readerOf(c)
@@ -284,7 +311,7 @@ func (b *Bridge) renderIndex(ctx context.Context, format string, reader core.Act
 	}
 	base := b.baseURL()
 	var list []listed
-	for _, info := range infos {
+	for _, info := range b.hub.Usable(b.Name(), infos) {
 		if info.Type != thoonk.TypeFeed && info.Type != thoonk.TypeSorted {
 			continue
 		}

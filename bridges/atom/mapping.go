@@ -1,11 +1,14 @@
 package atom
 
 import (
+	"bytes"
 	"encoding/json"
+	"hash/maphash"
 	"net/url"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -51,8 +54,8 @@ func (c *Config) mappingFor(feed string) *Mapping {
 // summary and the content in bytes. Times left zero are unknown.
 func (m *Mapping) apply(data []byte, limit int) entry {
 	var e entry
-	var obj map[string]any
-	if m != nil && looksLikeObject(data) && json.Unmarshal(data, &obj) == nil {
+	if m != nil && looksLikeObject(data) && json.Valid(data) {
+		obj := newRawObject(data)
 		e.title = line(str(lookup(obj, m.Title)))
 		e.summary = clean(str(lookup(obj, m.Summary)), limit)
 		e.content = clean(str(lookup(obj, m.Content)), limit)
@@ -80,20 +83,154 @@ func looksLikeObject(data []byte) bool {
 	return strings.HasPrefix(s, "{")
 }
 
-// lookup follows a dotted path into a JSON object; nil when absent.
-func lookup(obj map[string]any, path string) any {
+// rawObject is a valid JSON object's text, whose members are found and
+// decoded only when a mapping asks for them: a render decodes the few
+// fields it shows, not the whole item (a full decode into maps was a
+// sixth of a render, the largest part after Redis). Its top-level members
+// are indexed once.
+type rawObject struct {
+	top []rawMember
+}
+
+// rawMember is a member's quoted name and raw value.
+type rawMember struct{ key, value []byte }
+
+// newRawObject indexes the top-level members of valid JSON data.
+func newRawObject(data []byte) rawObject {
+	var o rawObject
+	eachMember(data, func(k, v []byte) { o.top = append(o.top, rawMember{k, v}) })
+	return o
+}
+
+// lookup follows a dotted path into the object and decodes the value
+// found there; nil when absent.
+func lookup(obj rawObject, path string) any {
 	if path == "" {
 		return nil
 	}
-	var v any = obj
-	for part := range strings.SplitSeq(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
+	part, rest, more := strings.Cut(path, ".")
+	var raw []byte
+	found := false
+	for _, m := range obj.top { // the last one counts, as with encoding/json
+		if keyIs(m.key, part) {
+			raw, found = m.value, true
 		}
-		v = m[part]
+	}
+	for found && more {
+		part, rest, more = strings.Cut(rest, ".")
+		raw, found = member(raw, part)
+	}
+	if !found {
+		return nil
+	}
+	if len(raw) > 1 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]) // no escapes: the text itself
+	}
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return nil
 	}
 	return v
+}
+
+// member returns the raw value of the member key of the JSON object at
+// the start of data (valid JSON), or false when data is no object or has
+// no such member (the last one counts).
+func member(data []byte, key string) ([]byte, bool) {
+	var found []byte
+	ok := false
+	eachMember(data, func(k, v []byte) {
+		if keyIs(k, key) {
+			found, ok = v, true
+		}
+	})
+	return found, ok
+}
+
+// eachMember calls fn with the quoted name and raw value of each member
+// of the JSON object at the start of data (valid JSON); nothing when data
+// is no object.
+func eachMember(data []byte, fn func(key, value []byte)) {
+	i := skipSpace(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return
+	}
+	for i++; ; {
+		i = skipSpace(data, i)
+		if i >= len(data) || data[i] == '}' {
+			return
+		}
+		if data[i] == ',' {
+			i++
+			continue
+		}
+		kEnd := skipValue(data, i)
+		k := data[i:kEnd]
+		i = skipSpace(data, kEnd)
+		if i >= len(data) || data[i] != ':' {
+			return
+		}
+		vStart := skipSpace(data, i+1)
+		i = skipValue(data, vStart)
+		fn(k, data[vStart:i])
+	}
+}
+
+// keyIs compares a member's quoted name with key.
+func keyIs(quoted []byte, key string) bool {
+	if len(quoted) < 2 {
+		return false
+	}
+	if bytes.IndexByte(quoted, '\\') < 0 {
+		return string(quoted[1:len(quoted)-1]) == key
+	}
+	var k string
+	return json.Unmarshal(quoted, &k) == nil && k == key
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just after the JSON value starting at i.
+func skipValue(data []byte, i int) int {
+	if i >= len(data) {
+		return i
+	}
+	switch data[i] {
+	case '"':
+		for i++; i < len(data); i++ {
+			switch data[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1
+			}
+		}
+		return i
+	case '{', '[':
+		depth := 0
+		for ; i < len(data); i++ {
+			switch data[i] {
+			case '"':
+				i = skipValue(data, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(data) && !strings.ContainsRune(",}] \t\n\r", rune(data[i])) {
+		i++
+	}
+	return i
 }
 
 // str returns a JSON string or number as text; "" for anything else.
@@ -225,4 +362,50 @@ func firstLine(s string) string {
 		}
 	}
 	return ""
+}
+
+// maxMapped bounds the entries the mapped cache keeps; when full it
+// starts over.
+const maxMapped = 8192
+
+// mappedCache keeps items already turned into entries, by content: a
+// render after a change maps only the new and edited items, not the page
+// they stand in. It is keyed by the mapping rule and a keyed hash of the
+// payload (a random seed per process, so no payload can be made to
+// collide with another on purpose) with the payload's length.
+type mappedCache struct {
+	seed maphash.Seed
+	mu   sync.Mutex
+	m    map[mappedKey]entry
+}
+
+type mappedKey struct {
+	rule *Mapping
+	sum  uint64
+	n    int
+}
+
+func newMappedCache() *mappedCache {
+	return &mappedCache{seed: maphash.MakeSeed(), m: map[mappedKey]entry{}}
+}
+
+// apply is m.apply(data, limit), from the cache when the same payload
+// was mapped by the same rule before. The entry's parts are shared: the
+// caller sets its own id, times and defaults on the copy it gets.
+func (c *mappedCache) apply(m *Mapping, data []byte, limit int) entry {
+	k := mappedKey{rule: m, sum: maphash.Bytes(c.seed, data), n: len(data)}
+	c.mu.Lock()
+	e, ok := c.m[k]
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = m.apply(data, limit)
+	c.mu.Lock()
+	if len(c.m) >= maxMapped {
+		clear(c.m)
+	}
+	c.m[k] = e
+	c.mu.Unlock()
+	return e
 }

@@ -1,7 +1,9 @@
 package atom
 
 import (
+	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +120,40 @@ func FuzzClean(f *testing.F) {
 		c := clean(s, 256)
 		if !utf8.ValidString(c) || strings.IndexFunc(c, forbidden) >= 0 || len(c) > 256 || clean(c, 256) != c {
 			t.Fatalf("clean(%q) = %q", s, c)
+		}
+	})
+}
+
+// FuzzLookup: finding a member in the raw object gives what decoding the
+// whole object into maps and walking the path gives.
+func FuzzLookup(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":{"b":"x\"y"},"a":{"b":2}}`, `{"t\u0069tle":"x","c":[1,{"a":"}"}]}`, `{ "a" : { "b" : null } }`, `[1]`, `{"a":"caf\u00e9 \ud83d\ude00"}`} {
+		f.Add([]byte(s), "a.b")
+		f.Add([]byte(s), "title")
+	}
+	f.Fuzz(func(t *testing.T, data []byte, path string) {
+		if !json.Valid(data) || path == "" {
+			return
+		}
+		var obj any
+		_ = json.Unmarshal(data, &obj)
+		var want any = obj
+		for part := range strings.SplitSeq(path, ".") {
+			m, ok := want.(map[string]any)
+			if !ok {
+				want = nil
+				break
+			}
+			want = m[part]
+		}
+		got := lookup(newRawObject(data), path)
+		if _, isObj := obj.(map[string]any); !isObj {
+			want = nil
+		}
+		if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+			if s, ok := got.(string); !ok || strings.ToValidUTF8(s, "\uFFFD") != want {
+				t.Fatalf("%s %q: got %#v, want %#v", data, path, got, want)
+			}
 		}
 	})
 }

@@ -183,6 +183,9 @@ func readTimes(ctx context.Context, rdb redis.UniversalClient, feed string, ids 
 		args = append(args, id)
 	}
 	reply, err := readTimesScript.Run(ctx, rdb, []string{prefixTimes + feed, prefixDeleted + feed}, args...).Slice()
+	if permanent(err) {
+		return feedTimes{}, &thoonk.MalformedError{Feed: feed, Reason: "the adapter's keys " + prefixTimes + feed + " or " + prefixDeleted + feed + ": " + err.Error()}
+	}
 	if err != nil || len(reply) != 2 {
 		return feedTimes{}, fmt.Errorf("read times of %q: %w", feed, orShort(err))
 	}
@@ -200,6 +203,84 @@ func readTimes(ctx context.Context, rdb redis.UniversalClient, feed string, ids 
 		ft.deleted = append(ft.deleted, tombstone{id: id, when: msTime(dead[i+1])})
 	}
 	return ft, nil
+}
+
+// timesJoin asks a page read for each item's recorded times: its "p:" and
+// "u:" fields of the feed's times hash, in that order.
+func timesJoin(feed string) *thoonk.PageJoin {
+	return &thoonk.PageJoin{Key: prefixTimes + feed, Prefixes: []string{"p:", "u:"}}
+}
+
+// feedHead is what a render reads besides the page: the feed's config,
+// its last change recorded (zero when none), and its tombstones.
+type feedHead struct {
+	config  map[string]string
+	changed time.Time
+	deleted []tombstone
+}
+
+// readHead queues the reads of a feed's config, recorded change time and
+// tombstones younger than ttl (none when ttl is 0) on pipe, and returns
+// the function that gives them once the pipeline ran.
+func readHead(ctx context.Context, pipe redis.Pipeliner, feed string, ttl time.Duration, now time.Time) func() (feedHead, error) {
+	cfg := pipe.HGetAll(ctx, "feed.config:"+feed)
+	changed := pipe.HGet(ctx, prefixTimes+feed, "c")
+	var dead *redis.ZSliceCmd
+	if ttl > 0 {
+		dead = pipe.ZRevRangeByScoreWithScores(ctx, prefixDeleted+feed, &redis.ZRangeBy{
+			Min: strconv.FormatInt(now.Add(-ttl).UnixMilli(), 10), Max: "+inf", Count: maxTombstones})
+	}
+	return func() (feedHead, error) { return headOf(feed, cfg, changed, dead) }
+}
+
+// headOf reads the replies readHead queued.
+func headOf(feed string, cfg *redis.MapStringStringCmd, changed *redis.StringCmd, dead *redis.ZSliceCmd) (feedHead, error) {
+	var h feedHead
+	var err error
+	if h.config, err = cfg.Result(); err != nil {
+		if permanent(err) {
+			return h, &thoonk.MalformedError{Feed: feed, Reason: "feed.config:" + feed + " is not a hash"}
+		}
+		return h, fmt.Errorf("read %q: %w", feed, err)
+	}
+	c, err := changed.Result()
+	switch {
+	case permanent(err):
+		return h, &thoonk.MalformedError{Feed: feed, Reason: "the adapter's key " + prefixTimes + feed + ": " + err.Error()}
+	case err != nil && !errors.Is(err, redis.Nil):
+		return h, fmt.Errorf("read times of %q: %w", feed, err)
+	}
+	h.changed = msTime(c)
+	if dead != nil {
+		zs, err := dead.Result()
+		if permanent(err) {
+			return h, &thoonk.MalformedError{Feed: feed, Reason: "the adapter's key " + prefixDeleted + feed + ": " + err.Error()}
+		} else if err != nil {
+			return h, fmt.Errorf("read tombstones of %q: %w", feed, err)
+		}
+		for _, z := range zs {
+			id, _ := z.Member.(string)
+			h.deleted = append(h.deleted, tombstone{id: id, when: time.UnixMilli(int64(z.Score)).UTC()})
+		}
+	}
+	return h, nil
+}
+
+// joinedTimes returns the times a page read joined (see timesJoin), and
+// false when a render must record some first: the feed's change time is
+// unknown, or a sorted feed's item has none (readTimes fills them in).
+func joinedTimes(head feedHead, items []thoonk.Item, sorted bool) (feedTimes, bool) {
+	if head.changed.IsZero() {
+		return feedTimes{}, false
+	}
+	ft := feedTimes{feed: head.changed, items: make([]itemTimes, len(items)), deleted: head.deleted}
+	for i, it := range items {
+		if len(it.Joined) != 2 || sorted && it.Joined[1] == "" {
+			return feedTimes{}, false
+		}
+		ft.items[i] = itemTimes{published: msTime(it.Joined[0]), updated: msTime(it.Joined[1])}
+	}
+	return ft, true
 }
 
 func orShort(err error) error {

@@ -349,7 +349,7 @@ func (b *Bridge) listFeeds(ctx context.Context, r request) {
 		return
 	}
 	var parts []string
-	for _, f := range infos {
+	for _, f := range b.hub.Usable(b.Name(), infos) {
 		if holdsItems(f.Type) { // not job feeds and queues
 			parts = append(parts, fmt.Sprintf("%s (%d)", f.Name, f.Count))
 		}
@@ -375,6 +375,9 @@ func (b *Bridge) listItems(ctx context.Context, r request, feed string, n int) {
 		return
 	case errors.Is(err, thoonk.ErrWrongType):
 		b.notice(r, fmt.Sprintf("%s has no items to show (%v)", feed, err), false)
+		return
+	case b.hub.Malformed(b.Name(), err):
+		b.notice(r, fmt.Sprintf("%s cannot be shown: its data in Redis is malformed (the operator is told)", feed), false)
 		return
 	case err != nil:
 		b.notice(r, "cannot read the feed right now; try again later", false)

@@ -119,14 +119,7 @@ func TestWhoisOnlyWhenNeeded(t *testing.T) {
 	t.Run("account-tag", func(t *testing.T) {
 		f := newFakeServer(t)
 		b := testBridge(t, "  enabled: true\n  server: "+f.ln.Addr().String()+"\n  nick: feedbot\n  rate: {interval: 0s}\n")
-		runSession(t, b, f)
-		startWorkers(t, b)
-		f.expect("USER")
-		f.send(":srv CAP * LS :account-tag")
-		f.expect("CAP REQ :account-tag")
-		f.send(":srv CAP * ACK :account-tag")
-		f.expect("CAP END")
-		f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
+		registerWithAccountTag(t, b, f)
 		f.send(":al!~a@host PRIVMSG feedbot :feeds")
 		if got := f.next(); got != "NOTICE al :no feeds you may read" {
 			t.Errorf("the bot sent %q, want the answer without a WHOIS", got)
@@ -216,4 +209,18 @@ func TestResultText(t *testing.T) {
 			t.Errorf("%+v: %q, want %q", tc.res, got, tc.want)
 		}
 	}
+}
+
+// registerWithAccountTag runs b against f, negotiates account-tag and
+// completes the registration as feedbot.
+func registerWithAccountTag(t *testing.T, b *Bridge, f *fakeServer) {
+	t.Helper()
+	runSession(t, b, f)
+	startWorkers(t, b)
+	f.expect("USER")
+	f.send(":srv CAP * LS :account-tag")
+	f.expect("CAP REQ :account-tag")
+	f.send(":srv CAP * ACK :account-tag")
+	f.expect("CAP END")
+	f.send(":srv 001 feedbot :Welcome", ":srv 376 feedbot :End")
 }

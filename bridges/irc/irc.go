@@ -481,7 +481,7 @@ func (b *Bridge) autoFeeds(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, f := range infos {
+	for _, f := range b.hub.Usable(b.Name(), infos) {
 		if holdsItems(f.Type) {
 			out = append(out, f.Name)
 		}

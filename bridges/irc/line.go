@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/rivo/uniseg"
 )
 
 // maxLine is the longest line the server relays, CR LF included (RFC 1459
@@ -57,10 +60,15 @@ func repairUTF8(s string) string {
 // cleanText makes text safe for the trailing parameter of any command: it
 // repairs invalid UTF-8, turns line breaks (CR LF, CR, LF, U+2028, U+2029)
 // into "\n" and tabs into spaces, drops NUL, every other C0 and C1 control
-// and DEL (so \x01 cannot start a CTCP request), and drops IRC formatting
-// codes (with a colour code's digits) unless keepFormatting is set.
+// and DEL (so \x01 cannot start a CTCP request), drops invisible format
+// characters (Unicode category Cf: bidi overrides, embeddings and
+// isolates, zero-width spaces, soft hyphens, tag characters; they can
+// make a line read other than it is) except a zero-width joiner inside an
+// emoji sequence, and drops IRC formatting codes (with a colour code's
+// digits) unless keepFormatting is set.
 func cleanText(s string, keepFormatting bool) string {
 	s = repairUTF8(s)
+	joiners := emojiJoiners(s)
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); {
@@ -86,11 +94,47 @@ func cleanText(s string, keepFormatting bool) string {
 			}
 		case r < 0x20, r == 0x7f, r >= 0x80 && r <= 0x9f:
 			// other controls never reach the wire
+		case unicode.Is(unicode.Cf, r):
+			if r == zwj && joiners[i-n] {
+				b.WriteRune(r)
+			}
 		default:
 			b.WriteRune(r)
 		}
 	}
 	return b.String()
+}
+
+// zwj is U+200D ZERO WIDTH JOINER, which joins emoji into one picture
+// (a family, a flag, a person with a skin tone doing something).
+const zwj = '\u200d'
+
+// emojiJoiners returns the byte offsets of the zero-width joiners of s
+// that stand inside an emoji ZWJ sequence. By the Unicode grapheme
+// cluster rules (UAX #29) a ZWJ is followed within its cluster by a
+// character other than a mark or a format character only in such a
+// sequence (GB11: an emoji, optional extenders, ZWJ, an emoji).
+func emojiJoiners(s string) map[int]bool {
+	if !strings.ContainsRune(s, zwj) {
+		return nil
+	}
+	var at map[int]bool
+	state, offset := -1, 0
+	for s != "" {
+		var cluster string
+		cluster, s, _, state = uniseg.FirstGraphemeClusterInString(s, state)
+		for i, r := range cluster {
+			next, _ := utf8.DecodeRuneInString(cluster[i+utf8.RuneLen(r):])
+			if r == zwj && next != utf8.RuneError && !unicode.In(next, unicode.Mn, unicode.Me, unicode.Mc, unicode.Cf) {
+				if at == nil {
+					at = map[int]bool{}
+				}
+				at[offset+i] = true
+			}
+		}
+		offset += len(cluster)
+	}
+	return at
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
@@ -232,6 +276,20 @@ func splitText(s string, budget int) []string {
 		cut := budget
 		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
+		}
+		// never next to a joiner: a ZWJ that ends or starts a line
+		// joins nothing, and the next clean would drop it
+		for cut > 0 && (strings.HasPrefix(s[cut:], string(zwj)) || strings.HasSuffix(s[:cut], string(zwj))) {
+			cut--
+			for cut > 0 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
+		}
+		if cut == 0 { // a line of joined emoji only: cut anyway
+			cut = budget
+			for cut > 0 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
 		}
 		out = append(out, s[:cut])
 		s = s[cut:]

@@ -3,6 +3,7 @@ package irc
 import (
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,6 +22,12 @@ func TestCleanText(t *testing.T) {
 		{"caf\xe9 na\xefve", false, "café naïve"}, // Latin-1 bytes
 		{"ok \xc3\xa9 \xff", false, "ok é ÿ"},     // valid UTF-8 kept, 0xff repaired
 		{"\u2028sep\u2029", false, "\nsep\n"},
+		{"user \u202egnp.exe", false, "user gnp.exe"},             // bidi override
+		{"a\u2066b\u2069c\u200bd\u00ade\ufefff", false, "abcdef"}, // isolates, zero width, soft hyphen, BOM
+		{"tag\U000E0041\U000E0042s", false, "tags"},               // invisible tag characters
+		{"\U0001F468\u200D\U0001F469\u200D\U0001F467 family", false, "\U0001F468\u200D\U0001F469\u200D\U0001F467 family"},
+		{"\U0001F3F3\uFE0F\u200D\U0001F308 \U0001F9D1\U0001F3FD\u200D\U0001F4BB", false, "\U0001F3F3\uFE0F\u200D\U0001F308 \U0001F9D1\U0001F3FD\u200D\U0001F4BB"},
+		{"a\u200db \U0001F468\u200d x\u200d\U0001F469", false, "ab \U0001F468 x\U0001F469"}, // joiners outside emoji sequences
 	} {
 		if got := cleanText(tc.in, tc.keep); got != tc.want {
 			t.Errorf("cleanText(%q, %v) = %q, want %q", tc.in, tc.keep, got, tc.want)
@@ -129,7 +136,8 @@ func TestBuildLinesRefuses(t *testing.T) {
 // cap; and a built line's text builds to itself (never split twice).
 func FuzzBuildLines(f *testing.F) {
 	for _, s := range []string{"", "hello", "a\r\nJOIN #evil", "\x01PING\x01", strings.Repeat("é", 700),
-		strings.Repeat("long-word", 100) + " tail", "\x0304,05c\x02b", "caf\xe9", "😀 " + strings.Repeat("x ", 400)} {
+		strings.Repeat("long-word", 100) + " tail", "\x0304,05c\x02b", "caf\xe9", "😀 " + strings.Repeat("x ", 400),
+		"\u202eevil\u202c", strings.Repeat("\U0001F468\u200D\U0001F469\u200D\U0001F467", 60), "a\u200d\u200d\U0001F469"} {
 		f.Add(s, uint8(60), false, uint8(4))
 	}
 	f.Fuzz(func(t *testing.T, text string, prefix uint8, keep bool, maxLines uint8) {
@@ -149,6 +157,9 @@ func FuzzBuildLines(f *testing.F) {
 			}
 			if !utf8.ValidString(l) {
 				t.Fatalf("invalid UTF-8 %q", l)
+			}
+			if i := strings.IndexFunc(body, func(r rune) bool { return unicode.Is(unicode.Cf, r) && r != zwj }); i >= 0 {
+				t.Fatalf("invisible format character at %d in %q", i, l)
 			}
 			text, _ := strings.CutPrefix(body, "PRIVMSG #chan :")
 			got = append(got, text)
@@ -175,6 +186,29 @@ func FuzzBuildLines(f *testing.F) {
 					t.Fatalf("%q split again into %q", g, again)
 				}
 			}
+		}
+	})
+}
+
+// FuzzCleanText: cleaned text is valid UTF-8 without controls (but line
+// breaks) or invisible format characters, except joiners that stay inside
+// an emoji sequence; cleaning it again changes nothing.
+func FuzzCleanText(f *testing.F) {
+	for _, s := range []string{"", "plain", "\u202eevil", "\U0001F468\u200D\U0001F469", "x\u200d", "\u200d\U0001F469", "\U000E0067\U000E007F", "\xff\u200b"} {
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, keep bool) {
+		c := cleanText(s, keep)
+		if !utf8.ValidString(c) {
+			t.Fatalf("%q -> invalid UTF-8 %q", s, c)
+		}
+		for i, r := range c {
+			if unicode.Is(unicode.Cf, r) && (r != zwj || !emojiJoiners(c)[i]) || r < 0x20 && r != '\n' && !(keep && isFormatting(r)) {
+				t.Fatalf("%q -> %q keeps %U at %d", s, c, r, i)
+			}
+		}
+		if again := cleanText(c, keep); again != c {
+			t.Fatalf("%q -> %q -> %q", s, c, again)
 		}
 	})
 }

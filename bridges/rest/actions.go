@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
@@ -144,8 +145,8 @@ func (b *Bridge) itemBody(c *gin.Context) ([]byte, bool) {
 		fail(c, "bad-request", "the body is the item, and it is empty")
 		return nil, false
 	}
-	if isJSON(c.Request) && !json.Valid(body) {
-		fail(c, "bad-request", "the body is declared as JSON but is not valid JSON")
+	if isJSON(c.Request) && (!utf8.Valid(body) || !json.Valid(body)) {
+		fail(c, "bad-request", "the body is declared as JSON but is not valid JSON in UTF-8")
 		return nil, false
 	}
 	return body, true
@@ -167,6 +168,10 @@ func (b *Bridge) jsonBody(c *gin.Context, v any, optional bool) bool {
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
+	if !utf8.Valid(body) { // JSON is UTF-8 (RFC 8259 8.1); the decoder would replace bad bytes
+		fail(c, "bad-request", "the body is not valid UTF-8")
+		return false
+	}
 	if err := dec.Decode(v); err != nil || !atEOF(dec) {
 		fail(c, "bad-request", "the body is not the JSON object this request takes (see /v1/openapi.json)")
 		return false
@@ -191,7 +196,12 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 		b.failErr(c, err)
 		return
 	}
-	if im := c.GetHeader("If-Match"); im != "" {
+	im, err := core.ParseETags("If-Match", c.Request.Header.Values("If-Match"))
+	if err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
+	if im.Any || len(im.Tags) > 0 {
 		etag := ""
 		it, err := readItem(ctx, b.hub.Store, feed, act.ID)
 		switch {
@@ -202,7 +212,7 @@ func (b *Bridge) act(c *gin.Context, act core.Action) {
 			b.failErr(c, err)
 			return
 		}
-		if !etagMatches(im, etag, false) {
+		if !im.Matches(etag, false) {
 			now := "the item is gone"
 			if etag != "" {
 				now = "its version is now " + etag

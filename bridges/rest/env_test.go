@@ -50,7 +50,7 @@ var testACL = []core.ACLRule{
 // env is the adapter mounted on an httptest server, over a real
 // redis-server, with the core listener and the built-in worker running.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	hub    *core.Hub
 	store  *thoonk.Store
@@ -60,7 +60,7 @@ type env struct {
 	cancel context.CancelFunc
 }
 
-func newEnv(t *testing.T, config string) *env {
+func newEnv(t testing.TB, config string) *env {
 	t.Helper()
 	r := testenv.StartRedis(t)
 	return newEnvOn(t, r, config)
@@ -68,7 +68,7 @@ func newEnv(t *testing.T, config string) *env {
 
 // newEnvOn starts the env on a running Redis; hooks are added to the
 // client the bridge uses before anything runs on it.
-func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook) *env {
+func newEnvOn(t testing.TB, r *testenv.Redis, config string, hooks ...redis.Hook) *env {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -145,7 +145,7 @@ func newEnvOn(t *testing.T, r *testenv.Redis, config string, hooks ...redis.Hook
 	return e
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -211,7 +211,7 @@ func (e *env) call(method, path, token, body string, hdr ...string) resp {
 }
 
 // wantProblem asserts a problem answer of a kind.
-func (r resp) wantProblem(t *testing.T, status int, kind string) {
+func (r resp) wantProblem(t testing.TB, status int, kind string) {
 	t.Helper()
 	if r.StatusCode != status || r.Header.Get("Content-Type") != "application/problem+json" ||
 		!strings.Contains(string(r.body), `"type":"/v1/problems/`+kind+`"`) {
@@ -219,7 +219,7 @@ func (r resp) wantProblem(t *testing.T, status int, kind string) {
 	}
 }
 
-func (r resp) want(t *testing.T, status int) {
+func (r resp) want(t testing.TB, status int) {
 	t.Helper()
 	if r.StatusCode != status {
 		t.Fatalf("want %d, got %d: %s", status, r.StatusCode, r.body)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -116,7 +117,7 @@ func (b *Bridge) listFeeds(c *gin.Context) {
 		return
 	}
 	out := FeedList{Feeds: make([]FeedJSON, 0, len(infos)), Total: total}
-	for _, fi := range infos {
+	for _, fi := range b.hub.Usable(b.Name(), infos) {
 		out.Feeds = append(out.Feeds, FeedJSON{Name: fi.Name, Type: fi.Type, Config: fi.Config, Count: fi.Count})
 	}
 	if start+len(page) < len(names) {
@@ -142,6 +143,10 @@ func (b *Bridge) getFeed(c *gin.Context) {
 		return
 	}
 	fi := infos[0]
+	if fi.Err != nil {
+		b.failErr(c, fi.Err)
+		return
+	}
 	c.Header("Cache-Control", "no-cache")
 	writeJSON(c, http.StatusOK, FeedJSON{Name: fi.Name, Type: fi.Type, Config: fi.Config, Count: fi.Count})
 }
@@ -151,7 +156,12 @@ func (b *Bridge) getItem(c *gin.Context) {
 	if !ok {
 		return
 	}
-	it, err := readItem(c.Request.Context(), b.hub.Store, feed, param(c, "id"))
+	inm, err := core.ParseETags("If-None-Match", c.Request.Header.Values("If-None-Match"))
+	if err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
+	it, err := b.readItemFast(c.Request.Context(), feed, param(c, "id"))
 	if err != nil {
 		b.failErr(c, err)
 		return
@@ -161,7 +171,7 @@ func (b *Bridge) getItem(c *gin.Context) {
 	etag := itemETag(it, body)
 	c.Header("ETag", etag)
 	c.Header("Cache-Control", "no-cache")
-	if inm := c.GetHeader("If-None-Match"); inm != "" && etagMatches(inm, etag, true) {
+	if inm.Matches(etag, true) {
 		c.Status(http.StatusNotModified)
 		return
 	}

@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -89,17 +92,35 @@ func FuzzPrefer(f *testing.F) {
 }
 
 // FuzzETag: a representation's ETag always matches itself, strongly and
-// weakly, and nothing matches a missing item.
+// weakly; nothing matches a missing item; a header either parses strictly
+// or is refused, and a refused one never matches anything.
 func FuzzETag(f *testing.F) {
 	f.Add([]byte("{}"), `"abc", W/"x"`)
 	f.Add([]byte("x"), "*")
+	f.Add([]byte("x"), `"unclosed`)
+	f.Add([]byte("x"), `*, "a"`)
 	f.Fuzz(func(t *testing.T, body []byte, header string) {
 		etag := etagOf(body)
-		if !etagMatches(etag, etag, false) || !etagMatches("W/"+etag, etag, true) || !etagMatches(header+", "+etag, etag, false) {
-			t.Fatalf("etag %s does not match itself", etag)
+		self, err := core.ParseETags("If-Match", []string{etag})
+		if err != nil || !self.Matches(etag, false) || !self.Matches(etag, true) {
+			t.Fatalf("etag %s does not match itself: %v", etag, err)
 		}
-		if etagMatches(header, "", false) || etagMatches(header, "", true) {
+		weak, _ := core.ParseETags("If-None-Match", []string{"W/" + etag})
+		if !weak.Matches(etag, true) || weak.Matches(etag, false) {
+			t.Fatalf("W/%s: weak match wrong", etag)
+		}
+		l, err := core.ParseETags("If-Match", []string{header})
+		if err != nil {
+			if !errors.Is(err, core.ErrBadHeader) || !strings.Contains(err.Error(), "If-Match") {
+				t.Fatalf("%q: %v", header, err)
+			}
+			return
+		}
+		if l.Matches("", false) || l.Matches("", true) {
 			t.Fatalf("%q matches a missing item", header)
+		}
+		if with, err := core.ParseETags("If-Match", []string{header, etag}); err == nil && !with.Matches(etag, false) && !l.Any {
+			t.Fatalf("%q, %s does not match %s", header, etag, etag)
 		}
 	})
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -75,9 +77,40 @@ func readItem(ctx context.Context, s *thoonk.Store, feed, id string) (ItemJSON, 
 	if err != nil {
 		return ItemJSON{}, err
 	}
+	return itemJSON(it), nil
+}
+
+// readItemFast is readItem in one round trip of plain commands once the
+// feed's type is known (cached): HGET, and ZSCORE on plain feeds.
+func (b *Bridge) readItemFast(ctx context.Context, feed, id string) (ItemJSON, error) {
+	typ, ok := b.types.get(feed)
+	if ok {
+		it, err := b.hub.Store.ItemOf(ctx, feed, typ, id)
+		if !errors.Is(err, thoonk.ErrWrongType) {
+			if err != nil {
+				return ItemJSON{}, err
+			}
+			return itemJSON(it), nil
+		}
+		b.types.forget(feed) // created again with another type: ask again
+	}
+	it, err := b.hub.Store.Item(ctx, feed, id)
+	if err != nil {
+		return ItemJSON{}, err
+	}
+	typ = thoonk.TypeSorted // plain feeds give every item a publish time, sorted feeds none
+	if !it.Published.IsZero() {
+		typ = thoonk.TypeFeed
+	}
+	b.types.set(feed, typ)
+	return itemJSON(it), nil
+}
+
+// itemJSON shows a single item.
+func itemJSON(it thoonk.Item) ItemJSON {
 	j := listedItem(it)
 	j.Position, j.Cursor = nil, ""
-	return j, nil
+	return j
 }
 
 // itemETag is an item's strong validator: its revision, which every change
@@ -90,14 +123,13 @@ func itemETag(it ItemJSON, body []byte) string {
 	return etagOf(body)
 }
 
-// revTag returns the revision an If-Match header names, when it names
+// revTag returns the revision an If-Match list names, when it names
 // exactly one strong entity tag that is a revision.
-func revTag(header string) (string, bool) {
-	t := strings.TrimSpace(header)
-	if strings.Contains(t, ",") || len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+func revTag(l core.ETagList) (string, bool) {
+	if l.Any || len(l.Tags) != 1 || l.Tags[0].Weak {
 		return "", false
 	}
-	rev := t[1 : len(t)-1]
+	rev := strings.Trim(l.Tags[0].Tag, `"`)
 	return rev, thoonk.ValidRev(rev)
 }
 
@@ -105,26 +137,6 @@ func revTag(header string) (string, bool) {
 func etagOf(body []byte) string {
 	h := sha256.Sum256(body)
 	return `"` + hex.EncodeToString(h[:16]) + `"`
-}
-
-// etagMatches evaluates an If-Match (strong) or If-None-Match (weak)
-// header against the current ETag ("" when there is no current item).
-func etagMatches(header, etag string, weak bool) bool {
-	for _, t := range strings.Split(header, ",") {
-		t = strings.TrimSpace(t)
-		if t == "*" && etag != "" {
-			return true
-		}
-		if weak {
-			t = strings.TrimPrefix(t, "W/")
-		} else if strings.HasPrefix(t, "W/") {
-			continue
-		}
-		if t != "" && t == etag {
-			return true
-		}
-	}
-	return false
 }
 
 // EventJSON is the data of an item or feed event on a stream.

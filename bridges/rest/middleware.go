@@ -94,6 +94,49 @@ func (b *Bridge) allow(c *gin.Context, key string, r core.Rate) bool {
 	return ok
 }
 
+// queryParams lists the query parameters of each route (by gin's route
+// pattern), true for the ones that may be repeated; access_token (GET and
+// HEAD only) is checked by authenticate.
+var queryParams = map[string]map[string]bool{
+	"/v1/feeds":               {"limit": false, "cursor": false},
+	"/v1/feeds/:feed/items":   {"limit": false, "cursor": false, "before": false, "after": false, "wait": false, "id": false, "position": false},
+	"/v1/feeds/:feed/events":  {"last_event_id": false},
+	"/v1/events":              {"feeds": true, "last_event_id": false},
+	"/v1/feeds/:feed/changes": {"since": false, "limit": false, "wait": false},
+}
+
+// strictQuery answers 400, naming the parameter, for a query that is not
+// percent-encoded correctly, a parameter the route does not take, or one
+// given twice that may be given once. (gin's own parsing drops what it
+// cannot decode: "?cursor=%%%" would be no cursor at all.)
+func (b *Bridge) strictQuery(c *gin.Context) {
+	if c.Request.URL.RawQuery == "" || c.FullPath() == "" { // no route: its 404 says it all
+		c.Next()
+		return
+	}
+	q, err := core.ParseQuery(c.Request.URL.RawQuery)
+	if err != nil {
+		fail(c, "bad-request", err.Error())
+		return
+	}
+	allowed := queryParams[c.FullPath()]
+	for name, vals := range q {
+		repeatable, known := allowed[name]
+		switch {
+		case name == "access_token" && (c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead):
+			known = true
+		case !known:
+			fail(c, "bad-request", "query parameter "+strconv.Quote(name)+" is not one this resource takes (see /v1/openapi.json)")
+			return
+		}
+		if len(vals) > 1 && !repeatable {
+			fail(c, "bad-request", "query parameter "+name+" is given "+strconv.Itoa(len(vals))+" times; give it once")
+			return
+		}
+	}
+	c.Next()
+}
+
 // exposedHeaders are the response headers browsers may read cross-origin.
 const exposedHeaders = "ETag, Link, Location, Retry-After, Preference-Applied, Idempotent-Replayed"
 

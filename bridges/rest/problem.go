@@ -39,7 +39,8 @@ var kinds = map[string]kind{
 	"job-failed":          {500, "Job failed", "The worker finished the job with a failure."},
 	"internal":            {500, "Internal error", "The bridge failed unexpectedly; the error is logged on the server."},
 	"upgrade-required":    {426, "Upgrade required", "This resource is a WebSocket: connect with a WebSocket client (Connection: Upgrade, Upgrade: websocket)."},
-	"not-implemented":     {501, "Not implemented", "The worker serving this verb's queue does not handle it (the built-in worker handles publish, edit, retract and move only)."},
+	"malformed-feed":      {500, "Malformed feed", "The feed's data in Redis does not follow the Thoonk schema (a key of another type, an unknown feed type, an invalid name): an operator must repair or delete it. Other feeds are not affected."},
+	"not-implemented":     {501, "Not implemented", "No worker handles this verb on its queue (the built-in worker handles publish, edit, retract and move only)."},
 	"unavailable":         {503, "Service unavailable", "The feed store or the bridge is temporarily unavailable, or too many streams are open; retry after Retry-After seconds."},
 }
 
@@ -106,6 +107,10 @@ func problemOf(err error) (kind, detail string, ok bool) {
 // client's fault are logged and answered without their text, so Redis
 // errors never reach a client.
 func (b *Bridge) failErr(c *gin.Context, err error) {
+	if !errors.Is(err, core.ErrDenied) && b.hub.Malformed(b.Name(), err) {
+		fail(c, "malformed-feed", err.Error())
+		return
+	}
 	if k, detail, ok := problemOf(err); ok {
 		fail(c, k, detail)
 		return

@@ -43,6 +43,46 @@ type Bridge struct {
 
 	mu       sync.Mutex     // orders starting hijacked streams and stopping
 	hijacked sync.WaitGroup // event streams running outside their handlers
+
+	// types caches feed types for single-item reads; a feed's type never
+	// changes while it exists, and mirror drops an entry when its feed is
+	// created or deleted (everything after lost events).
+	types typeCache
+}
+
+// maxCachedTypes bounds the type cache; when full it starts over.
+const maxCachedTypes = 10000
+
+// typeCache maps feed names to their types.
+type typeCache struct {
+	mu sync.RWMutex
+	m  map[string]thoonk.FeedType
+}
+
+func (tc *typeCache) get(feed string) (thoonk.FeedType, bool) {
+	tc.mu.RLock()
+	defer tc.mu.RUnlock()
+	t, ok := tc.m[feed]
+	return t, ok
+}
+
+func (tc *typeCache) set(feed string, t thoonk.FeedType) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.m == nil || len(tc.m) >= maxCachedTypes {
+		tc.m = map[string]thoonk.FeedType{}
+	}
+	tc.m[feed] = t
+}
+
+// forget drops feed's entry, or every entry when feed is "".
+func (tc *typeCache) forget(feed string) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if feed == "" {
+		tc.m = nil
+	}
+	delete(tc.m, feed)
 }
 
 var (
@@ -76,7 +116,7 @@ func (b *Bridge) MountHTTP(hub *core.Hub, mux *http.ServeMux) error {
 	if b.docs, err = renderDocs(b.spec); err != nil {
 		return err
 	}
-	e.Use(b.recoverer, b.cors, b.authenticate)
+	e.Use(b.recoverer, b.cors, b.strictQuery, b.authenticate)
 	e.NoRoute(func(c *gin.Context) { fail(c, "not-found", "no such resource") })
 	e.NoMethod(func(c *gin.Context) { fail(c, "method-not-allowed", "") })
 
@@ -189,6 +229,12 @@ func (b *Bridge) setState(hub *core.Hub) {
 
 // mirror puts one journal event into the ring.
 func (b *Bridge) mirror(ctx context.Context, hub *core.Hub, ev thoonk.Event) {
+	switch ev.Type {
+	case thoonk.EventCreate, thoonk.EventDelete:
+		b.types.forget(ev.Feed)
+	case thoonk.EventResync:
+		b.types.forget("")
+	}
 	switch {
 	case ev.Type == thoonk.EventResync:
 		hub.Log.Info("rest: event streams catch up from the journals", "reason", ev.Reason.String())

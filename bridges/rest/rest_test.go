@@ -141,7 +141,8 @@ func TestFeedsAndExposure(t *testing.T) {
 			t.Errorf("404s differ: %s vs %s", b, bodies[0])
 		}
 	}
-	e.call("GET", "/v1/feeds/"+url.PathEscape("bad*name"), tokReader, "").wantProblem(t, 400, "bad-request")
+	e.call("GET", "/v1/feeds/"+url.PathEscape("bad\x01name"), tokReader, "").wantProblem(t, 400, "bad-request")
+	e.call("GET", "/v1/feeds/"+url.PathEscape("no*such"), tokReader, "").wantProblem(t, 404, "not-found")
 
 	// listing: the anonymous actor sees public feeds only; paging by name
 	r := e.call("GET", "/v1/feeds", "", "")

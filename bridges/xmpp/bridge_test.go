@@ -190,11 +190,11 @@ func TestXMPPFanout(t *testing.T) {
 	must(t, e.store.Create(ctx, "small", thoonk.TypeFeed, nil))
 	s := e.bridge.current.Load()
 	for i := range many {
-		if _, err := s.subs.add(ctx, "big", fmt.Sprintf("u%d@test", i)); err != nil {
+		if _, err := s.subs.add(ctx, "big", fmt.Sprintf("u%d@test", i), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.subs.add(ctx, "small", "solo@test"); err != nil {
+	if _, err := s.subs.add(ctx, "small", "solo@test", nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err := e.store.Feed("big").Publish(ctx, []byte(`{"big":true}`), "b1")
@@ -268,7 +268,7 @@ func TestXMPPNotifierOverflowDropsOldest(t *testing.T) {
 		if q == nil {
 			break
 		}
-		id, _ := tokensElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
+		id, _ := bodyElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
 		order = append(order, q.feed+":"+id)
 		n.advance(q, d, to)
 		_ = from
@@ -287,9 +287,9 @@ func TestXMPPSubscriptionsPersist(t *testing.T) {
 	hub, m := newHub(t)
 	ctx := context.Background()
 	r := newRegistry(hub.Store.Client(), "pubsub.test")
-	sub, err := r.add(ctx, "feed:1", "a@test/phone")
+	sub, err := r.add(ctx, "feed:1", "a@test/phone", nil)
 	must(t, err)
-	again, err := r.add(ctx, "feed:1", "a@test/phone")
+	again, err := r.add(ctx, "feed:1", "a@test/phone", nil)
 	must(t, err)
 	if again.SubID != sub.SubID {
 		t.Error("subscribing twice made a second subscription")

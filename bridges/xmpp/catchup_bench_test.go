@@ -30,7 +30,7 @@ func BenchmarkXMPPResyncCatchUp(b *testing.B) {
 			}
 			for i := range nodes {
 				must(b, hub.Store.Create(ctx, feed(i), thoonk.TypeFeed, nil))
-				_, err := s.subs.add(ctx, feed(i), "x@test")
+				_, err := s.subs.add(ctx, feed(i), "x@test", nil)
 				must(b, err)
 				_, _, err = s.startCursor(ctx, feed(i), "")
 				must(b, err)

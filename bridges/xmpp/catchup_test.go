@@ -27,7 +27,7 @@ func drain(t testing.TB, n *notifier) []string {
 			return ids
 		}
 		if from == 0 {
-			ids = append(ids, notifiedIDs(tokensElement(t, message("pubsub.test", "x@test", "headline", "m", d.body)))...)
+			ids = append(ids, notifiedIDs(messageOf(t, d.body))...)
 		}
 		if done := n.advance(q, d, to); done != nil {
 			done()
@@ -132,7 +132,7 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 	at := time.UnixMilli(1_800_000_000_000)
 	m.SetTime(at)
 	publish("m", "0")
-	_, err := s.subs.add(ctx, "f", "x@test")
+	_, err := s.subs.add(ctx, "f", "x@test", nil)
 	must(t, err)
 	_, _, err = s.startCursor(ctx, "f", "") // as subscribe does
 	must(t, err)
@@ -167,7 +167,7 @@ func TestXMPPResyncCatchesUpExactly(t *testing.T) {
 func TestXMPPWriterWithSlowClock(t *testing.T) {
 	s, hub, m := offlineService(t)
 	ctx := context.Background()
-	_, err := s.subs.add(ctx, "f", "x@test")
+	_, err := s.subs.add(ctx, "f", "x@test", nil)
 	must(t, err)
 	at := time.UnixMilli(1_800_000_000_000)
 	m.SetTime(at)
@@ -222,7 +222,7 @@ func TestXMPPCatchUpMax(t *testing.T) {
 		nextMillisecond()
 	}
 	publish("i0")
-	_, err := s.subs.add(ctx, "f", "x@test")
+	_, err := s.subs.add(ctx, "f", "x@test", nil)
 	must(t, err)
 	_, _, err = s.startCursor(ctx, "f", "")
 	must(t, err)
@@ -323,7 +323,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 	for i := range 100 {
 		feed := "n" + strconv.Itoa(i)
 		must(t, hub.Store.Create(ctx, feed, thoonk.TypeFeed, nil))
-		_, err := s.subs.add(ctx, feed, "x@test")
+		_, err := s.subs.add(ctx, feed, "x@test", nil)
 		must(t, err)
 		_, _, err = s.startCursor(ctx, feed, "")
 		must(t, err)
@@ -332,7 +332,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 		must(t, err)
 		want[id] = true
 	}
-	_, err := s.subs.add(ctx, "f", "x@test")
+	_, err := s.subs.add(ctx, "f", "x@test", nil)
 	must(t, err)
 	must(t, hub.Store.Delete(ctx, "f"))
 
@@ -343,7 +343,7 @@ func TestXMPPResyncCatchesUpEveryNode(t *testing.T) {
 		if q == nil {
 			break
 		}
-		msg := tokensElement(t, message("pubsub.test", "x@test", "headline", "m", d.body))
+		msg := messageOf(t, d.body)
 		ids := notifiedIDs(msg)
 		switch gone := msg.child(nsPubsubEvent, "event").child(nsPubsubEvent, "delete"); {
 		case len(ids) == 1 && want[ids[0]]:

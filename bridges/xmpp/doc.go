@@ -29,4 +29,39 @@
 //     and per domain.
 //   - The component reconnects with backoff and jitter and rebuilds all of
 //     its state from the config and Redis.
+//
+// # What mellium.im/xmpp (v0.23.0) does here, and what it does not
+//
+// The session, the XEP-0114 handshake and the stream are mellium's
+// (component, xmpp, jid, xmlstream). Replies are built from mellium's
+// marshalers where they fit: stanza.Error for every error (the pubsub
+// condition as its application-specific condition), disco/info Identity
+// and Feature, disco/items Item, and paging.Set for the RSM <set/> of a
+// page that holds items. The rest is this package's own, for these
+// reasons:
+//
+//   - mux: its handlers run on the session's read loop and answer there.
+//     Here the read loop only parses a request within size limits, applies
+//     the sender's and its domain's rate limits, and hands it to a worker
+//     chosen by sender (whose replies may wait for a job's result); an IQ
+//     that waited for Redis in a mux handler would stall every other
+//     sender's requests and the server's stream (see handler in bridge.go).
+//   - disco's Handle answers from a fixed list of features and identities;
+//     nodes here are feeds, and which exist, and what their meta-data says
+//     (title, models, counts), depends on Redis and on the asking JID's ACL.
+//   - paging: Set writes <first/> and <last/> even for an empty page, which
+//     XEP-0059 2.6 forbids (an empty page carries only <count/>: rsmReply
+//     writes that itself); the package parses no requests (its request
+//     types are the client side, and RequestPrev cannot tell an empty
+//     <before/> from none), so parseRSM is ours.
+//   - stanza: its IQ and Message types marshal through xml.Encoder per
+//     stanza; a notification to 1,000 subscribers is the same payload
+//     1,000 times, so it is encoded once and each message around it is
+//     written as bytes (notifier.write). The end-to-end fan-out time is
+//     set by the server parsing the stanzas, not by this (see
+//     docs/benchmarks.md).
+//   - xmltree.go: mellium reads streams as tokens but has no element tree
+//     with limits; a request is read into a tree bounded in bytes, depth
+//     and elements before anything else looks at it, and items published
+//     as XML are parsed strictly and re-encoded token by token (payload.go).
 package xmpp

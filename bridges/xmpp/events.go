@@ -111,7 +111,9 @@ func (s *service) onEvent(ctx context.Context, ev thoonk.Event, b *batch) {
 		if ids, ok := b.take(ev.Feed); ok {
 			s.pull(ctx, ev.Feed, ids)
 		}
-		s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
+		if !s.quiet.take(ev.Feed, ev.ID) {
+			s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
+		}
 	case thoonk.EventDelete:
 		b.take(ev.Feed)
 		s.feedGone(ctx, ev.Feed)
@@ -157,13 +159,13 @@ func (s *service) feedType(ctx context.Context, feed string) (thoonk.FeedType, e
 	return t, nil
 }
 
-// recipients returns the subscribers of feed that may still read it: the
-// ACL is asked again for every notification.
+// recipients returns the subscribers of feed that want notifications and
+// may still read it: the ACL is asked again for every notification.
 func (s *service) recipients(feed string) []string {
 	if !s.feeds.Allows(feed) {
 		return nil
 	}
-	return slices.DeleteFunc(s.subs.subscribers(feed), func(j string) bool {
+	return slices.DeleteFunc(s.subs.deliverable(feed), func(j string) bool {
 		return !s.hub.ACL.Allowed(core.Actor{Protocol: "xmpp", ID: bareOf(j)}, feed, core.OpRead)
 	})
 }

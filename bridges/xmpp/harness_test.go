@@ -507,3 +507,20 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// bodyElement parses a queued notification's encoded payload.
+func bodyElement(t testing.TB, raw []byte) *element {
+	t.Helper()
+	e, err := parseXMLElement(raw, limits{bytes: 1 << 22, depth: 64, elements: 1 << 16})
+	if err != nil {
+		t.Fatalf("notification payload %s: %v", raw, err)
+	}
+	return e
+}
+
+// messageOf parses a queued notification's payload inside a message, as
+// a subscriber receives it.
+func messageOf(t testing.TB, raw []byte) *element {
+	t.Helper()
+	return bodyElement(t, append(append([]byte(`<message xmlns='jabber:component:accept'>`), raw...), `</message>`...))
+}

@@ -108,7 +108,7 @@ func TestXMPPNotifierMemoryBudget(t *testing.T) {
 		if q == nil {
 			break
 		}
-		id, _ := tokensElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
+		id, _ := bodyElement(t, d.body).child(nsPubsubEvent, "items").child(nsPubsubEvent, "retract").attr("id")
 		order = append(order, q.feed+":"+id)
 		n.advance(q, d, to)
 	}
@@ -199,7 +199,7 @@ func TestXMPPUnsubscribeWithoutReadAccess(t *testing.T) {
 	ctx := context.Background()
 	must(t, hub.Store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	// subscribed when the ACL let a@test read; it no longer does
-	_, err := newRegistry(hub.Store.Client(), "pubsub.test").add(ctx, "f", "a@test")
+	_, err := newRegistry(hub.Store.Client(), "pubsub.test").add(ctx, "f", "a@test", nil)
 	must(t, err)
 	hub.ACL = core.MustACL(core.ACLRule{Actors: []string{"xmpp:b@test"}, Feeds: []string{"*"}, Allow: []string{"read"}})
 	_, conn := startEnvWith(t, hub, m, "pubsub.test", nil)
@@ -235,7 +235,7 @@ func TestXMPPSubscriptionListCutSaysSo(t *testing.T) {
 	s := e.bridge.current.Load()
 	const subs = 80
 	for i := range subs {
-		_, err := s.subs.add(ctx, fmt.Sprintf("n%03d-%s", i, strings.Repeat("x", 200)), "a@test/r")
+		_, err := s.subs.add(ctx, fmt.Sprintf("n%03d-%s", i, strings.Repeat("x", 200)), "a@test/r", nil)
 		must(t, err)
 	}
 	seen := map[string]bool{}

@@ -1,14 +1,18 @@
 package xmpp
 
 import (
+	"bytes"
 	"context"
 	"encoding/xml"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -24,7 +28,9 @@ const perTurn = 32
 // delivery is one notification (an event, maybe a delay stamp) for some
 // subscribers of one node.
 type delivery struct {
-	body []xml.Token
+	// body is the notification's payload, encoded once for every
+	// recipient.
+	body []byte
 	to   []string
 	next int    // index of the first recipient not yet sent to
 	id   string // message ids are id-<index>
@@ -64,6 +70,9 @@ type notifier struct {
 	conns         *conns
 	lease         *core.Lease // nil: the process is alone
 
+	// buf is the sender's write buffer (its goroutine only).
+	buf []byte
+
 	mu     sync.Mutex
 	queues map[string]*nodeQueue
 	ring   []*nodeQueue // nodes with pending deliveries, in turn order
@@ -89,11 +98,12 @@ func (n *notifier) push(feed string, body []xml.Token, to []string, sent func())
 	if len(to) == 0 {
 		return
 	}
-	size := int64(encodedSize(body))
+	raw := encodeTokens(body)
+	size := int64(len(raw))
 	for _, j := range to {
 		size += int64(len(j))
 	}
-	d := &delivery{body: body, to: to, id: thoonk.NewID()[:16], size: size, sent: sent}
+	d := &delivery{body: raw, to: to, id: thoonk.NewID()[:16], size: size, sent: sent}
 	n.mu.Lock()
 	q := n.queues[feed]
 	if q == nil {
@@ -223,30 +233,80 @@ func (n *notifier) advance(q *nodeQueue, d *delivery, to int) (done func()) {
 	return done
 }
 
-// write sends messages to recipients [from, to) of d in one flush.
+// write sends messages to recipients [from, to) of d in one write: the
+// payload was encoded once (push), and each message around it is written
+// as bytes in the stream's default namespace, so a fan-out to thousands
+// of subscribers costs a copy per recipient instead of an XML encoding.
 func (n *notifier) write(sess *xmpp.Session, d *delivery, from, to int) error {
-	msgs := make([][]xml.Token, 0, to-from)
+	buf := n.buf[:0]
 	for i := from; i < to; i++ {
-		msg := message(n.from, d.to[i], n.msgType, d.id+"-"+strconv.Itoa(i), nil)
-		msgs = append(msgs, join(msg[:1], d.body, msg[1:]))
+		buf = append(buf, `<message from="`...) // in the stream's default namespace
+		buf = appendAttr(buf, n.from)
+		buf = append(buf, `" to="`...)
+		buf = appendAttr(buf, d.to[i])
+		buf = append(buf, `" type="`...)
+		buf = appendAttr(buf, n.msgType)
+		buf = append(buf, `" id="`...)
+		buf = append(buf, d.id...)
+		buf = append(buf, '-')
+		buf = strconv.AppendInt(buf, int64(i), 10)
+		buf = append(buf, `">`...)
+		buf = append(buf, d.body...)
+		buf = append(buf, `</message>`...)
 	}
-	return send(n.lease, sess, n.timeout, msgs...)
+	n.buf = buf
+	if cap(n.buf) > 1<<20 {
+		n.buf = nil // do not keep a large item's buffer
+	}
+	return sendRaw(n.lease, sess, n.timeout, buf)
+}
+
+// appendAttr appends s escaped for a double-quoted attribute value.
+func appendAttr(b []byte, s string) []byte {
+	var w bytes.Buffer
+	if strings.ContainsAny(s, "<>&\"'\t\n\r") || !utf8.ValidString(s) {
+		_ = xml.EscapeText(&w, []byte(s))
+		return append(b, w.Bytes()...)
+	}
+	return append(b, s...)
 }
 
 // errLeaseLost refuses a write once another process may lead the component.
 var errLeaseLost = errors.New("the fleet lease was lost: another bridge process leads the component")
 
-// send writes stanzas to the session and flushes them, holding the
-// session's output lock and bounding the write with timeout; first it
-// checks that this process still leads the component (lease; nil when
-// alone), else it writes nothing and closes the connection. A failed
-// write may have left half a stanza on the stream, so it closes the
-// connection: the session ends and the component reconnects.
+// send writes stanzas to the session and flushes them (see output).
+func send(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, stanzas ...[]xml.Token) error {
+	return output(lease, sess, timeout, func(_ net.Conn, w xmlstream.TokenWriteFlusher) error {
+		for _, st := range stanzas {
+			if _, err := xmlstream.Copy(w, readTokens(st)); err != nil {
+				return err
+			}
+		}
+		return w.Flush()
+	})
+}
+
+// sendRaw writes encoded stanzas to the session's connection (see output).
+func sendRaw(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, p []byte) error {
+	return output(lease, sess, timeout, func(conn net.Conn, _ xmlstream.TokenWriteFlusher) error {
+		_, err := conn.Write(p)
+		return err
+	})
+}
+
+// output runs write holding the session's output lock (nothing else is
+// written meanwhile, and the session's encoder holds nothing unflushed:
+// every writer flushes before it lets go), with the write bounded by
+// timeout; first it checks that this process still leads the component
+// (lease; nil when alone), else it writes nothing and closes the
+// connection. A failed write may have left half a stanza on the stream, so
+// it closes the connection: the session ends and the component
+// reconnects.
 //
 // (mellium's Send takes a context, but ends a write deadline it set from
 // that context in a goroutine that can fire after the call returned,
 // failing a later, unrelated write; so writes here never use it.)
-func send(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, stanzas ...[]xml.Token) (err error) {
+func output(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, write func(net.Conn, xmlstream.TokenWriteFlusher) error) (err error) {
 	conn := sess.Conn()
 	w := sess.TokenWriter()
 	if !lease.Valid() { // checked under the output lock: no write follows it
@@ -267,12 +327,7 @@ func send(lease *core.Lease, sess *xmpp.Session, timeout time.Duration, stanzas 
 		}
 	}()
 	_ = conn.SetWriteDeadline(time.Now().Add(timeout))
-	for _, st := range stanzas {
-		if _, err := xmlstream.Copy(w, readTokens(st)); err != nil {
-			return err
-		}
-	}
-	return w.Flush()
+	return write(conn, w)
 }
 
 // conns holds the current component session for the goroutines that send.

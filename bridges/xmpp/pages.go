@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"slices"
 
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
@@ -67,55 +68,111 @@ func pageList(total int, index func(uid string) (int, bool), rsm *rsmRequest, li
 	return start, min(start+limit, total), rsm != nil, nil
 }
 
-// page reads one page of a feed's items in display order (newest first on
-// plain feeds, position order on sorted feeds) as an items request asks:
-// RSM, or the maxItems most recent, or the first page_size items. It
-// reports whether the reply must carry an RSM <set/>: when the client
-// asked for RSM, or when the service cut the list short (not when the
-// client asked for max_items).
-func (s *service) page(ctx context.Context, feed string, rsm *rsmRequest, maxItems int) (thoonk.Page, bool, *stanzaError) {
-	pr := thoonk.PageRequest{Limit: s.cfg.PageSize}
+// page reads one page of a feed's items as an items (or disco#items)
+// request asks: RSM, or the maxItems most recent, or the page_size most
+// recent. It reports whether the reply must carry an RSM <set/>: when the
+// client asked for RSM, or when the service cut the list short (not when
+// the client asked for max_items).
+//
+// A plain feed's items are in chronological order (by their last publish
+// or edit, as Redis placed them), in the whole result set and within each
+// page, as Prosody and MAM give them: index 0 is the oldest item, <after>
+// pages towards newer ones, an empty <before/> gives the newest page,
+// and without RSM the newest items come, oldest first. XEP-0413
+// <order by='modification' desc='true'/> reverses the order (newest
+// first, which is the feed's display order). A sorted feed's items are in
+// position order, the order its owner arranged, which no ordering changes.
+func (s *service) page(ctx context.Context, feed string, typ thoonk.FeedType, rsm *rsmRequest, maxItems int, order *orderBy) (thoonk.Page, bool, *stanzaError) {
+	desc := false
+	if order != nil {
+		switch {
+		case typ != thoonk.TypeFeed:
+			return thoonk.Page{}, false, errOrder("the items of this node are in the order its owner arranged")
+		case order.By != "modification":
+			return thoonk.Page{}, false, errOrder("items can be ordered by modification only: Thoonk feeds keep no creation time")
+		}
+		desc = order.Desc
+	}
+	limit := s.cfg.PageSize
 	if maxItems > 0 {
-		pr.Limit = min(maxItems, thoonk.MaxPageSize)
+		limit = min(maxItems, thoonk.MaxPageSize)
+	}
+	if rsm != nil && rsm.Max > 0 {
+		limit = min(rsm.Max, thoonk.MaxPageSize)
 	}
 	store := s.hub.Store
-	if rsm != nil {
-		if rsm.Max == 0 {
-			n, err := store.Count(ctx, feed)
-			if err != nil {
-				return thoonk.Page{}, false, s.storeError(err)
-			}
-			return thoonk.Page{Total: n}, true, nil
+	count := func() (int64, *stanzaError) {
+		n, err := store.Count(ctx, feed)
+		if err != nil {
+			return 0, s.storeError(err)
 		}
-		if rsm.Max > 0 {
-			pr.Limit = min(rsm.Max, thoonk.MaxPageSize)
+		return n, nil
+	}
+	if rsm != nil && rsm.Max == 0 {
+		n, e := count()
+		return thoonk.Page{Total: n}, true, e
+	}
+	// Requests in display order (newest first on plain feeds), and
+	// whether the page read must be reversed.
+	chrono := typ == thoonk.TypeFeed && !desc
+	pr := thoonk.PageRequest{Limit: limit}
+	switch {
+	case rsm == nil:
+		if !chrono && typ == thoonk.TypeSorted && maxItems == 0 {
+			break // the first page_size in position order
 		}
-		switch {
-		case rsm.After != "":
-			pr.After = &thoonk.Cursor{ID: rsm.After}
-		case rsm.HasBefore && rsm.Before != "":
-			pr.Before = &thoonk.Cursor{ID: rsm.Before}
-		case rsm.HasBefore:
-			n, err := store.Count(ctx, feed)
-			if err != nil {
-				return thoonk.Page{}, false, s.storeError(err)
-			}
-			pr.Offset = max(0, n-int64(pr.Limit))
-		case rsm.Index > 0:
-			pr.Offset = rsm.Index
+	case rsm.After != "" && chrono:
+		pr.Before = &thoonk.Cursor{ID: rsm.After} // newer: before it in display order
+	case rsm.After != "":
+		pr.After = &thoonk.Cursor{ID: rsm.After}
+	case rsm.HasBefore && rsm.Before != "" && chrono:
+		pr.After = &thoonk.Cursor{ID: rsm.Before}
+	case rsm.HasBefore && rsm.Before != "":
+		pr.Before = &thoonk.Cursor{ID: rsm.Before}
+	case rsm.HasBefore && chrono:
+		// the newest page: the first in display order
+	case rsm.HasBefore, chrono:
+		// the last page in display order (an empty <before/> on a
+		// sorted or newest-first node), or the first chronological
+		// page (RSM without a position): both end the display order
+		n, e := count()
+		if e != nil {
+			return thoonk.Page{}, false, e
 		}
+		start := int64(0)
+		if rsm.Index >= 0 && chrono {
+			start = rsm.Index
+		}
+		pr.Offset = max(0, n-start-int64(limit))
+		pr.Limit = int(min(int64(limit), max(0, n-start)))
+		if pr.Limit == 0 {
+			return thoonk.Page{Total: n, Start: min(start, n)}, true, nil
+		}
+	case rsm.Index > 0:
+		pr.Offset = rsm.Index
 	}
 	page, err := store.Page(ctx, feed, pr)
 	if err != nil {
 		return thoonk.Page{}, false, s.storeError(err)
 	}
 	cut := maxItems == 0 && (page.HasNext() || page.HasPrev())
+	if chrono {
+		slices.Reverse(page.Items)
+		page.Start = max(0, page.Total-page.Start-int64(len(page.Items)))
+	}
 	return page, rsm != nil || cut, nil
+}
+
+// errOrder answers an XEP-0413 ordering the node cannot give.
+func errOrder(txt string) *stanzaError {
+	return &stanzaError{Type: "cancel", Condition: "feature-not-implemented", Text: txt}
 }
 
 // storeError maps a store error to a stanza error.
 func (s *service) storeError(err error) *stanzaError {
 	switch {
+	case s.hub.Malformed("xmpp", err):
+		return errMalformed(err)
 	case errors.Is(err, thoonk.ErrNotFound):
 		return errNotFound("no such item: " + errorText(err))
 	case errors.Is(err, thoonk.ErrInvalid):
@@ -157,7 +214,7 @@ func (s *service) itemEvent(feed, id string, data []byte) []xml.Token {
 // items answers item retrieval (XEP-0060 6.5): specific ids, the
 // max_items most recent, or pages with RSM.
 func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
-	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+	feed, typ, e := s.resolve(ctx, req, who, core.OpRead)
 	if e != nil {
 		return nil, e
 	}
@@ -172,18 +229,17 @@ func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.To
 		if err != nil {
 			return nil, s.storeError(err)
 		}
+		// in the order asked for; ids not in the node are left out, and
+		// none found is an empty result (XEP-0060 6.5.9.10)
 		for i, data := range got {
 			if data != nil {
 				uids = append(uids, req.ItemIDs[i])
 				parts = append(parts, s.itemTokens(feed, req.ItemIDs[i], data, nsPubsub))
 			}
 		}
-		if len(parts) == 0 {
-			return nil, errNotFound("none of the items asked for is in the node")
-		}
 		pg.Total = int64(len(parts))
 	} else {
-		if pg, want, e = s.page(ctx, feed, req.RSM, req.MaxItems); e != nil {
+		if pg, want, e = s.page(ctx, feed, typ, req.RSM, req.MaxItems, req.Order); e != nil {
 			return nil, e
 		}
 		for _, it := range pg.Items {

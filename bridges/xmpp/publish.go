@@ -8,6 +8,8 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
@@ -113,14 +115,71 @@ func (s *service) retract(ctx context.Context, req *request, who caller) (pendin
 	if e != nil {
 		return nil, e
 	}
-	w, e := s.submit(ctx, core.Action{Verb: core.VerbRetract, Feed: feed, ID: req.ItemIDs[0], Actor: who.actor})
-	if e != nil || w == nil {
+	id := req.ItemIDs[0]
+	if !req.Notify {
+		s.quiet.hold(feed, id) // before the job exists: its event cannot come first
+	}
+	w, e := s.submit(ctx, core.Action{Verb: core.VerbRetract, Feed: feed, ID: id, Actor: who.actor})
+	if e != nil {
+		s.quiet.release(feed, id)
 		return nil, e
+	}
+	if w == nil {
+		return nil, nil
 	}
 	return func(ctx context.Context) []xml.Token {
 		res, e := s.settle(ctx, w)
+		if e != nil {
+			s.quiet.release(feed, id)
+		}
 		return append(iqReply(req, nil, e), workerMessage(req, res)...)
 	}, nil
+}
+
+// quietRetractTTL bounds how long a retraction requested without notify
+// waits for its event; past it, the retraction notifies like any other.
+const quietRetractTTL = 10 * time.Minute
+
+// quietRetracts remembers the retractions requested without notify='true'
+// (XEP-0060 7.2.2.1: the service notifies subscribers when the request
+// asks for it), so that the dispatcher leaves their retract events
+// unannounced. Retractions by any other means (another protocol, a
+// Thoonk writer, max_length trimming) are always notified.
+type quietRetracts struct {
+	mu sync.Mutex
+	m  map[string]time.Time // feed NUL id -> until
+}
+
+func (q *quietRetracts) hold(feed, id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	now := time.Now()
+	if q.m == nil || len(q.m) > 4096 {
+		for k, until := range q.m {
+			if now.After(until) {
+				delete(q.m, k)
+			}
+		}
+		if q.m == nil {
+			q.m = map[string]time.Time{}
+		}
+	}
+	q.m[feed+"\x00"+id] = now.Add(quietRetractTTL)
+}
+
+func (q *quietRetracts) release(feed, id string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.m, feed+"\x00"+id)
+}
+
+// take reports, once, whether the retraction of id was requested quiet.
+func (q *quietRetracts) take(feed, id string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	until, ok := q.m[feed+"\x00"+id]
+	delete(q.m, feed+"\x00"+id)
+	return ok && time.Now().Before(until)
 }
 
 // pending is a reply that waits for a job's result: it waits, then
@@ -208,11 +267,9 @@ func (s *service) checkOptions(ctx context.Context, feed string, typ thoonk.Feed
 	if n, err := strconv.Atoi(infos[0].Config["max_length"]); err == nil && n > 0 && typ == thoonk.TypeFeed {
 		maxItems = strconv.Itoa(n)
 	}
-	access := "whitelist"
-	if s.hub.ACL.Allowed(anyone, feed, core.OpRead) {
-		access = "open"
-	}
+	access, publish := s.models(feed)
 	actual := map[string]string{
+		"pubsub#publish_model":            publish,
 		"pubsub#persist_items":            "true",
 		"pubsub#deliver_payloads":         "true",
 		"pubsub#deliver_notifications":    "true",

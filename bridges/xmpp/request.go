@@ -19,6 +19,7 @@ const (
 	opSubscriptions
 	opPublish
 	opRetract
+	opOptions
 )
 
 // request is one parsed IQ addressed to the service.
@@ -45,8 +46,21 @@ type request struct {
 	Item *publishItem
 	// Options are the publish-options form's fields (nil when absent).
 	Options map[string][]string
-	// HasSubOptions reports subscription options sent with a subscribe.
-	HasSubOptions bool
+	// SubOptions are the subscribe_options form's fields sent with a
+	// subscribe or an options set (nil when none).
+	SubOptions map[string][]string
+	// Order is the first XEP-0413 ordering of an items request (nil: the
+	// default, chronological).
+	Order *orderBy
+	// Notify is a retract's notify attribute ("true" or "1").
+	Notify bool
+}
+
+// orderBy is an XEP-0413 <order/> element.
+type orderBy struct {
+	// By is "creation", "modification" or another ordering.
+	By   string
+	Desc bool
 }
 
 // rsmRequest is an XEP-0059 <set/> request.
@@ -173,6 +187,14 @@ func (req *request) parsePubsub(p *element, tooLarge bool) {
 		req.want(req.Type == "set", "subscribe is an IQ set")
 		req.JID, _ = first.attr("jid")
 		allowed["options"] = true
+	case "options":
+		// XEP-0060 6.3: get or set one's subscription options
+		req.Op = opOptions
+		req.JID, _ = first.attr("jid")
+		req.SubID, _ = first.attr("subid")
+		if req.Type == "set" {
+			req.SubOptions = req.parseForm(first.child(nsDataForms, "x"), nsSubOptions)
+		}
 	case "unsubscribe":
 		req.Op = opUnsubscribe
 		req.want(req.Type == "set", "unsubscribe is an IQ set")
@@ -190,6 +212,11 @@ func (req *request) parsePubsub(p *element, tooLarge bool) {
 	case "retract":
 		req.Op = opRetract
 		req.want(req.Type == "set", "retract is an IQ set")
+		if v, ok := first.attr("notify"); ok {
+			b, valid := xsdBool(v)
+			req.want(valid, "notify must be true, false, 1 or 0")
+			req.Notify = b
+		}
 		for _, it := range first.children() {
 			if it.Name != (xml.Name{Space: nsPubsub, Local: "item"}) {
 				req.want(false, "only item elements may appear in retract")
@@ -208,16 +235,25 @@ func (req *request) parsePubsub(p *element, tooLarge bool) {
 	}
 	for _, k := range kids[1:] {
 		switch {
-		case k.Name.Space != nsPubsub && !(k.Name.Space == nsRSM && allowed["set"]):
+		case k.Name.Space != nsPubsub && !((k.Name.Space == nsRSM || k.Name.Space == nsOrderBy) && allowed["set"]):
 			req.want(false, "unexpected element "+k.Name.Local+" in the pubsub request")
 		case k.Name.Space == nsRSM && k.Name.Local == "set":
 			req.RSM = req.parseRSM(k)
+		case k.Name.Space == nsOrderBy && k.Name.Local == "order":
+			if req.Order == nil { // the first one orders; the others break ties
+				req.Order = req.parseOrder(k)
+			}
 		case !allowed[k.Name.Local]:
 			req.want(false, "unexpected element "+k.Name.Local+" in the pubsub request")
 		case k.Name.Local == "publish-options":
 			req.Options = req.parseForm(k.child(nsDataForms, "x"), nsPublishOpts)
 		case k.Name.Local == "options":
-			req.HasSubOptions = len(k.children()) > 0
+			_, hasNode := k.attr("node")
+			_, hasJID := k.attr("jid")
+			req.want(!hasNode && !hasJID, "the options of a subscribe carry no node or jid (XEP-0060 6.3.7)")
+			if len(k.children()) > 0 {
+				req.SubOptions = req.parseForm(k.child(nsDataForms, "x"), nsSubOptions)
+			}
 		}
 	}
 }
@@ -282,12 +318,36 @@ func (req *request) parseRSM(set *element) *rsmRequest {
 	return r
 }
 
+// parseOrder reads an XEP-0413 <order/> element.
+func (req *request) parseOrder(e *element) *orderBy {
+	o := &orderBy{}
+	o.By, _ = e.attr("by")
+	req.want(o.By != "", "an order element needs a by attribute")
+	if v, ok := e.attr("desc"); ok {
+		b, valid := xsdBool(v)
+		req.want(valid, "desc must be true, false, 1 or 0")
+		o.Desc = b
+	}
+	return o
+}
+
+// xsdBool reads an XML Schema boolean.
+func xsdBool(v string) (value, ok bool) {
+	switch v {
+	case "true", "1":
+		return true, true
+	case "false", "0":
+		return false, true
+	}
+	return false, false
+}
+
 // parseForm reads a submitted data form of the given FORM_TYPE into its
 // fields' values; a missing or different FORM_TYPE is a bad request.
 func (req *request) parseForm(x *element, formType string) map[string][]string {
 	fields := map[string][]string{}
 	if x == nil {
-		req.want(false, "publish-options must hold a data form")
+		req.want(false, "the request must hold a data form of type "+formType)
 		return fields
 	}
 	for _, f := range x.children() {
@@ -314,7 +374,6 @@ func (req *request) parseForm(x *element, formType string) map[string][]string {
 var pubsubFeatures = map[string]string{
 	"create":       "create-nodes",
 	"configure":    "config-node",
-	"options":      "subscription-options",
 	"affiliations": "retrieve-affiliations",
 	"default":      "retrieve-default-sub",
 }

@@ -98,7 +98,10 @@ func TestXMPPParseRequest(t *testing.T) {
 		{"create", pubsub("set", `<create node='n'/>`), "feature-not-implemented", "unsupported", "create-nodes"},
 		{"configure", pubsub("set", `<configure node='n'/>`), "feature-not-implemented", "unsupported", "config-node"},
 		{"affiliations", pubsub("get", `<affiliations/>`), "feature-not-implemented", "unsupported", "retrieve-affiliations"},
-		{"subscription options", pubsub("get", `<options node='n' jid='a@example.org'/>`), "feature-not-implemented", "unsupported", "subscription-options"},
+		{"options set without a form", pubsub("set", `<options node='n' jid='a@example.org'/>`), "bad-request", "", ""},
+		{"subscribe options with a node", pubsub("set", `<subscribe node='n' jid='a@example.org'/><options node='n'><x xmlns='jabber:x:data' type='submit'/></options>`), "bad-request", "", ""},
+		{"retract notify maybe", pubsub("set", `<retract node='n' notify='maybe'><item id='1'/></retract>`), "bad-request", "", ""},
+		{"order without by", pubsub("get", `<items node='n'/><order xmlns='urn:xmpp:order-by:1'/>`), "bad-request", "", ""},
 		{"unknown element", pubsub("get", `<frobnicate/>`), "bad-request", "", ""},
 		{"owner subscriptions", iqHead + `type='get'><pubsub xmlns='http://jabber.org/protocol/pubsub#owner'><subscriptions node='n'/></pubsub></iq>`, "feature-not-implemented", "unsupported", "manage-subscriptions"},
 	}

@@ -12,6 +12,10 @@ import (
 	"sync"
 	"time"
 
+	discoinfo "mellium.im/xmpp/disco/info"
+	discoitems "mellium.im/xmpp/disco/items"
+	"mellium.im/xmpp/jid"
+
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
@@ -35,6 +39,9 @@ var features = []string{
 	nsPubsub + "#retrieve-subscriptions",
 	nsPubsub + "#rsm",
 	nsPubsub + "#subscribe",
+	nsPubsub + "#subscription-options",
+	nsOrderBy,
+	nsOrderBy + "@" + nsPubsub,
 }
 
 // service is the pubsub service: it answers requests and turns feed
@@ -43,6 +50,7 @@ type service struct {
 	cfg     Config
 	hub     *core.Hub
 	domain  string
+	jid     jid.JID // the component's address
 	feeds   *core.FeedFilter
 	subs    *registry
 	cursors *cursors
@@ -65,6 +73,8 @@ type service struct {
 
 	// types caches feed types for the event dispatcher (its goroutine only).
 	types map[string]thoonk.FeedType
+	// quiet holds the retractions requested without notify.
+	quiet quietRetracts
 }
 
 func newService(cfg Config, hub *core.Hub, c *conns) *service {
@@ -73,8 +83,9 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 		log = slog.Default()
 	}
 	log = log.With("adapter", "xmpp")
+	self, _ := jid.Parse(cfg.JID) // validated with the config
 	return &service{
-		cfg: cfg, hub: hub, domain: cfg.JID, feeds: hub.Exposed(cfg.Feeds),
+		cfg: cfg, hub: hub, domain: cfg.JID, jid: self, feeds: hub.Exposed(cfg.Feeds),
 		subs:       newRegistry(hub.Store.Client(), cfg.JID),
 		cursors:    newCursors(hub.Store.Client(), cfg.JID, log),
 		notify:     newNotifier(cfg, c, log, hub.Metrics),
@@ -118,6 +129,8 @@ func (s *service) handle(ctx context.Context, req *request, who caller) ([]xml.T
 		err = s.unsubscribe(ctx, req, who)
 	case opSubscriptions:
 		payload, err = s.subscriptions(req, who)
+	case opOptions:
+		payload, err = s.options(ctx, req, who)
 	case opPublish:
 		payload, later, err = s.publish(ctx, req, who)
 	case opRetract:
@@ -165,6 +178,8 @@ func (s *service) resolve(ctx context.Context, req *request, who caller, op stri
 	switch {
 	case errors.Is(err, thoonk.ErrNotFound):
 		return "", "", hidden
+	case s.hub.Malformed("xmpp", err):
+		return "", "", errMalformed(err)
 	case err != nil:
 		s.log.Warn("xmpp: read feed type", "feed", feed, "err", err)
 		return "", "", errInternal("the feed store is unavailable; try again")
@@ -182,9 +197,9 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 	query := ns(nsDiscoInfo, "query")
 	if req.Node == "" {
 		var content []xml.Token
-		content = append(content, el(local("identity"), []string{"category", "pubsub", "type", "service", "name", s.cfg.Name})...)
+		content = append(content, tokensOf(discoinfo.Identity{Category: "pubsub", Type: "service", Name: s.cfg.Name}.TokenReader())...)
 		for _, f := range features {
-			content = append(content, el(local("feature"), []string{"var", f})...)
+			content = append(content, tokensOf(discoinfo.Feature{Var: f}.TokenReader())...)
 		}
 		return el(query, nil, content), nil
 	}
@@ -197,6 +212,9 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 		return nil, errNotFound("no node " + strconv.Quote(req.Node))
 	}
 	info := infos[0]
+	if s.hub.Malformed("xmpp", info.Err) {
+		return nil, errMalformed(info.Err)
+	}
 	title := info.Config["title"]
 	if title == "" {
 		title = feed
@@ -211,16 +229,19 @@ func (s *service) discoInfo(ctx context.Context, req *request, who caller) ([]xm
 	if t := payloadType(s.cfg.format(feed)); t != "" {
 		fields = append(fields, formField("pubsub#type", "text-single", t)...)
 	}
+	access, publish := s.models(feed)
 	fields = join(fields,
+		formField("pubsub#access_model", "text-single", access),
+		formField("pubsub#publish_model", "text-single", publish),
 		formField("pubsub#num_subscribers", "text-single", strconv.Itoa(len(s.subs.subscribers(feed)))),
 		formField("x-feedbridge#feed_type", "text-single", string(info.Type)),
 		formField("x-feedbridge#item_count", "text-single", strconv.FormatInt(info.Count, 10)),
 	)
 	return el(query, []string{"node", req.Node}, join(
-		el(local("identity"), []string{"category", "pubsub", "type", "leaf", "name", title}),
-		el(local("feature"), []string{"var", nsDiscoInfo}),
-		el(local("feature"), []string{"var", nsDiscoItems}),
-		el(local("feature"), []string{"var", nsPubsub}),
+		tokensOf(discoinfo.Identity{Category: "pubsub", Type: "leaf", Name: title}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsDiscoInfo}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsDiscoItems}.TokenReader()),
+		tokensOf(discoinfo.Feature{Var: nsPubsub}.TokenReader()),
 		el(ns(nsDataForms, "x"), []string{"type", "result"}, fields),
 	)), nil
 }
@@ -236,16 +257,16 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		want  bool
 	)
 	if req.Node != "" {
-		feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+		feed, typ, e := s.resolve(ctx, req, who, core.OpRead)
 		if e != nil {
 			return nil, e
 		}
-		if pg, want, e = s.page(ctx, feed, req.RSM, 0); e != nil {
+		if pg, want, e = s.page(ctx, feed, typ, req.RSM, 0, nil); e != nil {
 			return nil, e
 		}
 		for _, it := range pg.Items {
 			uids = append(uids, it.ID)
-			parts = append(parts, el(local("item"), []string{"jid", req.To, "name", it.ID}))
+			parts = append(parts, tokensOf(discoitems.Item{JID: s.jid, Name: it.ID}.TokenReader()))
 		}
 	} else {
 		nodes, err := s.visibleNodes(ctx, who)
@@ -266,11 +287,25 @@ func (s *service) discoItems(ctx context.Context, req *request, who caller) ([]x
 		want, pg = w || end < len(names), thoonk.Page{Total: int64(len(names)), Start: int64(start)}
 		for i, n := range nodes[start:end] {
 			uids = append(uids, names[start+i])
-			parts = append(parts, el(local("item"), []string{"jid", req.To, "node", names[start+i], "name", n.Config["title"]}))
+			parts = append(parts, tokensOf(discoitems.Item{JID: s.jid, Node: names[start+i], Name: n.Config["title"]}.TokenReader()))
 		}
 	}
 	content, set := s.fitPage(parts, uids, pg, want)
 	return el(query, []string{"node", req.Node}, content, set), nil
+}
+
+// models derives a node's XEP-0060 access and publish models from the
+// ACL: "open" when it lets any XMPP user read (publish), else "whitelist"
+// ("publishers"): only the JIDs its rules name may.
+func (s *service) models(feed string) (access, publish string) {
+	access, publish = "whitelist", "publishers"
+	if s.hub.ACL.Allowed(anyone, feed, core.OpRead) {
+		access = "open"
+	}
+	if s.hub.ACL.Allowed(anyone, feed, core.VerbPublish) {
+		publish = "open"
+	}
+	return access, publish
 }
 
 // visibleNodes returns the feeds shown as nodes to who, sorted by name.
@@ -286,7 +321,7 @@ func (s *service) visibleNodes(ctx context.Context, who caller) ([]thoonk.FeedIn
 	if err != nil {
 		return nil, err
 	}
-	return slices.DeleteFunc(infos, func(i thoonk.FeedInfo) bool {
+	return slices.DeleteFunc(s.hub.Usable("xmpp", infos), func(i thoonk.FeedInfo) bool {
 		return i.Type != thoonk.TypeFeed && i.Type != thoonk.TypeSorted
 	}), nil
 }
@@ -314,8 +349,9 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 	if !ok {
 		return nil, nil, errBadRequest("invalid-jid", "the jid must be your own (bare or full) JID")
 	}
-	if req.HasSubOptions {
-		return nil, nil, errUnsupported("subscription-options")
+	quiet, e := subOptions(req.SubOptions)
+	if e != nil {
+		return nil, nil, e
 	}
 	feed, typ, e := s.resolve(ctx, req, who, core.OpRead)
 	if e != nil {
@@ -329,12 +365,16 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 			Text: fmt.Sprintf("%s has %d subscriptions, the most this service allows", who.bare, s.cfg.MaxSubscriptionsPerJID)}
 	}
 	if typ != thoonk.TypeFeed {
-		sub, err := s.subs.add(ctx, feed, j)
+		sub, err := s.subs.add(ctx, feed, j, quiet)
 		if err != nil {
 			s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 			return nil, nil, errInternal("could not store the subscription; try again")
 		}
-		return subscribed(req.Node, j, sub), func() { s.sendLastSorted(ctx, feed, j) }, nil
+		return subscribed(req, j, sub), func() {
+			if !sub.Quiet {
+				s.sendLastSorted(ctx, feed, j)
+			}
+		}, nil
 	}
 	// A plain feed's subscriber gets the last item notified to the node's
 	// subscribers (at the node's pulled mark), then, as notifications,
@@ -346,25 +386,128 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
 		return nil, nil, errInternal("could not read the node; try again")
 	}
-	sub, err := s.subs.add(ctx, feed, j)
+	sub, err := s.subs.add(ctx, feed, j, quiet)
 	if err != nil {
 		nc.mu.Unlock()
 		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 		return nil, nil, errInternal("could not store the subscription; try again")
 	}
 	last, ok := s.lastNotified(ctx, feed, s.cursors.pulledOf(nc))
-	return subscribed(req.Node, j, sub), func() {
+	return subscribed(req, j, sub), func() {
 		defer nc.mu.Unlock()
-		if ok {
+		if ok && !sub.Quiet {
 			s.sendLast(feed, last, j)
 		}
 	}, nil
 }
 
-// subscribed is the reply to a subscribe request that succeeded.
-func subscribed(node, j string, sub subscription) []xml.Token {
+// subscribed is the reply to a subscribe request that succeeded; when
+// the request carried options, the reply carries the options in force
+// (XEP-0060 6.3.7).
+func subscribed(req *request, j string, sub subscription) []xml.Token {
+	var opts []xml.Token
+	if req.SubOptions != nil {
+		opts = el(local("options"), nil, optionsForm("result", sub))
+	}
 	return el(ns(nsPubsub, "pubsub"), nil,
-		el(local("subscription"), []string{"node", node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}))
+		el(local("subscription"), []string{"node", req.Node, "jid", j, "subid", sub.SubID, "subscription", "subscribed"}), opts)
+}
+
+// subOptions checks submitted subscription options (XEP-0060 6.3) and
+// returns the pubsub#deliver choice (nil when not given). The service
+// applies pubsub#deliver; it always sends notifications one by one, with
+// the payload and without a body, and ignores presence: pubsub#digest,
+// pubsub#include_body and pubsub#subscription_type are accepted with the
+// values that describe that and no other. Fields it does not know are
+// left out of the options in force the reply shows, so the subscriber
+// sees they had no effect. A value that is not valid is a bad-request +
+// invalid-options, and nothing is subscribed.
+func subOptions(form map[string][]string) (*bool, *stanzaError) {
+	if form == nil {
+		return nil, nil
+	}
+	invalid := func(field string) *stanzaError {
+		return &stanzaError{Type: "modify", Condition: "bad-request", App: "invalid-options",
+			Text: "subscription option " + field + " cannot take that value here (see the options the service offers)"}
+	}
+	var quiet *bool
+	for field, vals := range form {
+		v, ok := "", len(vals) == 1
+		if ok {
+			v = vals[0]
+		}
+		b, isBool := xsdBool(v)
+		switch field {
+		case "pubsub#deliver":
+			if !ok || !isBool {
+				return nil, invalid(field)
+			}
+			q := !b
+			quiet = &q
+		case "pubsub#digest", "pubsub#include_body":
+			if !ok || !isBool || b {
+				return nil, invalid(field)
+			}
+		case "pubsub#subscription_type":
+			if !ok || v != "items" {
+				return nil, invalid(field)
+			}
+		}
+	}
+	return quiet, nil
+}
+
+// optionsForm is the subscription options form of sub (type "form" to
+// fill in, "result" to show the options in force).
+func optionsForm(typ string, sub subscription) []xml.Token {
+	deliver := "true"
+	if sub.Quiet {
+		deliver = "false"
+	}
+	return el(ns(nsDataForms, "x"), []string{"type", typ},
+		formField("FORM_TYPE", "hidden", nsSubOptions),
+		formField("pubsub#deliver", "boolean", deliver),
+		formField("pubsub#digest", "boolean", "false"),
+		formField("pubsub#include_body", "boolean", "false"),
+		formField("pubsub#subscription_type", "list-single", "items"))
+}
+
+// options answers XEP-0060 6.3: the subscriber's options form (get), or
+// new options (set).
+func (s *service) options(ctx context.Context, req *request, who caller) ([]xml.Token, *stanzaError) {
+	if !req.HasNode || req.Node == "" {
+		return nil, errBadRequest("nodeid-required", "name the node")
+	}
+	if req.JID == "" {
+		return nil, errBadRequest("jid-required", "say whose subscription")
+	}
+	j, ok := subscriberJID(req, who)
+	if !ok {
+		return nil, errForbidden("you may only see and change your own subscription options")
+	}
+	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
+	if e != nil {
+		return nil, e
+	}
+	sub, subscribed := s.subs.get(feed, j)
+	switch {
+	case !subscribed:
+		return nil, &stanzaError{Type: "modify", Condition: "unexpected-request", App: "not-subscribed", Text: j + " is not subscribed"}
+	case req.SubID != "" && req.SubID != sub.SubID:
+		return nil, &stanzaError{Type: "modify", Condition: "not-acceptable", App: "invalid-subid", Text: "no subscription has that subid"}
+	case req.Type == "get":
+		return el(ns(nsPubsub, "pubsub"), nil,
+			el(local("options"), []string{"node", req.Node, "jid", j, "subid", sub.SubID}, optionsForm("form", sub))), nil
+	}
+	quiet, e := subOptions(req.SubOptions)
+	if e != nil {
+		return nil, e
+	}
+	if _, err := s.subs.add(ctx, feed, j, quiet); err != nil {
+		s.log.Warn("xmpp: set subscription options", "feed", feed, "jid", j, "err", err)
+		return nil, errInternal("could not store the options; try again")
+	}
+	return nil, nil
 }
 
 // lastNotified returns the newest item of a plain feed at or before the

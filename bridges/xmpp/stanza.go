@@ -1,9 +1,13 @@
 package xmpp
 
 import (
+	"bytes"
 	"encoding/xml"
 	"io"
 	"strconv"
+
+	"mellium.im/xmpp/paging"
+	"mellium.im/xmpp/stanza"
 )
 
 // Namespaces spoken by the service.
@@ -14,6 +18,8 @@ const (
 	nsPubsubError = "http://jabber.org/protocol/pubsub#errors"
 	nsPubsubMeta  = "http://jabber.org/protocol/pubsub#meta-data"
 	nsPublishOpts = "http://jabber.org/protocol/pubsub#publish-options"
+	nsSubOptions  = "http://jabber.org/protocol/pubsub#subscribe_options"
+	nsOrderBy     = "urn:xmpp:order-by:1"
 	nsDiscoInfo   = "http://jabber.org/protocol/disco#info"
 	nsDiscoItems  = "http://jabber.org/protocol/disco#items"
 	nsRSM         = "http://jabber.org/protocol/rsm"
@@ -87,14 +93,26 @@ func (r *tokenReader) Token() (xml.Token, error) {
 // encodedSize returns the number of bytes toks take once encoded.
 func encodedSize(toks []xml.Token) int {
 	var n countWriter
-	enc := xml.NewEncoder(&n)
+	encodeTo(&n, toks)
+	return int(n)
+}
+
+// encodeTokens returns the encoding of a standalone element's tokens.
+func encodeTokens(toks []xml.Token) []byte {
+	var b bytes.Buffer
+	encodeTo(&b, toks)
+	return b.Bytes()
+}
+
+// encodeTo encodes tokens to w (up to the first that cannot be).
+func encodeTo(w io.Writer, toks []xml.Token) {
+	enc := xml.NewEncoder(w)
 	for _, t := range toks {
 		if enc.EncodeToken(t) != nil {
 			break
 		}
 	}
 	_ = enc.Flush()
-	return int(n)
 }
 
 type countWriter int
@@ -154,15 +172,33 @@ func (e *stanzaError) Error() string {
 	return s
 }
 
+// tokens encodes the error with mellium's stanza.Error, the pubsub
+// condition (if any) as its application-specific condition.
 func (e *stanzaError) tokens() []xml.Token {
-	content := el(ns(nsStanzas, e.Condition), nil)
-	if e.App != "" {
-		content = append(content, el(ns(nsPubsubError, e.App), []string{"feature", e.Feature})...)
-	}
+	se := stanza.Error{Type: stanza.ErrorType(e.Type), Condition: stanza.Condition(e.Condition)}
 	if e.Text != "" {
-		content = append(content, el(ns(nsStanzas, "text"), nil, text(e.Text))...)
+		se.Text = map[string]string{"": e.Text}
 	}
-	return el(local("error"), []string{"type", e.Type}, content)
+	var app xml.TokenReader
+	if e.App != "" {
+		app = readTokens(el(ns(nsPubsubError, e.App), []string{"feature", e.Feature}))
+	}
+	return tokensOf(se.Wrap(app))
+}
+
+// tokensOf collects the tokens of a reader (mellium's marshalers give
+// readers; replies are built as token lists, measured and cut to size).
+func tokensOf(r xml.TokenReader) []xml.Token {
+	var out []xml.Token
+	for {
+		t, err := r.Token()
+		if t != nil {
+			out = append(out, xml.CopyToken(t))
+		}
+		if err != nil {
+			return out
+		}
+	}
 }
 
 // Constructors for the errors the service returns.
@@ -185,6 +221,12 @@ func errUnsupported(feature string) *stanzaError {
 
 func errInternal(txt string) *stanzaError {
 	return &stanzaError{Type: "wait", Condition: "internal-server-error", Text: txt}
+}
+
+// errMalformed answers a request on a feed whose data in Redis is
+// malformed: not the client's fault, and not passing (type cancel).
+func errMalformed(err error) *stanzaError {
+	return &stanzaError{Type: "cancel", Condition: "internal-server-error", Text: errorText(err)}
 }
 
 // errBusy is the answer to a sender over its rate limit or a full queue.
@@ -219,14 +261,18 @@ type rsmReply struct {
 	count       int64
 }
 
+// tokens encodes the set with mellium's paging.Set, except an empty page:
+// paging.Set always writes <first/> and <last/>, which XEP-0059 2.6 says
+// an empty page has none of (only <count/>).
 func (s rsmReply) tokens() []xml.Token {
-	var content []xml.Token
-	if s.first != "" {
-		content = join(
-			el(local("first"), []string{"index", strconv.FormatInt(s.index, 10)}, text(s.first)),
-			el(local("last"), nil, text(s.last)))
+	count := uint64(max(s.count, 0))
+	if s.first == "" {
+		return el(ns(nsRSM, "set"), nil, el(local("count"), nil, text(strconv.FormatUint(count, 10))))
 	}
-	return el(ns(nsRSM, "set"), nil, content, el(local("count"), nil, text(strconv.FormatInt(s.count, 10))))
+	set := paging.Set{Last: s.last, Count: &count}
+	index := uint64(max(s.index, 0))
+	set.First.ID, set.First.Index = s.first, &index
+	return tokensOf(set.TokenReader())
 }
 
 // formField returns a data form field with its values.

@@ -26,6 +26,9 @@ type subscription struct {
 	JID   string    `json:"-"`
 	SubID string    `json:"subid"`
 	Since time.Time `json:"since"`
+	// Quiet is set when the subscriber turned notifications off
+	// (subscription option pubsub#deliver false).
+	Quiet bool `json:"quiet,omitempty"`
 }
 
 // registry holds the subscriptions: in Redis (one hash per component,
@@ -88,14 +91,21 @@ func (r *registry) load(ctx context.Context) error {
 	return nil
 }
 
-// add subscribes jid to feed, or returns its existing subscription.
-func (r *registry) add(ctx context.Context, feed, jid string) (subscription, error) {
+// add subscribes jid to feed, or returns its existing subscription;
+// quiet, when not nil, sets whether notifications are off (pubsub#deliver).
+func (r *registry) add(ctx context.Context, feed, jid string, quiet *bool) (subscription, error) {
 	r.write.Lock()
 	defer r.write.Unlock()
-	if s, ok := r.get(feed, jid); ok {
+	s, ok := r.get(feed, jid)
+	if ok && (quiet == nil || *quiet == s.Quiet) {
 		return s, nil
 	}
-	s := subscription{Feed: feed, JID: jid, SubID: thoonk.NewID(), Since: time.Now().UTC()}
+	if !ok {
+		s = subscription{Feed: feed, JID: jid, SubID: thoonk.NewID(), Since: time.Now().UTC()}
+	}
+	if quiet != nil {
+		s.Quiet = *quiet
+	}
 	v, _ := json.Marshal(s) // cannot fail: plain fields
 	if err := r.rdb.HSet(ctx, r.key, field(feed, jid), v).Err(); err != nil {
 		return subscription{}, fmt.Errorf("store subscription: %w", err)
@@ -105,7 +115,9 @@ func (r *registry) add(ctx context.Context, feed, jid string) (subscription, err
 		r.byFeed[feed] = map[string]subscription{}
 	}
 	r.byFeed[feed][jid] = s
-	r.accounts[bareOf(jid)]++
+	if !ok {
+		r.accounts[bareOf(jid)]++
+	}
 	r.mu.Unlock()
 	return s, nil
 }
@@ -158,6 +170,19 @@ func (r *registry) subscribers(feed string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return slices.Collect(maps.Keys(r.byFeed[feed]))
+}
+
+// deliverable returns the JIDs subscribed to feed that want notifications.
+func (r *registry) deliverable(feed string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.byFeed[feed]))
+	for j, s := range r.byFeed[feed] {
+		if !s.Quiet {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 // feeds returns the feeds that have subscribers.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -167,19 +168,8 @@ func TestShippedConfigRuns(t *testing.T) {
 		}
 	}()
 	base := "http://" + httpAddr
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the shipped config never became ready: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := waitReady(httpAddr); err != nil {
+		t.Fatalf("the shipped config never became ready: %v", err)
 	}
 	// the README's quick start: publish with the local token, read it back
 	req, _ := http.NewRequest("POST", base+"/v1/feeds/news/items", strings.NewReader(`{"title":"Hello","content":"first item"}`))
@@ -214,5 +204,24 @@ func TestShippedConfigRuns(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 403 {
 		t.Fatalf("anonymous publish: %d", resp.StatusCode)
+	}
+}
+
+// waitReady polls /readyz at addr until it answers 200 (20s at most).
+func waitReady(addr string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+			err = fmt.Errorf("readyz answered %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

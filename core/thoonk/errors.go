@@ -37,7 +37,42 @@ var (
 	// ErrConflict is the parent of every [ConflictError]: an item changed
 	// since the revision a change was based on.
 	ErrConflict = errors.New("conflict")
+	// ErrMalformed is the parent of every [MalformedError].
+	ErrMalformed = errors.New("malformed feed")
 )
+
+// MalformedError reports a feed whose data does not follow the schema: a
+// key of the feed holds another Redis type than the schema's, its config
+// names no known type, or its name is not a valid feed name. Only that
+// feed is affected: listings skip it, requests naming it get this error.
+type MalformedError struct {
+	Feed   string
+	Reason string
+}
+
+// Error names the feed and what is wrong with it.
+func (e *MalformedError) Error() string {
+	return fmt.Sprintf("feed %q is malformed: %s", e.Feed, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrMalformed) true.
+func (e *MalformedError) Unwrap() error { return ErrMalformed }
+
+// malformed returns a MalformedError.
+func malformed(feed, format string, args ...any) error {
+	return &MalformedError{Feed: feed, Reason: fmt.Sprintf(format, args...)}
+}
+
+// unknownType reports a config whose type the schema does not know.
+func unknownType(feed string, typ any) error {
+	return malformed(feed, "its config's type %q is not one of feed, sorted_feed, queue, job", typ)
+}
+
+// isWrongType reports Redis refusing a command on a key of another type.
+func isWrongType(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.Contains(rerr.Error(), "WRONGTYPE")
+}
 
 // WrongTypeError reports an operation of one feed type applied to a feed of another.
 type WrongTypeError struct {
@@ -69,6 +104,9 @@ func scriptError(err error, feed string, want FeedType, ctx string) error {
 		case "FBNOFEED":
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrFeedNotFound)
 		case "FBTYPE":
+			if !FeedType(detail).Valid() {
+				return unknownType(feed, detail)
+			}
 			return &WrongTypeError{Feed: feed, Want: want, Got: FeedType(detail)}
 		case "FBNOITEM":
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrItemNotFound)
@@ -82,6 +120,9 @@ func scriptError(err error, feed string, want FeedType, ctx string) error {
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrNotClaimed)
 		case "FBNOTSTALLED":
 			return fmt.Errorf("%s %q: %w", ctx, feed, ErrNotStalled)
+		}
+		if isWrongType(err) {
+			return malformed(feed, "%s: a key of the feed holds another Redis type than the schema's", ctx)
 		}
 	}
 	return fmt.Errorf("%s %q: %w", ctx, feed, err)

@@ -22,6 +22,9 @@ type Item struct {
 	// Rev is the journal revision of the item's last change (the id of its
 	// journal entry), when the feed is journaled; see Journal.
 	Rev string
+	// Joined holds the companion data a page read asked for
+	// (PageRequest.Join), in the order of its prefixes.
+	Joined []string
 	// hint places a cursor after this item even once it is gone.
 	hint string
 }

@@ -73,6 +73,9 @@ func TestJournalRecordsEveryChange(t *testing.T) {
 		if it.Rev != es[4].Rev {
 			t.Fatalf("item c rev %q, want %q", it.Rev, es[4].Rev)
 		}
+		if it, err := s.ItemOf(ctx, "news", thoonk.TypeFeed, "c"); err != nil || it.Rev != es[4].Rev || string(it.Data) != "C" {
+			t.Fatalf("ItemOf c: %+v %v, want rev %q", it, err, es[4].Rev)
+		}
 		p, err := f.Page(ctx, thoonk.PageRequest{})
 		thoonktest.Must(t, err)
 		if len(p.Items) != 1 || p.Items[0].Rev != es[4].Rev {

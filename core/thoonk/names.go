@@ -19,17 +19,11 @@ const (
 // ValidateFeedName checks that name can be used as a Thoonk feed name: not
 // empty, at most MaxFeedNameLen bytes of valid UTF-8, without control,
 // line-separator or bidi-override characters (which would corrupt the
-// NUL-separated pubsub payloads or spoof text in other protocols), and
-// without '*' (the schema's names are '*'-free, which keeps patterns
-// unambiguous).
+// NUL-separated pubsub payloads or spoof text in other protocols). Glob
+// characters are allowed, as the reference libraries allow them: a
+// pattern matches a literal '*', '?' or '[' when escaped with '\'.
 func ValidateFeedName(name string) error {
-	if err := ValidateText("feed name", name, MaxFeedNameLen); err != nil {
-		return err
-	}
-	if strings.IndexByte(name, '*') >= 0 {
-		return fmt.Errorf("feed name %q: contains '*': %w", name, ErrInvalid)
-	}
-	return nil
+	return ValidateText("feed name", name, MaxFeedNameLen)
 }
 
 // ValidateID checks that id can be used as an item or job id: not empty, at

@@ -8,12 +8,12 @@ import (
 )
 
 func TestValidateFeedName(t *testing.T) {
-	for _, ok := range []string{"news", "team:353:member:12:tasks", "a.b/c d", "ünïcödé", "x?[y]", strings.Repeat("n", MaxFeedNameLen)} {
+	for _, ok := range []string{"news", "team:353:member:12:tasks", "a.b/c d", "ünïcödé", "x?[y]", "a*b", strings.Repeat("n", MaxFeedNameLen)} {
 		if err := ValidateFeedName(ok); err != nil {
 			t.Errorf("ValidateFeedName(%q) = %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"", "a*b", "a\x00b", "a\r\nb", "tab\there", "del\x7f", "c1\u0085", "\xff", "rtl\u202eevil", "ls\u2028", strings.Repeat("n", MaxFeedNameLen+1)} {
+	for _, bad := range []string{"", "a\x00b", "a\r\nb", "tab\there", "del\x7f", "c1\u0085", "\xff", "rtl\u202eevil", "ls\u2028", strings.Repeat("n", MaxFeedNameLen+1)} {
 		if err := ValidateFeedName(bad); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ValidateFeedName(%q) = %v, want ErrInvalid", bad, err)
 		}
@@ -48,9 +48,6 @@ func FuzzValidateFeedName(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		err := ValidateFeedName(s)
 		checkNameProperties(t, s, err, MaxFeedNameLen)
-		if err == nil && strings.Contains(s, "*") {
-			t.Fatalf("accepted %q with '*'", s)
-		}
 	})
 }
 

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TypeItems names the types that hold readable items, for error messages.
@@ -66,6 +68,19 @@ type PageRequest struct {
 	Before *Cursor
 	// Offset starts the page at this index.
 	Offset int64
+	// Join, when set, reads companion data of each item in the same
+	// round trip (see PageJoin).
+	Join *PageJoin
+}
+
+// PageJoin names a hash where a caller keeps data per item (on Redis
+// Cluster, in the feed's slot: its name carries the feed's hash tag) and
+// the field prefixes to read from it for each item of a page: field
+// prefix + item id. The values come back in Item.Joined, in the order of
+// Prefixes ("" where a field is missing).
+type PageJoin struct {
+	Key      string
+	Prefixes []string
 }
 
 // Page is one page of a feed in display order: newest first on plain feeds,
@@ -90,8 +105,39 @@ func (p Page) HasPrev() bool { return p.Start > 0 }
 // round trip. A cursor whose item is gone and which carries no hint fails
 // with ErrItemNotFound.
 func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, error) {
-	if err := s.validFeed(feed); err != nil {
+	keys, args, stride, err := s.pageArgs(feed, req)
+	if err != nil {
 		return Page{}, err
+	}
+	vals, err := s.run(ctx, scripts.page, keys, args...).Slice()
+	return decodePage(feed, vals, err, stride)
+}
+
+// PageIn queues the page read on the caller's pipeline, so that it shares
+// one round trip with the caller's own reads, and returns the function
+// that gives the page once the pipeline ran. (When Redis does not hold
+// the script yet, after a restart say, that function reads the page again
+// on its own, loading the script.)
+func (s *Store) PageIn(ctx context.Context, pipe redis.Pipeliner, feed string, req PageRequest) func() (Page, error) {
+	keys, args, stride, err := s.pageArgs(feed, req)
+	if err != nil {
+		return func() (Page, error) { return Page{}, err }
+	}
+	cmd := scripts.page.EvalSha(ctx, pipe, keys, args...)
+	return func() (Page, error) {
+		vals, err := cmd.Slice()
+		if isNoScript(err) {
+			return s.Page(ctx, feed, req)
+		}
+		return decodePage(feed, vals, err, stride)
+	}
+}
+
+// pageArgs checks a page request and returns the page script's keys and
+// arguments, and the number of reply elements per item.
+func (s *Store) pageArgs(feed string, req PageRequest) ([]string, []any, int, error) {
+	if err := s.validFeed(feed); err != nil {
+		return nil, nil, 0, err
 	}
 	limit := req.Limit
 	if limit <= 0 {
@@ -109,10 +155,23 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 	}
 	if id != "" || mode == "after" || mode == "before" {
 		if err := ValidateID(id); err != nil {
-			return Page{}, fmt.Errorf("page cursor: %w", err)
+			return nil, nil, 0, fmt.Errorf("page cursor: %w", err)
 		}
 	}
-	vals, err := s.run(ctx, scripts.page, readKeys(feed), mode, id, hint, limit).Slice()
+	keys, args := readKeys(feed), []any{mode, id, hint, limit}
+	stride := 4 // id, score, item, revision
+	if j := req.Join; j != nil && len(j.Prefixes) > 0 {
+		keys = append(keys, j.Key)
+		for _, p := range j.Prefixes {
+			args = append(args, p)
+		}
+		stride += len(j.Prefixes)
+	}
+	return keys, args, stride, nil
+}
+
+// decodePage turns the page script's reply into a Page.
+func decodePage(feed string, vals []any, err error, stride int) (Page, error) {
 	if err != nil {
 		return Page{}, scriptError(err, feed, TypeItems, "page")
 	}
@@ -121,14 +180,20 @@ func (s *Store) Page(ctx context.Context, feed string, req PageRequest) (Page, e
 	}
 	p := Page{Total: vals[0].(int64), Start: vals[1].(int64), Type: FeedType(stringOf(vals[2]))}
 	rest := vals[3:]
-	p.Items = make([]Item, 0, len(rest)/4)
-	for i := 0; i+3 < len(rest); i += 4 {
-		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/4), Rev: stringOf(rest[i+3])}
+	p.Items = make([]Item, 0, len(rest)/stride)
+	for i := 0; i+stride-1 < len(rest); i += stride {
+		it := Item{ID: stringOf(rest[i]), Index: p.Start + int64(i/stride), Rev: stringOf(rest[i+3])}
 		data := bytesOf(rest[i+2])
 		if data == nil {
 			continue // id without item: a writer outside the schema's steps
 		}
 		it.Data = data
+		if stride > 4 {
+			it.Joined = make([]string, stride-4)
+			for j := range it.Joined {
+				it.Joined[j] = stringOf(rest[i+4+j])
+			}
+		}
 		if sc := stringOf(rest[i+1]); sc != "" {
 			f, err := parseScore(sc)
 			if err != nil {

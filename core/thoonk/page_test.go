@@ -132,3 +132,29 @@ func TestCursorSurvivesAnEditOfItsItem(t *testing.T) {
 		}
 	})
 }
+
+// TestPageJoin: a page read returns each item's companion fields from a
+// caller's hash, in one call, "" where a field is missing.
+func TestPageJoin(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx, s := thoonktest.Ctx(t), b.Store
+		b.Create(t, "f", thoonk.TypeFeed, nil)
+		for _, id := range []string{"a", "b", "c"} {
+			_, err := s.Feed("f").Publish(ctx, []byte("x"+id), id)
+			thoonktest.Must(t, err)
+		}
+		thoonktest.Must(t, b.RDB.HSet(ctx, "extra:f", "p:a", "1", "u:a", "2", "u:c", "3").Err())
+		p, err := s.Page(ctx, "f", thoonk.PageRequest{Limit: 10, Join: &thoonk.PageJoin{Key: "extra:f", Prefixes: []string{"p:", "u:"}}})
+		thoonktest.Must(t, err)
+		got := map[string][]string{}
+		for _, it := range p.Items {
+			got[it.ID] = it.Joined
+			if string(it.Data) != "x"+it.ID {
+				t.Errorf("item %s data %q", it.ID, it.Data)
+			}
+		}
+		if fmt.Sprint(got) != "map[a:[1 2] b:[ ] c:[ 3]]" {
+			t.Fatalf("joined %v", got)
+		}
+	})
+}

@@ -239,7 +239,8 @@ func (s *Store) Exists(ctx context.Context, feed string) (bool, error) {
 }
 
 // Type returns a feed's type from its config (a config without a type
-// field means a plain feed).
+// field means a plain feed); a type the schema does not know is an error
+// wrapping ErrMalformed.
 func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
 	if err := s.validFeed(feed); err != nil {
 		return "", err
@@ -248,6 +249,9 @@ func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
 	if err != nil {
 		return "", scriptError(err, feed, "", "feed type")
 	}
+	if !FeedType(t).Valid() {
+		return "", unknownType(feed, t)
+	}
 	return FeedType(t), nil
 }
 
@@ -255,6 +259,66 @@ func (s *Store) Type(ctx context.Context, feed string) (FeedType, error) {
 func (s *Store) Item(ctx context.Context, feed, id string) (Item, error) {
 	f := newItems(s, feed)
 	return f.Item(ctx, id)
+}
+
+// ItemOf reads one item of a feed whose type the caller knows already (a
+// feed's type never changes while it exists), in one round trip of plain
+// commands: on plain feeds ZSCORE for its publish time, then HGET of its
+// revision, then HGET of the item. (In that order on one connection: a
+// change landing in between pairs newer content with an older revision,
+// which a conditional write then refuses, never the reverse.) Its index
+// in display order is not read (Index is -1). A missing item, or a feed
+// that is gone, is an error wrapping ErrItemNotFound; when the feed turns
+// out to be of another type (deleted and created again meanwhile) the
+// error wraps ErrWrongType, and Item tells the truth.
+func (s *Store) ItemOf(ctx context.Context, feed string, typ FeedType, id string) (Item, error) {
+	if err := s.validFeed(feed); err != nil {
+		return Item{}, err
+	}
+	if err := ValidateID(id); err != nil {
+		return Item{}, err
+	}
+	if typ != TypeFeed && typ != TypeSorted {
+		return Item{}, &WrongTypeError{Feed: feed, Want: TypeItems, Got: typ}
+	}
+	pipe := s.rdb.Pipeline()
+	var score *redis.FloatCmd
+	if typ == TypeFeed {
+		score = pipe.ZScore(ctx, prefixIDs+feed, id)
+	}
+	rev := pipe.HGet(ctx, prefixRevs+feed, id)
+	get := pipe.HGet(ctx, prefixItems+feed, id)
+	_, _ = pipe.Exec(ctx)
+	data, err := get.Bytes()
+	switch {
+	case isNil(err):
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound)
+	case isWrongType(err):
+		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
+	case err != nil:
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	}
+	it := Item{ID: id, Data: data, Index: -1}
+	if v, err := rev.Result(); err == nil {
+		it.Rev, _, _ = strings.Cut(v, " ")
+	} else if !isNil(err) {
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	}
+	if score == nil {
+		return it, nil
+	}
+	f, err := score.Result()
+	switch {
+	case isNil(err):
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound) // retracted between the two
+	case isWrongType(err):
+		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
+	case err != nil:
+		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	}
+	sc := strconv.FormatFloat(f, 'f', -1, 64)
+	it.Published, it.hint = ScoreTime(f), sc
+	return it, nil
 }
 
 // Count returns the number of items of any feed type (for queues and job
@@ -313,28 +377,56 @@ type FeedInfo struct {
 	// Count is the number of items (for queues and job feeds: jobs not yet
 	// taken or finished).
 	Count int64
+	// Err, when set, says why the feed is malformed (it wraps
+	// ErrMalformed); Type, Config and Count are then not to be trusted.
+	Err error
 }
 
 // Describe returns type, config and item count of each feed, in one
-// pipelined round trip; feeds that do not exist are left out.
+// pipelined round trip; feeds that do not exist are left out. A malformed
+// feed (a key of another Redis type than the schema's, a config naming no
+// known type, an invalid name) is described with Err set and never fails
+// the others; an error is returned only when Redis itself fails.
 func (s *Store) Describe(ctx context.Context, feeds ...string) ([]FeedInfo, error) {
-	pipe := s.rdb.Pipeline()
-	cfgs := make([]*redis.MapStringStringCmd, len(feeds))
-	zcards := make([]*redis.IntCmd, len(feeds))
-	hlens := make([]*redis.IntCmd, len(feeds))
-	for i, f := range feeds {
-		cfgs[i] = pipe.HGetAll(ctx, prefixConfig+f)
-		zcards[i] = pipe.ZCard(ctx, prefixIDs+f) // a WRONGTYPE error when ids is a list: unused then
-		hlens[i] = pipe.HLen(ctx, prefixItems+f)
+	type reads struct {
+		cfg                *redis.MapStringStringCmd
+		idsType, itemsType *redis.StatusCmd
+		zcard, hlen        *redis.IntCmd
+		invalid            error
 	}
-	_, _ = pipe.Exec(ctx) // each command's error is checked below
+	pipe := s.rdb.Pipeline()
+	rs := make([]reads, len(feeds))
+	for i, f := range feeds {
+		if err := s.validFeed(f); err != nil {
+			rs[i].invalid = err
+			continue
+		}
+		rs[i] = reads{
+			cfg:       pipe.HGetAll(ctx, prefixConfig+f),
+			idsType:   pipe.Type(ctx, prefixIDs+f),
+			itemsType: pipe.Type(ctx, prefixItems+f),
+			zcard:     pipe.ZCard(ctx, prefixIDs+f), // a WRONGTYPE error when ids is a list: unused then
+			hlen:      pipe.HLen(ctx, prefixItems+f),
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx) // each command's error is checked below
+	}
 	out := make([]FeedInfo, 0, len(feeds))
 	for i, f := range feeds {
-		cfg, err := cfgs[i].Result()
-		if err != nil {
-			return nil, fmt.Errorf("describe %q: %w", f, err)
+		r := rs[i]
+		if r.invalid != nil {
+			out = append(out, FeedInfo{Name: f, Err: malformed(f, "its name is not valid: %v", r.invalid)})
+			continue
 		}
-		if len(cfg) == 0 {
+		cfg, err := r.cfg.Result()
+		switch {
+		case isWrongType(err):
+			out = append(out, FeedInfo{Name: f, Err: malformed(f, "%s%s is not a hash", prefixConfig, f)})
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("describe %q: %w", f, err)
+		case len(cfg) == 0:
 			continue
 		}
 		info := FeedInfo{Name: f, Type: FeedType(cfg["type"]), Config: cfg}
@@ -342,14 +434,39 @@ func (s *Store) Describe(ctx context.Context, feeds ...string) ([]FeedInfo, erro
 			info.Type = TypeFeed
 			cfg["type"] = string(TypeFeed)
 		}
-		count := hlens[i]
-		if info.Type == TypeFeed {
-			count = zcards[i]
-		}
-		if info.Count, err = count.Result(); err != nil {
+		if err := errors.Join(r.idsType.Err(), r.itemsType.Err()); err != nil {
 			return nil, fmt.Errorf("describe %q: %w", f, err)
+		}
+		info.Err = checkKinds(f, info.Type, r.idsType.Val(), r.itemsType.Val())
+		count := r.hlen
+		if info.Type == TypeFeed {
+			count = r.zcard
+		}
+		if info.Err == nil {
+			if info.Count, err = count.Result(); err != nil {
+				return nil, fmt.Errorf("describe %q: %w", f, err)
+			}
 		}
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// checkKinds reports a feed whose type is unknown or whose ids and items
+// keys hold other Redis types than the schema's for that type.
+func checkKinds(feed string, typ FeedType, ids, items string) error {
+	if !typ.Valid() {
+		return unknownType(feed, typ)
+	}
+	want := "list"
+	if typ == TypeFeed {
+		want = "zset"
+	}
+	if ids != want && ids != "none" {
+		return malformed(feed, "%s%s is a %s, not a %s", prefixIDs, feed, ids, want)
+	}
+	if items != "hash" && items != "none" {
+		return malformed(feed, "%s%s is a %s, not a hash", prefixItems, feed, items)
+	}
+	return nil
 }

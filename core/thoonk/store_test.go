@@ -115,7 +115,7 @@ func TestValidationRefusesBeforeRedis(t *testing.T) {
 				t.Errorf("publish with id %q: got %v, want ErrInvalid", id, err)
 			}
 		}
-		for _, name := range []string{"", "a*b", "a\nb", "a\x00b"} {
+		for _, name := range []string{"", "a\u202eb", "a\nb", "a\x00b"} {
 			if err := s.Create(ctx, name, thoonk.TypeFeed, nil); !errors.Is(err, thoonk.ErrInvalid) {
 				t.Errorf("create %q: got %v, want ErrInvalid", name, err)
 			}
@@ -656,6 +656,50 @@ func TestJobFeedEdgeCases(t *testing.T) {
 		}
 		if n, _ := b.RDB.Exists(ctx, "feed.config:plain").Result(); n != 0 {
 			t.Fatal("a config hash came back for a deleted feed")
+		}
+	})
+}
+
+// TestDescribeMalformed: a feed whose keys hold other Redis types, whose
+// config names no known type, or whose name is invalid is described with
+// an error wrapping ErrMalformed, and the feeds around it as usual.
+func TestDescribeMalformed(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx, s := thoonktest.Ctx(t), b.Store
+		b.Create(t, "a", thoonk.TypeFeed, nil)
+		b.Create(t, "z", thoonk.TypeSorted, nil)
+		_, _ = s.Feed("a").Publish(ctx, []byte("x"), "1")
+		thoonktest.Malform(t, b.RDB, "")
+		thoonktest.Must(t, b.RDB.SAdd(ctx, "feeds", "bad\x01name").Err())
+		names, err := s.Feeds(ctx)
+		thoonktest.Must(t, err)
+		infos, err := s.Describe(ctx, names...)
+		thoonktest.Must(t, err)
+		var good, bad []string
+		for _, in := range infos {
+			if in.Err != nil {
+				if !errors.Is(in.Err, thoonk.ErrMalformed) || !strings.Contains(in.Err.Error(), fmt.Sprintf("%q", in.Name)) {
+					t.Errorf("%q: error %v", in.Name, in.Err)
+				}
+				bad = append(bad, in.Name)
+			} else {
+				good = append(good, in.Name)
+			}
+		}
+		if !slices.Equal(good, []string{"a", "z"}) || len(bad) != 5 {
+			t.Fatalf("good %q, malformed %q", good, bad)
+		}
+		// by name: the store's reads report the malformed feed, not a Redis error
+		for _, f := range []string{"cfg-string", "ids-list", "items-set"} {
+			if _, err := s.Page(ctx, f, thoonk.PageRequest{}); !errors.Is(err, thoonk.ErrMalformed) {
+				t.Errorf("page of %q: %v", f, err)
+			}
+		}
+		if _, err := s.Page(ctx, "banana", thoonk.PageRequest{}); !errors.Is(err, thoonk.ErrMalformed) {
+			t.Errorf("page of banana: %v", err)
+		}
+		if _, err := s.Item(ctx, "a", "1"); err != nil {
+			t.Errorf("a good feed: %v", err)
 		}
 	})
 }

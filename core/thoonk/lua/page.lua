@@ -1,15 +1,18 @@
 -- One page of a plain or sorted feed in display order: newest first for
 -- plain feeds (by real time, also on a feed whose writers scored items in
 -- different units), list (position) order for sorted feeds.
--- KEYS: config, ids, items, revs (optional: the journal's revisions)
--- ARGV: mode, id, hint, limit
+-- KEYS: config, ids, items, revs (the journal's revisions)[, companion hash]
+-- ARGV: mode, id, hint, limit[, field prefix, ...]
 --   mode 'first'  : from the start
 --   mode 'index'  : from offset hint
 --   mode 'after'  : the items after id; when id is gone, hint (plain: its
 --                   score; sorted: its index) places the cursor, or '' fails
 --   mode 'before' : the items before id (same fallback), nearest last
 -- Replies {total, start, type, id1, score1, item1, rev1, id2, ...}; score
--- is '' for sorted feeds, rev '' without a journal revision.
+-- is '' for sorted feeds, rev '' without a journal revision. With a
+-- companion hash (a caller's data kept per item id), each item's entry goes
+-- on with the hash's field prefix .. id for every prefix given (false where
+-- missing).
 local t = fbtype(KEYS[1])
 if not t then return fberr('FBNOFEED') end
 if t ~= 'feed' and t ~= 'sorted_feed' then return fberr('FBTYPE ' .. t) end
@@ -82,12 +85,20 @@ if #ids == 0 then return reply end
 local want = {}
 for i = 1, #ids, 2 do want[#want + 1] = ids[i] end
 local items = redis.call('HMGET', KEYS[3], unpack(want))
-local revs = {}
-if KEYS[4] then revs = redis.call('HMGET', KEYS[4], unpack(want)) end
+local revs = redis.call('HMGET', KEYS[4], unpack(want))
+local joined = {}
+if KEYS[5] then
+  for j = 5, #ARGV do
+    local fields = {}
+    for i = 1, #want do fields[i] = ARGV[j] .. want[i] end
+    joined[#joined + 1] = redis.call('HMGET', KEYS[5], unpack(fields))
+  end
+end
 for i = 1, #want do
   reply[#reply + 1] = want[i]
   reply[#reply + 1] = ids[2 * i]
   reply[#reply + 1] = items[i]
   reply[#reply + 1] = revs[i] and string.match(revs[i], '^(%S+)') or ''
+  for j = 1, #joined do reply[#reply + 1] = joined[j][i] end
 end
 return reply

@@ -207,3 +207,28 @@ func PyFinish(ctx context.Context, rdb redis.UniversalClient, queue, id string) 
 	})
 	return err
 }
+
+// Malform registers feeds, named prefix + "cfg-string", "banana",
+// "ids-list" and "items-set", whose keys break the schema: a config that
+// is a string, a config of an unknown type, a plain feed whose ids are a
+// list, a sorted feed whose items are a set (each holding an item "1"
+// where its keys allow). It returns their names.
+func Malform(t testing.TB, rdb redis.UniversalClient, prefix string) []string {
+	t.Helper()
+	ctx := context.Background()
+	names := []string{prefix + "cfg-string", prefix + "banana", prefix + "ids-list", prefix + "items-set"}
+	for _, err := range []error{
+		rdb.SAdd(ctx, "feeds", names).Err(),
+		rdb.Set(ctx, "feed.config:"+names[0], "oops", 0).Err(),
+		rdb.HSet(ctx, "feed.config:"+names[1], "type", "banana").Err(),
+		rdb.HSet(ctx, "feed.config:"+names[2], "type", "feed").Err(),
+		rdb.RPush(ctx, "feed.ids:"+names[2], "1").Err(),
+		rdb.HSet(ctx, "feed.items:"+names[2], "1", "x").Err(),
+		rdb.HSet(ctx, "feed.config:"+names[3], "type", "sorted_feed").Err(),
+		rdb.SAdd(ctx, "feed.items:"+names[3], "1").Err(),
+		rdb.RPush(ctx, "feed.ids:"+names[3], "1").Err(),
+	} {
+		Must(t, err)
+	}
+	return names
+}
