@@ -256,8 +256,9 @@ func (p *ircPerson) rawPrivmsgs(target string) []string {
 
 // TestXMPPFleet: two bridges serve one component: one holds it, the other
 // stands by (ready, no warnings); a subscriber who subscribed through the
-// first gets the next item after kill -9 hands the component to the
-// second, and once more after a SIGTERM hand-over.
+// first gets what was published while no process led the component and
+// the next item after kill -9 hands the component to the second, each
+// once, and the next once more after a SIGTERM hand-over.
 func TestXMPPFleet(t *testing.T) {
 	comp := testenv.ProsodyComponent{Domain: xmppService, Secret: "component-secret"}
 	r := testenv.StartRedis(t)
@@ -289,9 +290,11 @@ func TestXMPPFleet(t *testing.T) {
 
 	killed := time.Now()
 	bridges[leader].Kill()
+	publish("while-no-leader") // caught up from the journal by the next leader
 	next := fleetLeader(t, bridges, "xmpp", leader)
 	takeover := time.Since(killed)
 	publish("two")
+	xmppExpect(t, alice, "while-no-leader")
 	xmppExpect(t, alice, "two")
 	alice.none(500 * time.Millisecond)
 

@@ -87,6 +87,22 @@ func (e *xmppEnv) publish(t testing.TB, feed, id, item string) {
 	}
 }
 
+// waitJournaled waits until the bridge's journaler has recorded the
+// item's current content (e.store writes as a foreign Thoonk writer
+// would: the journal follows within milliseconds).
+func (e *xmppEnv) waitJournaled(t testing.TB, feed, id string) {
+	t.Helper()
+	ctx := context.Background()
+	xmppWaitUntil(t, "item "+id+" journaled", func() bool {
+		it, err := e.store.Item(ctx, feed, id)
+		if err != nil {
+			return false
+		}
+		_, ok, err := e.store.Journaled(ctx, feed, id, it.Data)
+		return err == nil && ok
+	})
+}
+
 func xmppSubscribeIQ(node, j string) string {
 	return fmt.Sprintf(`<pubsub xmlns='http://jabber.org/protocol/pubsub'><subscribe node='%s' jid='%s'/></pubsub>`, node, j)
 }
@@ -212,6 +228,9 @@ worker:
 	t.Run("subscribe gets the last item, publishes reach every subscriber", func(t *testing.T) {
 		e.publish(t, "public:news", "old", `{"n":1}`)
 		e.publish(t, "public:news", "last", `{"n":2}`)
+		// (subscribing before the journal has it, the item would come as
+		// its live notification, without a delay stamp)
+		e.waitJournaled(t, "public:news", "last")
 		r := xmppPayload[struct {
 			Sub struct {
 				Node  string `xml:"node,attr"`

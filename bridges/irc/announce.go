@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
@@ -311,42 +309,23 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 		return nil
 	}
-	show := b.cfg.CatchUp
-	var kept []thoonk.Entry // the newest show changes
-	missed := 0
-	after := from
-	for {
-		es, _, err := j.Read(ctx, after, 1000)
-		var gap *thoonk.GapError
-		if errors.As(err, &gap) {
-			// older than what the journal keeps: say so, go on from its end
-			last, lerr := j.Last(ctx)
-			if lerr != nil {
-				return lerr
-			}
-			b.log.Info("irc: changes missed in a channel are no longer in the journal; summarized", "channel", t.name, "feed", feed, "reason", gap.Reason)
-			m := &mark{channel: key, feed: feed, rev: last}
-			setNested(a.queued, key, feed, last)
-			b.q.pushItem(key, t.name, t.spec.command, feed, 1,
-				b.summary(s, t.name, t.spec.command, feed, fmt.Sprintf("changes in feed %s while I was away", feed), m), m)
-			return nil
+	kept, missed, after, err := j.Newest(ctx, from, b.cfg.CatchUp, func(e thoonk.Entry) bool { return t.spec.events[kindOf(e.Type)] })
+	var gap *thoonk.GapError
+	if errors.As(err, &gap) {
+		// older than what the journal keeps: say so, go on from its end
+		last, lerr := j.Last(ctx)
+		if lerr != nil {
+			return lerr
 		}
-		if err != nil {
-			return err
-		}
-		if len(es) == 0 {
-			break
-		}
-		for _, e := range es {
-			if !t.spec.events[kindOf(e.Type)] {
-				continue
-			}
-			missed++
-			if kept = append(kept, e); len(kept) > show {
-				kept = kept[1:]
-			}
-		}
-		after = es[len(es)-1].Rev
+		b.log.Info("irc: changes missed in a channel are no longer in the journal; summarized", "channel", t.name, "feed", feed, "reason", gap.Reason)
+		m := &mark{channel: key, feed: feed, rev: last}
+		setNested(a.queued, key, feed, last)
+		b.q.pushItem(key, t.name, t.spec.command, feed, 1,
+			b.summary(s, t.name, t.spec.command, feed, fmt.Sprintf("changes in feed %s while I was away", feed), m), m)
+		return nil
+	}
+	if err != nil {
+		return err
 	}
 	if after == from {
 		if onJoin && t.spec.backlog > 0 {
@@ -368,7 +347,7 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		b.marks.delivered(*end) // only changes this channel does not show
 	}
 	for i, e := range kept {
-		ev := thoonk.Event{Type: e.Type, Feed: feed, ID: e.ID, Item: e.Item, Position: e.Position, Rev: e.Rev}
+		ev := e.Event(feed)
 		var m *mark
 		if i == len(kept)-1 {
 			m = end
@@ -420,7 +399,7 @@ func setNested[V any](m map[string]map[string]V, k1, k2 string, v V) {
 // restarts and a fleet's hand-over. Writes are coalesced and never block
 // the IRC writer; a mark never moves back.
 type markStore struct {
-	rdb    redis.UniversalClient
+	store  *thoonk.Store
 	prefix string
 	log    *slog.Logger
 
@@ -431,32 +410,14 @@ type markStore struct {
 	notify chan struct{}
 }
 
-// advanceMarks sets marks (KEYS[1]: the channel's hash; ARGV: TTL ms, then
-// feed, revision pairs) that are later than the stored ones.
-var advanceMarks = redis.NewScript(`
-local function before(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  if not am or not bm then return true end
-  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
-  return am < bm or (am == bm and as < bs)
-end
-for i = 2, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  if not cur or before(cur, ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1
-`)
-
 // markCoalesce is how long confirmed marks gather before they are written.
 const markCoalesce = 20 * time.Millisecond
 
 // markTTL keeps marks of channels no longer configured from piling up.
 const markTTL = 30 * 24 * time.Hour
 
-func newMarkStore(rdb redis.UniversalClient, server string, log *slog.Logger) *markStore {
-	return &markStore{rdb: rdb, prefix: "feedbridge.irc.last:" + server + ":", log: log,
+func newMarkStore(store *thoonk.Store, server string, log *slog.Logger) *markStore {
+	return &markStore{store: store, prefix: "feedbridge.irc.last:" + server + ":", log: log,
 		known: map[string]map[string]string{}, loaded: map[string]bool{},
 		dirty: map[string]map[string]string{}, notify: make(chan struct{}, 1)}
 }
@@ -468,7 +429,7 @@ func (m *markStore) get(ctx context.Context, channel, feed string) (string, bool
 	loaded := m.loaded[channel]
 	m.mu.Unlock()
 	if !loaded {
-		vals, err := m.rdb.HGetAll(ctx, m.prefix+channel).Result()
+		vals, err := m.store.Client().HGetAll(ctx, m.prefix+channel).Result()
 		if err != nil {
 			return "", false, fmt.Errorf("load marks of %s: %w", channel, err)
 		}
@@ -546,16 +507,9 @@ func (m *markStore) flush(ctx context.Context) error {
 	}
 	var failed error
 	for ch, feeds := range dirty {
-		args := make([]any, 0, 1+2*len(feeds))
-		args = append(args, markTTL.Milliseconds())
-		for f, rev := range feeds {
-			args = append(args, f, rev)
-		}
 		// a mark only moves on: a late write (a process that lost its
-		// lead of the network) cannot take it back. (One call per
-		// channel: Script.Run loads the script when Redis lacks it, which
-		// a pipeline cannot.)
-		if err := advanceMarks.Run(ctx, m.rdb, []string{m.prefix + ch}, args...).Err(); err != nil {
+		// lead of the network) cannot take it back
+		if err := m.store.AdvanceMarks(ctx, m.prefix+ch, markTTL, feeds); err != nil {
 			failed = err
 			continue
 		}

@@ -138,7 +138,7 @@ func (b *Bridge) setup(hub *core.Hub) {
 	}
 	b.log = b.log.With("adapter", b.Name())
 	b.q = newQueue(b.cfg.QueueLines, ctrlQueue, b.summaryLines)
-	b.marks = newMarkStore(hub.Store.Client(), b.cfg.Server, b.log)
+	b.marks = newMarkStore(hub.Store, b.cfg.Server, b.log)
 	b.cmds = make(chan request, commandQueue)
 	b.users = newUserLimits(b.cfg.Commands.Rate)
 	b.waitSlots = make(chan struct{}, maxWaits)

@@ -233,8 +233,7 @@ func (b *Bridge) readJournal(ctx context.Context, feed, after string, max int) (
 		}
 		evs := make([]thoonk.Event, len(es))
 		for i, e := range es {
-			evs[i] = thoonk.Event{Type: e.Type, Feed: feed, ID: e.ID, Item: e.Item, Position: e.Position, Rev: e.Rev,
-				Large: e.Item == nil && e.Sum != "", Sum: e.Sum}
+			evs[i] = e.Event(feed)
 		}
 		if err := b.fillLarge(ctx, evs); err != nil {
 			return nil, err

@@ -56,9 +56,9 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 func (b *Bridge) lead(ctx context.Context, hub *core.Hub, lease *core.Lease) error {
 	c := newConns()
 	s := newService(b.cfg, hub, c)
-	s.lease, s.notify.lease = lease, lease
+	s.lease, s.notify.lease, s.cursors.valid = lease, lease, lease.Valid
 	b.current.Store(s)
-	events := hub.Events.Subscribe(eventQueue) // before loading: no event is missed
+	events := hub.Events.SubscribeWith(thoonk.SubscribeOptions{Queue: eventQueue, Journal: true}) // before loading: no event is missed
 	defer events.Close()
 
 	ctx, cancel := context.WithCancel(ctx)

@@ -12,7 +12,7 @@ import (
 // BenchmarkXMPPResyncCatchUp measures the catch-up after a resync on a
 // real redis-server: every node (a plain feed with one subscriber) got one
 // item while events were lost; one op reloads the subscriptions, reads
-// every node from its cursor and queues its notification. It reports the
+// every node's journal from its cursor and queues its notification. It reports the
 // time per node.
 func BenchmarkXMPPResyncCatchUp(b *testing.B) {
 	for _, nodes := range []int{100, 1000, 5000} {
@@ -30,10 +30,7 @@ func BenchmarkXMPPResyncCatchUp(b *testing.B) {
 			}
 			for i := range nodes {
 				must(b, hub.Store.Create(ctx, feed(i), thoonk.TypeFeed, nil))
-				_, err := s.subs.add(ctx, feed(i), "x@test", nil)
-				must(b, err)
-				_, _, err = s.startCursor(ctx, feed(i), "")
-				must(b, err)
+				follow(b, s, feed(i), "x@test")
 			}
 			resync := thoonk.Event{Type: thoonk.EventResync, Reason: thoonk.ResyncConnected}
 			b.ResetTimer()
@@ -41,7 +38,7 @@ func BenchmarkXMPPResyncCatchUp(b *testing.B) {
 				b.StopTimer()
 				publishAll()
 				b.StartTimer()
-				s.onEvent(ctx, resync, &batch{ids: map[string][]string{}})
+				s.onEvent(ctx, resync)
 				b.StopTimer()
 				if got := len(drain(b, s.notify)); got != nodes {
 					b.Fatalf("%d notifications, want %d", got, nodes)

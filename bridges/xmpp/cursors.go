@@ -2,185 +2,79 @@ package xmpp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"maps"
-	"math"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 const (
 	// cursorFlush is how often changed cursors are written to Redis: at
-	// most one write per node per interval, however many notifications.
-	cursorFlush = time.Second
+	// most one write per interval, however many notifications (and what
+	// a process killed without warning sends again after a takeover).
+	cursorFlush = 250 * time.Millisecond
 	// stopFlushTimeout bounds the last write of the cursors when the
 	// adapter stops.
 	stopFlushTimeout = 2 * time.Second
-	// maxSeen bounds the items a mark remembers for one publish time.
-	maxSeen = 1024
-	// recentSent is how many ids a node remembers having notified lately
-	// (see pullBehind).
-	recentSent = 256
 )
 
-// mark is where a plain feed's notifications stand: the publish time
-// (score) of the newest item notified, and every item notified with
-// exactly that score, since several items can share a millisecond and
-// the feed orders those by id, not by publish order. An item is known by
-// its id and a hash of its payload, so that an edit within the same
-// millisecond is still new.
-type mark struct {
-	Hint string     `json:"hint"`
-	Seen []seenItem `json:"seen,omitempty"`
-}
-
-// seenItem is one notified item of a mark's millisecond.
-type seenItem struct {
-	ID  string `json:"id"`
-	Sum uint64 `json:"sum"`
-}
-
-// emptyMark precedes every item: the mark of a feed that had no item
-// when it was first followed.
-var emptyMark = mark{Hint: "0"}
-
-// markID is the cursor id of a mark that has seen no item; any id does,
-// as the cursor's hint places it.
-const markID = "-"
-
-// cursor returns the core cursor that pages from the mark: Store.Page
-// with Before this cursor returns every item with the mark's score or a
-// later one (its hint is the float just below the mark's score, so no
-// item of that millisecond is left out whatever its id); has then tells
-// the ones already notified.
-func (m mark) cursor() thoonk.Cursor {
-	id := markID
-	if len(m.Seen) > 0 {
-		id = m.Seen[len(m.Seen)-1].ID
-	}
-	f, err := strconv.ParseFloat(m.Hint, 64)
-	if err != nil {
-		return thoonk.Cursor{ID: id, Hint: m.Hint}
-	}
-	return thoonk.Cursor{ID: id, Hint: strconv.FormatFloat(math.Nextafter(f, math.Inf(-1)), 'g', -1, 64)}
-}
-
-// has reports whether it was notified already (same score, id and payload).
-func (m mark) has(it thoonk.Item) bool {
-	if !sameScore(it.Cursor().Hint, m.Hint) {
-		return false
-	}
-	seen := seenItem{ID: it.ID, Sum: thoonk.ContentSum(it.Data)}
-	return slices.Contains(m.Seen, seen)
-}
-
-// next returns the mark once it is notified too (items come oldest first).
-func (m mark) next(it thoonk.Item) mark {
-	seen := seenItem{ID: it.ID, Sum: thoonk.ContentSum(it.Data)}
-	if !sameScore(it.Cursor().Hint, m.Hint) {
-		return mark{Hint: it.Cursor().Hint, Seen: []seenItem{seen}}
-	}
-	kept := m.Seen[max(0, len(m.Seen)-maxSeen+1):]
-	return mark{Hint: m.Hint, Seen: append(slices.Clip(kept), seen)}
-}
-
-// markOf returns the mark of a feed whose newest items (a page, newest
-// first) were all notified: the first item and those sharing its score.
-func markOf(newest []thoonk.Item) mark {
-	if len(newest) == 0 {
-		return emptyMark
-	}
-	m := mark{Hint: newest[0].Cursor().Hint}
-	for i := len(newest) - 1; i >= 0; i-- {
-		if sameScore(newest[i].Cursor().Hint, m.Hint) {
-			m = m.next(newest[i])
-		}
-	}
-	return m
-}
-
-func sameScore(a, b string) bool {
-	fa, errA := strconv.ParseFloat(a, 64)
-	fb, errB := strconv.ParseFloat(b, 64)
-	return errA == nil && errB == nil && fa == fb
-}
-
-// nodeCursor is one node's pair of marks: pulled, up to which its feed
-// was read and notifications queued (the next read starts there), and
-// sent, up to which every subscriber got them (what a restarted bridge
-// catches up from).
+// nodeCursor is where one node's notifications stand in its feed's
+// journal: pulled, the revision of the last change queued for its
+// subscribers (live events and catch-ups go on after it), and sent, the
+// last change every subscriber was sent (what the next leader of the
+// component catches up from).
 type nodeCursor struct {
-	// mu serializes what moves the pulled mark or changes who is
-	// notified from it: a pull (recipients, reads, queued notifications
-	// and the new mark) against a subscribe (the new subscription and
-	// the mark its last item is read at), so that a new subscriber gets
-	// the items after that mark, each once.
+	// mu serializes what moves pulled or changes who is notified from
+	// it: a change queued for the subscribers against a subscribe (the
+	// new subscription and the last item it is sent), so that a new
+	// subscriber gets each change after its last item once.
 	mu           sync.Mutex
-	pulled, sent mark
-	// recent holds the ids notified lately, oldest first (at most
-	// recentSent); only the dispatcher uses it.
-	recent []string
+	pulled, sent string
 }
 
-// noteSent remembers that id was notified.
-func (nc *nodeCursor) noteSent(id string) {
-	if len(nc.recent) >= recentSent {
-		nc.recent = slices.Delete(nc.recent, 0, len(nc.recent)-recentSent+1)
-	}
-	nc.recent = append(nc.recent, id)
-}
-
-// sentLately reports whether id was notified lately.
-func (nc *nodeCursor) sentLately(id string) bool {
-	return slices.Contains(nc.recent, id)
-}
-
-// cursors keeps the marks of the plain feeds that have subscribers, and
-// writes the sent marks to Redis (hash feedbridge.xmpp.cursors:JID, JID
-// being the component's; field = feed, value = the mark as JSON). Writes
-// are coalesced: a changed mark is written at the next flush, every
-// cursorFlush and when the adapter stops, so Redis sees at most one write
-// per node per interval. Memory and writes are bounded by the number of
-// nodes with subscribers.
+// cursors keeps the journal positions of the nodes that have
+// subscribers, and writes the sent ones to Redis (hash
+// feedbridge.xmpp.cursors:JID, JID being the component's; field = feed,
+// value = a revision). Writes are coalesced (every cursorFlush and when
+// the adapter stops) and only move a stored cursor on, so a process that
+// lost the component's lease cannot take one back; while the lease is not
+// valid nothing is written.
 type cursors struct {
-	rdb redis.UniversalClient
-	key string
-	log *slog.Logger
+	store *thoonk.Store
+	key   string
+	log   *slog.Logger
+	valid func() bool // the component's lease (always true when alone)
 
 	mu    sync.Mutex
 	nodes map[string]*nodeCursor
-	dirty map[string]bool // sent mark changed since the last flush
-	gone  map[string]bool // stored mark to delete at the next flush
+	dirty map[string]bool // sent changed since the last flush
+	gone  map[string]bool // stored cursor to delete at the next flush
 }
 
-func newCursors(rdb redis.UniversalClient, component string, log *slog.Logger) *cursors {
-	return &cursors{rdb: rdb, key: keyPrefix + "cursors:" + component, log: log,
+func newCursors(store *thoonk.Store, component string, log *slog.Logger) *cursors {
+	return &cursors{store: store, key: keyPrefix + "cursors:" + component, log: log, valid: func() bool { return true },
 		nodes: map[string]*nodeCursor{}, dirty: map[string]bool{}, gone: map[string]bool{}}
 }
 
-// load replaces the marks in memory with the stored ones (at start: the
-// bridge catches up from where the last process's notifications stood).
+// load replaces the cursors in memory with the stored ones (as the
+// component's leader starts: it goes on from where the last one's
+// notifications stood). A stored value that is no revision (an older
+// version's) is left out: that node starts afresh.
 func (c *cursors) load(ctx context.Context) error {
 	nodes := map[string]*nodeCursor{}
-	iter := c.rdb.HScan(ctx, c.key, 0, "", 1000).Iterator() // HSCAN: a large hash does not block Redis
+	iter := c.store.Client().HScan(ctx, c.key, 0, "", 1000).Iterator() // HSCAN: a large hash does not block Redis
 	for iter.Next(ctx) {
 		feed := iter.Val()
 		if !iter.Next(ctx) {
 			break
 		}
-		var m mark
-		if json.Unmarshal([]byte(iter.Val()), &m) != nil || m.Hint == "" {
-			continue // not written by this adapter: the feed starts afresh
+		if rev := iter.Val(); thoonk.ValidRev(rev) {
+			nodes[feed] = &nodeCursor{pulled: rev, sent: rev}
 		}
-		nodes[feed] = &nodeCursor{pulled: m, sent: m}
 	}
 	if err := iter.Err(); err != nil {
 		return fmt.Errorf("load notification cursors: %w", err)
@@ -193,62 +87,59 @@ func (c *cursors) load(ctx context.Context) error {
 	return nil
 }
 
-// pulledOf returns how far nc's feed was read.
-func (c *cursors) pulledOf(nc *nodeCursor) mark {
+// get returns a node's cursor.
+func (c *cursors) get(feed string) (*nodeCursor, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	nc := c.nodes[feed]
+	return nc, nc != nil
+}
+
+// pulledOf returns how far nc's feed was queued.
+func (c *cursors) pulledOf(nc *nodeCursor) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return nc.pulled
 }
 
-// pulled returns a node's cursor and its pulled mark.
-func (c *cursors) pulled(feed string) (*nodeCursor, mark, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	nc := c.nodes[feed]
-	if nc == nil {
-		return nil, mark{}, false
-	}
-	return nc, nc.pulled, true
-}
-
-// start gives feed the cursor m unless it has one; it returns the
-// feed's cursor and pulled mark.
-func (c *cursors) start(feed string, m mark) (*nodeCursor, mark) {
+// start gives feed the cursor rev unless it has one; it returns the
+// feed's cursor.
+func (c *cursors) start(feed, rev string) *nodeCursor {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if nc := c.nodes[feed]; nc != nil {
-		return nc, nc.pulled
+		return nc
 	}
-	nc := &nodeCursor{pulled: m, sent: m}
+	nc := &nodeCursor{pulled: rev, sent: rev}
 	c.nodes[feed] = nc
 	c.dirty[feed] = true
 	delete(c.gone, feed)
-	return nc, m
+	return nc
 }
 
-// setPulled records how far nc's feed was read, unless the cursor was
+// setPulled records how far nc's feed was queued, unless the cursor was
 // dropped meanwhile.
-func (c *cursors) setPulled(feed string, nc *nodeCursor, m mark) {
+func (c *cursors) setPulled(feed string, nc *nodeCursor, rev string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nodes[feed] == nc {
-		nc.pulled = m
+	if c.nodes[feed] == nc && thoonk.RevBefore(nc.pulled, rev) {
+		nc.pulled = rev
 	}
 }
 
-// delivered records that every subscriber got the notifications up to
-// m, unless the cursor was dropped meanwhile.
-func (c *cursors) delivered(feed string, nc *nodeCursor, m mark) {
+// delivered records that every subscriber was sent the changes up to
+// rev, unless the cursor was dropped meanwhile.
+func (c *cursors) delivered(feed string, nc *nodeCursor, rev string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.nodes[feed] == nc {
-		nc.sent = m
+	if c.nodes[feed] == nc && thoonk.RevBefore(nc.sent, rev) {
+		nc.sent = rev
 		c.dirty[feed] = true
 	}
 }
 
 // forget drops feed's cursor when idle reports that the feed has no
-// subscriber left; it waits for a subscribe or pull on the node in
+// subscriber left; it waits for a subscribe or a change on the node in
 // progress, so that a cursor a new subscriber uses is kept.
 func (c *cursors) forget(feed string, idle func() bool) {
 	c.mu.Lock()
@@ -276,7 +167,7 @@ func (c *cursors) feeds() []string {
 	return slices.Collect(maps.Keys(c.nodes))
 }
 
-// run flushes the changed marks every cursorFlush until ctx ends.
+// run flushes the changed cursors every cursorFlush until ctx ends.
 func (c *cursors) run(ctx context.Context) {
 	t := time.NewTicker(cursorFlush)
 	defer t.Stop()
@@ -292,32 +183,29 @@ func (c *cursors) run(ctx context.Context) {
 	}
 }
 
-// flush writes the changed marks and deletes the dropped ones, in one
-// round trip; what could not be written is kept for the next flush.
+// flush writes the changed cursors and deletes the dropped ones; what
+// could not be written is kept for the next flush. Without a valid lease
+// it writes nothing (another process may lead the component by now).
 func (c *cursors) flush(ctx context.Context) error {
 	c.mu.Lock()
-	if len(c.dirty) == 0 && len(c.gone) == 0 {
+	if len(c.dirty) == 0 && len(c.gone) == 0 || !c.valid() {
 		c.mu.Unlock()
 		return nil
 	}
-	values := make(map[string]any, len(c.dirty))
+	values := make(map[string]string, len(c.dirty))
 	for feed := range c.dirty {
-		v, _ := json.Marshal(c.nodes[feed].sent) // cannot fail: plain fields
-		values[feed] = v
+		values[feed] = c.nodes[feed].sent
 	}
 	gone := slices.Collect(maps.Keys(c.gone))
 	clear(c.dirty)
 	clear(c.gone)
 	c.mu.Unlock()
 
-	pipe := c.rdb.Pipeline()
-	if len(gone) > 0 {
-		pipe.HDel(ctx, c.key, gone...)
+	err := c.store.AdvanceMarks(ctx, c.key, 0, values)
+	if err == nil && len(gone) > 0 {
+		err = c.store.Client().HDel(ctx, c.key, gone...).Err()
 	}
-	if len(values) > 0 {
-		pipe.HSet(ctx, c.key, values)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err != nil {
 		c.mu.Lock()
 		for feed := range values {
 			if c.nodes[feed] != nil {
@@ -342,6 +230,6 @@ func (c *cursors) flushAtStop(ctx context.Context) {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopFlushTimeout)
 	defer cancel()
 	if err := c.flush(fctx); err != nil {
-		c.log.Warn("xmpp: notification cursors not stored at stop; the next start may notify some items again", "err", err)
+		c.log.Warn("xmpp: notification cursors not stored at stop; the next start may notify some changes again", "err", err)
 	}
 }

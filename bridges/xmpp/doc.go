@@ -20,10 +20,18 @@
 //     and in bytes across nodes, oldest dropped on overflow); one sender
 //     writes them, nodes taking turns, so a node with thousands of
 //     subscribers never stalls the others.
-//   - Plain feeds are notified from a per-node cursor kept in Redis (hash
-//     feedbridge.xmpp.cursors:JID): an event only wakes the dispatcher,
-//     which reads every item published since the cursor; so a restart or
-//     lost events (a resync) deliver what was missed, each item once.
+//   - Notifications follow each feed's journal (every change, with its
+//     revision): a node's cursor is the last change queued for its
+//     subscribers, kept in Redis (hash feedbridge.xmpp.cursors:JID, only
+//     ever moved forward). Live journal events after the cursor are
+//     queued; after a start, a takeover or lost events (a resync) the
+//     journal is read from the cursor, so edits, retractions and sorted
+//     feeds' moves are delivered in order, each once, whoever wrote them.
+//   - Items carry the revision of their last change (attribute rev in
+//     urn:feedbridge:rev:0), and publish-options' x-feedbridge#rev makes a
+//     publish conditional on it (checked again atomically by the worker).
+//   - The component runs in one process of a fleet at a time (a lease);
+//     every write to the server checks the lease first.
 //   - Every write to the server is bounded by a deadline, the handler's
 //     immediate answers included; requests are rate limited per bare JID
 //     and per domain.

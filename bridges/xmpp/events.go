@@ -2,9 +2,9 @@ package xmpp
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -16,113 +16,111 @@ const (
 	// eventQueue bounds the feed events waiting for the dispatcher; on
 	// overflow core replaces them with a resync (see thoonk.Subscription).
 	eventQueue = 8192
-	// maxBatch bounds the events handled before the feeds they concern
-	// are read.
-	maxBatch = 256
-	// pullBatch bounds the items read from a feed in one round trip.
-	pullBatch = 100
 	// catchUpParallel bounds the feeds a catch-up reads at once.
 	catchUpParallel = 32
 )
 
-// batch collects the plain feeds that got publishes or edits among the
-// events at hand, each read once for all of them.
-type batch struct {
-	feeds []string
-	// ids are the ids of each feed's publishes and edits in the batch, in
-	// order (at most maxBatch+1 in all).
-	ids map[string][]string
-}
-
-func (b *batch) add(feed, id string) {
-	if _, ok := b.ids[feed]; !ok {
-		b.feeds = append(b.feeds, feed)
-	}
-	b.ids[feed] = append(b.ids[feed], id)
-}
-
-// take removes feed from the batch; it reports whether it was there, and
-// the ids of its publishes and edits.
-func (b *batch) take(feed string) ([]string, bool) {
-	ids, ok := b.ids[feed]
-	if ok {
-		delete(b.ids, feed)
-		b.feeds = slices.DeleteFunc(b.feeds, func(f string) bool { return f == feed })
-	}
-	return ids, ok
-}
-
-func (b *batch) reset() {
-	b.feeds = b.feeds[:0]
-	clear(b.ids)
-}
-
-// dispatch turns feed events into notifications until ctx ends. It first
-// catches up (the items published since the last process's notifications,
-// see pull), then handles events in batches; it never waits for the
-// network: notifications are queued for the notifier.
+// dispatch turns journal events into notifications until ctx ends. It
+// first catches up (the changes after each node's cursor, see pull), then
+// queues each change as it comes; it never waits for the network:
+// notifications are queued for the notifier.
 //
-// Plain feeds are notified by reading them, not from the events' payloads:
-// a publish or edit event says that the feed has news, and pull reads
-// every item published since the node's cursor. One code path thus serves
-// live events, resyncs and restarts, a burst of publishes on one feed
-// costs one read, and nothing is notified twice.
+// Every change to a feed is an entry of its journal, announced in order,
+// with its revision. A node's cursor is the revision of the last change
+// queued for its subscribers: a live change after it is queued and moves
+// it on, one at or before it was queued already (by a catch-up). After
+// lost events (a resync) or at a start, pull reads the journal after the
+// cursor. So retractions, edits, moves and sorted feeds are caught up
+// like publishes, whoever made the change and whatever its writer's
+// clock, each change once.
 func (s *service) dispatch(ctx context.Context, events *thoonk.Subscription) {
 	s.catchUp(ctx, "start")
-	b := &batch{ids: map[string][]string{}}
 	for {
 		ev, err := events.Next(ctx)
 		if err != nil {
 			return
 		}
-		s.onEvent(ctx, ev, b)
-		for range maxBatch {
-			ev, ok := events.TryNext()
-			if !ok {
-				break
-			}
-			s.onEvent(ctx, ev, b)
-		}
-		for _, feed := range b.feeds {
-			s.pull(ctx, feed, b.ids[feed])
-		}
-		b.reset()
+		s.onEvent(ctx, ev)
 	}
 }
 
-func (s *service) onEvent(ctx context.Context, ev thoonk.Event, b *batch) {
+func (s *service) onEvent(ctx context.Context, ev thoonk.Event) {
+	switch {
+	case ev.Type == thoonk.EventResync:
+		s.resync(ctx, ev.Reason)
+	case ev.Type == thoonk.EventCreate:
+		delete(s.types, ev.Feed) // a feed of that name may come back with another type
+	case ev.Type == thoonk.EventDelete && ev.Rev == "":
+		s.feedGone(ctx, ev.Feed) // the registry's delete (its journal entry is skipped)
+	case ev.Rev != "":
+		s.change(ctx, ev)
+	}
+}
+
+// change queues one live journal event for the node's subscribers, unless
+// a catch-up queued it already.
+func (s *service) change(ctx context.Context, ev thoonk.Event) {
+	if !s.feeds.Allows(ev.Feed) {
+		return
+	}
+	nc, ok := s.cursors.get(ev.Feed)
+	if !ok {
+		if len(s.subs.subscribers(ev.Feed)) == 0 {
+			return // no subscriber (a subscribe starts the cursor)
+		}
+		nc = s.cursors.start(ev.Feed, thoonk.RevStart) // a subscriber without one: from this change on
+	}
+	nc.mu.Lock()
+	defer nc.mu.Unlock()
+	if cur, ok := s.cursors.get(ev.Feed); !ok || cur != nc {
+		return // dropped meanwhile: its last subscriber left
+	}
+	if !thoonk.RevBefore(s.cursors.pulledOf(nc), ev.Rev) {
+		return // queued by a catch-up already
+	}
+	s.queueChange(ctx, nc, ev, s.recipients(ev.Feed))
+	s.cursors.setPulled(ev.Feed, nc, ev.Rev)
+}
+
+// queueChange queues the notification of one change (nc's lock held);
+// once every recipient was sent it (or at once, when the change notifies
+// nobody), the node's sent cursor moves to the change.
+//
+// A publish or edit notifies the item with the content the journal kept;
+// an item too large to journal is read from the feed, and notified only
+// if it still has the change's content (a later change notifies the
+// newer one). A move notifies the item with its new position (attribute
+// position, see itemTokens). A retraction requested without notify goes
+// unannounced, as does a feed's delete entry (the registry's delete event
+// notifies that).
+func (s *service) queueChange(ctx context.Context, nc *nodeCursor, ev thoonk.Event, to []string) {
+	feed, rev := ev.Feed, ev.Rev
+	sent := func() { s.cursors.delivered(feed, nc, rev) }
+	var body []xml.Token
 	switch ev.Type {
-	case thoonk.EventPublish, thoonk.EventEdit:
-		if !s.feeds.Allows(ev.Feed) || len(s.subs.subscribers(ev.Feed)) == 0 {
-			return
+	case thoonk.EventPublish, thoonk.EventEdit, thoonk.EventPosition:
+		data := ev.Item
+		if data == nil || ev.Type == thoonk.EventPosition {
+			it, err := s.hub.Store.Item(ctx, feed, ev.ID)
+			switch {
+			case err != nil && !errors.Is(err, thoonk.ErrNotFound):
+				s.log.Warn("xmpp: read a changed item", "feed", feed, "id", ev.ID, "err", err)
+			case err == nil && (!ev.Large || thoonk.ContentSumHex(it.Data) == ev.Sum):
+				data = it.Data
+			}
 		}
-		typ, err := s.feedType(ctx, ev.Feed)
-		if err != nil && !errors.Is(err, thoonk.ErrNotFound) {
-			s.log.Warn("xmpp: read feed type", "feed", ev.Feed, "err", err)
-		}
-		switch typ {
-		case thoonk.TypeFeed:
-			b.add(ev.Feed, ev.ID)
-		case thoonk.TypeSorted:
-			s.notify.push(ev.Feed, s.itemEvent(ev.Feed, ev.ID, ev.Item), s.recipients(ev.Feed), nil)
+		if data != nil {
+			body = s.itemEvent(feed, itemView{id: ev.ID, data: data, rev: rev, position: ev.Position})
 		}
 	case thoonk.EventRetract:
-		// the items published before the retraction are notified before it
-		if ids, ok := b.take(ev.Feed); ok {
-			s.pull(ctx, ev.Feed, ids)
+		if !s.quiet.take(feed, ev.ID) {
+			body = retractEvent(s.node(feed), ev.ID)
 		}
-		if !s.quiet.take(ev.Feed, ev.ID) {
-			s.notify.push(ev.Feed, retractEvent(s.node(ev.Feed), ev.ID), s.recipients(ev.Feed), nil)
-		}
-	case thoonk.EventDelete:
-		b.take(ev.Feed)
-		s.feedGone(ctx, ev.Feed)
-	case thoonk.EventCreate:
-		delete(s.types, ev.Feed) // a feed of that name may come back with another type
-	case thoonk.EventResync:
-		b.reset()
-		s.resync(ctx, ev.Reason)
 	}
+	if body == nil {
+		to = nil
+	}
+	s.notify.push(feed, body, to, sent)
 }
 
 // feedGone tells the subscribers of a deleted feed (XEP-0060 8.4.2) and
@@ -144,21 +142,6 @@ func (s *service) forgetIdle(feed string) {
 	s.cursors.forget(feed, func() bool { return len(s.subs.subscribers(feed)) == 0 })
 }
 
-// feedType returns a feed's type, cached for the dispatcher (which alone
-// uses the cache: a feed's type never changes, and a deleted feed's entry
-// goes with its delete event or a resync).
-func (s *service) feedType(ctx context.Context, feed string) (thoonk.FeedType, error) {
-	if t, ok := s.types[feed]; ok {
-		return t, nil
-	}
-	t, err := s.hub.Store.Type(ctx, feed)
-	if err != nil {
-		return "", err
-	}
-	s.types[feed] = t
-	return t, nil
-}
-
 // recipients returns the subscribers of feed that want notifications and
 // may still read it: the ACL is asked again for every notification.
 func (s *service) recipients(feed string) []string {
@@ -172,8 +155,8 @@ func (s *service) recipients(feed string) []string {
 
 // resync runs after core reports that events may have been lost (Redis
 // reconnected, or the event queue overflowed): the subscriptions are
-// reloaded from Redis and every plain feed with subscribers is caught up.
-// Retractions lost meanwhile cannot be known and are not replayed.
+// reloaded from Redis and every node with subscribers is caught up from
+// its feed's journal.
 func (s *service) resync(ctx context.Context, reason thoonk.ResyncReason) {
 	if err := s.subs.load(ctx); err != nil {
 		s.log.Warn("xmpp: reload subscriptions after resync", "err", err)
@@ -182,10 +165,11 @@ func (s *service) resync(ctx context.Context, reason thoonk.ResyncReason) {
 	s.catchUp(ctx, reason.String())
 }
 
-// catchUp reads every plain feed with subscribers from its cursor (see
-// pull); a subscribed feed that no longer exists is notified as deleted.
-// The feeds are read catchUpParallel at a time, so that their reads share
-// round trips (core's store pipelines concurrent commands).
+// catchUp reads the journal of every feed with subscribers from its
+// node's cursor (see pull); a subscribed feed that no longer exists is
+// notified as deleted. The feeds are read catchUpParallel at a time, so
+// that their reads share round trips (the store pipelines concurrent
+// commands).
 func (s *service) catchUp(ctx context.Context, reason string) {
 	for _, feed := range s.cursors.feeds() {
 		s.forgetIdle(feed)
@@ -200,7 +184,7 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 		}
 		types[i], errs[i] = s.hub.Store.Type(ctx, feeds[i])
 	})
-	var plain []string
+	var live []string
 	for i, feed := range feeds {
 		switch err := errs[i]; {
 		case errors.Is(err, thoonk.ErrFeedNotFound):
@@ -209,15 +193,13 @@ func (s *service) catchUp(ctx context.Context, reason string) {
 			s.log.Warn("xmpp: catch up: read feed type", "feed", feed, "err", err)
 		default:
 			s.types[feed] = types[i]
-			if types[i] == thoonk.TypeFeed {
-				plain = append(plain, feed)
-			}
+			live = append(live, feed)
 		}
 	}
 	var sent atomic.Int64
-	parallel(len(plain), func(i int) { sent.Add(int64(s.pull(ctx, plain[i], nil))) })
-	if len(plain) > 0 {
-		s.log.Info("xmpp: caught up", "reason", reason, "feeds", len(plain), "items_sent", sent.Load())
+	parallel(len(live), func(i int) { sent.Add(int64(s.pull(ctx, live[i]))) })
+	if n := sent.Load(); n > 0 {
+		s.log.Info("xmpp: caught up", "reason", reason, "feeds", len(live), "changes_sent", n)
 	}
 }
 
@@ -236,132 +218,96 @@ func parallel(n int, f func(i int)) {
 	wg.Wait()
 }
 
-// pull queues notifications of the items of a plain feed published (or
-// edited) since the node's cursor, oldest first, and moves the cursor on.
-// At most catch_up_max items go out at once: when more are new (after a
-// long stop, say), the oldest are skipped and the loss is logged. A feed
-// without a cursor starts at the first of ids (the publishes and edits
-// that woke the dispatcher) or, without one, at its newest item. It
-// returns the number of items queued.
-func (s *service) pull(ctx context.Context, feed string, ids []string) int {
-	if len(s.recipients(feed)) == 0 {
-		return 0
-	}
-	firstID := ""
-	if len(ids) > 0 {
-		firstID = ids[0]
-	}
-	nc, err := s.lockCursor(ctx, feed, firstID)
+// pull queues the changes of feed's journal after its node's cursor,
+// oldest first, and moves the cursor on; it returns how many it queued.
+// A node without a cursor starts at the journal's end (nothing to catch
+// up). At most catch_up_max changes go out at once: when more are new
+// (after a long stop, say), the oldest are skipped and the number is
+// logged. When the journal no longer holds the cursor (trimmed, or lost),
+// the subscribers get the feed's newest catch_up_max items instead.
+func (s *service) pull(ctx context.Context, feed string) int {
+	nc, err := s.lockCursor(ctx, feed)
 	if err != nil {
 		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
 		return 0
 	}
 	defer nc.mu.Unlock()
 	to := s.recipients(feed) // under the node's lock: see subscribe
-	m := s.cursors.pulledOf(nc)
-	store := s.hub.Store
-	budget, sent := s.cfg.CatchUpMax, 0
-	start := m
-	cur, checked := m.cursor(), false
-	for budget > 0 {
-		limit := min(budget, pullBatch)
-		page, err := store.Page(ctx, feed, thoonk.PageRequest{Before: &cur, Limit: limit})
-		if err != nil {
-			s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
-			break
-		}
-		// the items newer than the page's are new; in the page, those of
-		// the mark's millisecond may have been notified already
-		fresh := page.Start + int64(limit)
-		for _, it := range page.Items {
-			if m.has(it) {
-				fresh--
-			}
-		}
-		if !checked && page.Start > 0 && fresh > int64(budget) {
-			// more new items than catch_up_max: start at the newest of
-			// those left out (at index budget in newest-first order)
-			checked = true
-			missed := fresh - int64(budget)
-			at, err := store.Page(ctx, feed, thoonk.PageRequest{Offset: int64(budget), Limit: 1})
-			if err != nil {
-				s.log.Warn("xmpp: read new items", "feed", feed, "err", err)
-				break
-			}
-			if len(at.Items) == 0 {
-				break // the feed shrank meanwhile: the next pull looks again
-			}
-			m = markOf(at.Items)
-			cur = m.cursor()
-			s.log.Warn("xmpp: more new items than catch_up_max; subscribers get the newest, the oldest are skipped",
-				"feed", feed, "skipped", missed, "catch_up_max", s.cfg.CatchUpMax)
-			continue
-		}
-		checked = true
-		for i := len(page.Items) - 1; i >= 0; i-- {
-			it := page.Items[i]
-			if m.has(it) {
-				continue
-			}
-			m = m.next(it)
-			at := m
-			s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to, func() { s.cursors.delivered(feed, nc, at) })
-			nc.noteSent(it.ID)
-			sent++
-			budget--
-		}
-		if len(page.Items) == 0 || !page.HasPrev() {
-			break
-		}
-		cur = page.Items[0].Cursor() // the next page: the items newer than this one
+	kept, missed, after, err := s.hub.Store.Journal(feed).Newest(ctx, s.cursors.pulledOf(nc), s.cfg.CatchUpMax, nil)
+	var gap *thoonk.GapError
+	switch {
+	case errors.As(err, &gap):
+		return s.pullNewest(ctx, nc, feed, gap, to)
+	case err != nil:
+		s.log.Warn("xmpp: read the journal", "feed", feed, "err", err) // what was read goes out; the next catch-up reads on
 	}
-	s.cursors.setPulled(feed, nc, m)
-	return sent + s.pullBehind(ctx, feed, nc, start, ids, to)
+	if skipped := missed - len(kept); skipped > 0 {
+		s.log.Warn("xmpp: more changes than catch_up_max; subscribers get the newest, the oldest are skipped",
+			"feed", feed, "skipped", skipped, "catch_up_max", s.cfg.CatchUpMax)
+	}
+	for _, e := range kept {
+		s.queueChange(ctx, nc, e.Event(feed), to)
+	}
+	s.cursors.setPulled(feed, nc, after)
+	return len(kept)
 }
 
-// pullBehind notifies the items of ids that Redis placed before the
-// cursor's start, which pull cannot reach: another writer whose clock is
-// behind published them (Thoonk writers score items with their own
-// clocks). Such an item is notified from its current content, once, and
-// the cursor stays where it is. Ids notified lately are skipped without
-// a read, so in the usual case this costs nothing.
-func (s *service) pullBehind(ctx context.Context, feed string, nc *nodeCursor, start mark, ids []string, to []string) int {
-	startScore, err := strconv.ParseFloat(start.Hint, 64)
+// pullNewest catches up a node whose cursor the journal no longer holds:
+// its subscribers get the feed's newest catch_up_max items (what they may
+// have missed among them is unknown), and the cursor moves to the
+// journal's end, read first so that no change after it is missed.
+func (s *service) pullNewest(ctx context.Context, nc *nodeCursor, feed string, gap *thoonk.GapError, to []string) int {
+	last, err := s.hub.Store.Journal(feed).Last(ctx)
 	if err != nil {
+		s.log.Warn("xmpp: read the journal", "feed", feed, "err", err)
 		return 0
 	}
-	sent := 0
-	for _, id := range ids {
-		if nc.sentLately(id) {
-			continue
-		}
-		it, err := s.hub.Store.Item(ctx, feed, id)
-		if err != nil {
-			if !errors.Is(err, thoonk.ErrNotFound) {
-				s.log.Warn("xmpp: read an item placed before the cursor", "feed", feed, "id", id, "err", err)
-			}
-			continue // retracted meanwhile
-		}
-		score, err := strconv.ParseFloat(it.Cursor().Hint, 64)
-		if err != nil || score >= startScore {
-			continue // within pull's reach: notified by it, or skipped on purpose
-		}
-		s.notify.push(feed, s.itemEvent(feed, it.ID, it.Data), to, nil)
-		nc.noteSent(it.ID)
-		sent++
+	items, err := s.newestItems(ctx, feed, s.cfg.CatchUpMax)
+	if err != nil {
+		s.log.Warn("xmpp: read the newest items", "feed", feed, "err", err)
+		return 0
 	}
-	return sent
+	s.log.Warn("xmpp: the changes missed are no longer in the journal; subscribers get the newest items",
+		"feed", feed, "reason", gap.Reason, "items", len(items))
+	for _, it := range items {
+		s.notify.push(feed, s.itemEvent(feed, itemView{id: it.ID, data: it.Data, rev: it.Rev}), to, nil)
+	}
+	s.cursors.setPulled(feed, nc, last)
+	s.notify.push(feed, nil, nil, func() { s.cursors.delivered(feed, nc, last) })
+	return len(items)
 }
 
-// lockCursor returns feed's cursor (see startCursor) with its lock held.
-func (s *service) lockCursor(ctx context.Context, feed, firstID string) (*nodeCursor, error) {
+// newestItems returns up to n of a feed's newest items in the node's
+// order (oldest first on a plain feed; the last n in position order on a
+// sorted one).
+func (s *service) newestItems(ctx context.Context, feed string, n int) ([]thoonk.Item, error) {
+	store := s.hub.Store
+	first, err := store.Page(ctx, feed, thoonk.PageRequest{Limit: min(n, thoonk.MaxPageSize)})
+	if err != nil || first.Type == thoonk.TypeFeed {
+		slices.Reverse(first.Items)
+		return first.Items, err
+	}
+	if first.Total <= int64(len(first.Items)) {
+		return first.Items, nil
+	}
+	p, err := store.Page(ctx, feed, thoonk.PageRequest{Offset: max(first.Total-int64(n), 0), Limit: n})
+	return p.Items, err
+}
+
+// lockCursor returns feed's cursor with its lock held, starting one at the
+// journal's end when the feed has none.
+func (s *service) lockCursor(ctx context.Context, feed string) (*nodeCursor, error) {
 	for {
-		nc, _, err := s.startCursor(ctx, feed, firstID)
-		if err != nil {
-			return nil, err
+		nc, ok := s.cursors.get(feed)
+		if !ok {
+			last, err := s.hub.Store.Journal(feed).Last(ctx)
+			if err != nil {
+				return nil, err
+			}
+			nc = s.cursors.start(feed, last)
 		}
 		nc.mu.Lock()
-		if cur, _, ok := s.cursors.pulled(feed); ok && cur == nc {
+		if cur, ok := s.cursors.get(feed); ok && cur == nc {
 			return nc, nil
 		}
 		nc.mu.Unlock() // dropped before it was locked: the feed had no subscriber
@@ -369,26 +315,4 @@ func (s *service) lockCursor(ctx context.Context, feed, firstID string) (*nodeCu
 			return nil, err
 		}
 	}
-}
-
-// startCursor returns feed's cursor, starting one if it has none: just
-// before the item firstID when it is given and still there, else at the
-// feed's newest item (what a new subscriber gets on subscribing).
-func (s *service) startCursor(ctx context.Context, feed, firstID string) (*nodeCursor, mark, error) {
-	if nc, m, ok := s.cursors.pulled(feed); ok {
-		return nc, m, nil
-	}
-	store := s.hub.Store
-	if firstID != "" {
-		if it, err := store.Item(ctx, feed, firstID); err == nil && it.Index >= 0 {
-			nc, m := s.cursors.start(feed, mark{Hint: it.Cursor().Hint})
-			return nc, m, nil
-		}
-	}
-	page, err := store.Page(ctx, feed, thoonk.PageRequest{Limit: pullBatch})
-	if err != nil {
-		return nil, mark{}, err
-	}
-	nc, m := s.cursors.start(feed, markOf(page.Items))
-	return nc, m, nil
 }

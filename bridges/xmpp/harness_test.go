@@ -206,7 +206,7 @@ func hubOn(t testing.TB, addr string) *core.Hub {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })
-	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Journal: thoonk.JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
 	if err != nil {
 		t.Fatal(err)
 	}

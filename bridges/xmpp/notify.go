@@ -93,9 +93,13 @@ func newNotifier(cfg Config, c *conns, log *slog.Logger, m *core.Metrics) *notif
 
 // push queues body for the given recipients of feed's node, applying
 // the overflow policy; sent, when not nil, runs once every recipient was
-// sent it. It never blocks.
+// sent it (with no recipient: once the node's deliveries queued before
+// are done, or at once when there are none). It never blocks.
 func (n *notifier) push(feed string, body []xml.Token, to []string, sent func()) {
 	if len(to) == 0 {
+		if sent != nil {
+			n.afterPending(feed, sent)
+		}
 		return
 	}
 	raw := encodeTokens(body)
@@ -131,6 +135,25 @@ func (n *notifier) push(feed string, body []xml.Token, to []string, sent func())
 	case n.wake <- struct{}{}:
 	default:
 	}
+}
+
+// afterPending runs fn once the deliveries of feed's node queued so far
+// are done (at once when there are none). If the last of them is dropped
+// by the overflow policy, fn does not run.
+func (n *notifier) afterPending(feed string, fn func()) {
+	n.mu.Lock()
+	if q := n.queues[feed]; q != nil && len(q.pending) > 0 {
+		last := q.pending[len(q.pending)-1]
+		if prev := last.sent; prev != nil {
+			last.sent = func() { prev(); fn() }
+		} else {
+			last.sent = fn
+		}
+		n.mu.Unlock()
+		return
+	}
+	n.mu.Unlock()
+	fn()
 }
 
 // oldest returns the node whose head delivery came first; n.mu is held

@@ -191,24 +191,48 @@ func errorText(err error) string {
 	return t
 }
 
+// itemView is what a reply or a notification shows of one item.
+type itemView struct {
+	id   string
+	data []byte
+	// rev is the revision of the item's last change ("" when unknown).
+	rev string
+	// position is where a sorted feed's insert or move placed the item
+	// (notifications of those only).
+	position string
+}
+
+// nsRev is the namespace of the attributes feedbridge adds to <item/>:
+// rev, the revision of the item's last change (what publish-options'
+// x-feedbridge#rev expects), and, on the notification of a sorted feed's
+// insert or move, position, where it placed the item (docs/xmpp.md).
+const nsRev = "urn:feedbridge:rev:0"
+
 // itemTokens renders one item for a reply (parentNS nsPubsub) or a
 // notification (nsPubsubEvent); an item too large for one stanza goes
 // without its payload.
-func (s *service) itemTokens(feed, id string, data []byte, parentNS string) []xml.Token {
-	bare := el(local("item"), []string{"id", id})
-	if len(data) > s.cfg.MaxItemBytes {
+func (s *service) itemTokens(feed string, it itemView, parentNS string) []xml.Token {
+	start := xml.StartElement{Name: local("item"), Attr: []xml.Attr{{Name: local("id"), Value: it.id}}}
+	if it.rev != "" {
+		start.Attr = append(start.Attr, xml.Attr{Name: ns(nsRev, "rev"), Value: it.rev})
+	}
+	if it.position != "" {
+		start.Attr = append(start.Attr, xml.Attr{Name: ns(nsRev, "position"), Value: it.position})
+	}
+	bare := []xml.Token{start, start.End()}
+	if len(it.data) > s.cfg.MaxItemBytes {
 		return bare
 	}
-	full := el(local("item"), []string{"id", id}, renderItem(data, s.cfg.format(feed), s.itemLimits, parentNS))
+	full := join([]xml.Token{start}, renderItem(it.data, s.cfg.format(feed), s.itemLimits, parentNS), []xml.Token{start.End()})
 	if encodedSize(full) > s.budget() {
 		return bare
 	}
 	return full
 }
 
-// itemEvent returns the notification of an item's publish or edit.
-func (s *service) itemEvent(feed, id string, data []byte) []xml.Token {
-	return itemsEvent(s.node(feed), s.itemTokens(feed, id, data, nsPubsubEvent))
+// itemEvent returns the notification of an item's publish, edit or move.
+func (s *service) itemEvent(feed string, it itemView) []xml.Token {
+	return itemsEvent(s.node(feed), s.itemTokens(feed, it, nsPubsubEvent))
 }
 
 // items answers item retrieval (XEP-0060 6.5): specific ids, the
@@ -225,6 +249,12 @@ func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.To
 		want  bool
 	)
 	if len(req.ItemIDs) > 0 {
+		// the revisions first: a change in between pairs newer content
+		// with an older revision, which a conditional publish refuses
+		revs, err := s.hub.Store.Revs(ctx, feed, req.ItemIDs...)
+		if err != nil {
+			return nil, s.storeError(err)
+		}
 		got, err := s.hub.Store.Feed(feed).GetMany(ctx, req.ItemIDs...)
 		if err != nil {
 			return nil, s.storeError(err)
@@ -234,7 +264,7 @@ func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.To
 		for i, data := range got {
 			if data != nil {
 				uids = append(uids, req.ItemIDs[i])
-				parts = append(parts, s.itemTokens(feed, req.ItemIDs[i], data, nsPubsub))
+				parts = append(parts, s.itemTokens(feed, itemView{id: req.ItemIDs[i], data: data, rev: revs[i]}, nsPubsub))
 			}
 		}
 		pg.Total = int64(len(parts))
@@ -244,7 +274,7 @@ func (s *service) items(ctx context.Context, req *request, who caller) ([]xml.To
 		}
 		for _, it := range pg.Items {
 			uids = append(uids, it.ID)
-			parts = append(parts, s.itemTokens(feed, it.ID, it.Data, nsPubsub))
+			parts = append(parts, s.itemTokens(feed, itemView{id: it.ID, data: it.Data, rev: it.Rev}, nsPubsub))
 		}
 	}
 	content, set := s.fitPage(parts, uids, pg, want)

@@ -43,12 +43,21 @@ func (s *service) publish(ctx context.Context, req *request, who caller) ([]xml.
 	if len(data) > s.cfg.MaxItemBytes {
 		return nil, nil, errPayloadTooBig(len(data), s.cfg.MaxItemBytes)
 	}
-	if req.Options != nil {
-		if e := s.checkOptions(ctx, feed, typ, req.Options); e != nil {
+	opts, expect := req.Options, ""
+	if want, ok := opts[optRev]; ok {
+		opts = maps.Clone(opts)
+		delete(opts, optRev)
+		var e *stanzaError
+		if expect, e = s.checkRev(ctx, feed, req.Item.ID, want); e != nil {
 			return nil, nil, e
 		}
 	}
-	act := core.Action{Verb: core.VerbPublish, Feed: feed, ID: req.Item.ID, Item: data, Actor: who.actor}
+	if len(opts) > 0 {
+		if e := s.checkOptions(ctx, feed, typ, opts); e != nil {
+			return nil, nil, e
+		}
+	}
+	act := core.Action{Verb: core.VerbPublish, Feed: feed, ID: req.Item.ID, Item: data, Actor: who.actor, ExpectRev: expect}
 	switch {
 	case typ == thoonk.TypeSorted && act.ID != "":
 		act.Verb = core.VerbEdit // a sorted feed numbers new items itself
@@ -243,8 +252,10 @@ func (s *service) settle(ctx context.Context, w *thoonk.ResultWaiter) (*core.Res
 		return nil, errForbidden(txt)
 	case 404:
 		return nil, errNotFound(txt)
-	case 409, 412:
+	case 409:
 		return nil, &stanzaError{Type: "cancel", Condition: "conflict", Text: txt}
+	case 412: // the x-feedbridge#rev precondition, checked as the change applied
+		return nil, errPrecondition(txt)
 	case 413:
 		return nil, &stanzaError{Type: "modify", Condition: "not-acceptable", App: "payload-too-big", Text: txt}
 	case 422:
@@ -292,6 +303,35 @@ func (s *service) checkOptions(ctx context.Context, feed string, typ thoonk.Feed
 		}
 	}
 	return nil
+}
+
+// optRev is the publish-options field (feedbridge's own) that makes a
+// publish conditional: it replaces the item only while the item's last
+// change is that revision (the rev attribute its <item/> showed).
+const optRev = "x-feedbridge#rev"
+
+// checkRev checks the x-feedbridge#rev precondition as the publish is
+// asked for, and returns the revision for the worker to check again as it
+// applies the change (a change landing in between is refused there).
+func (s *service) checkRev(ctx context.Context, feed, id string, want []string) (string, *stanzaError) {
+	switch {
+	case len(want) != 1 || !thoonk.ValidRev(want[0]):
+		return "", errBadRequest("", optRev+" takes one revision, as an item's rev attribute shows it (such as 1733300000123-0)")
+	case id == "":
+		return "", errBadRequest("", optRev+" needs the id of the item to replace")
+	}
+	revs, err := s.hub.Store.Revs(ctx, feed, id)
+	if err != nil {
+		return "", s.storeError(err)
+	}
+	if revs[0] != want[0] {
+		now := "the item does not exist"
+		if revs[0] != "" {
+			now = "its revision is now " + revs[0]
+		}
+		return "", errPrecondition("the item changed since revision " + want[0] + " (" + now + "); nothing was published")
+	}
+	return want[0], nil
 }
 
 // anyone stands for an arbitrary XMPP user: an ACL that lets it read a

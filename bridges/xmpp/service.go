@@ -42,6 +42,7 @@ var features = []string{
 	nsPubsub + "#subscription-options",
 	nsOrderBy,
 	nsOrderBy + "@" + nsPubsub,
+	nsRev, // items carry revisions; publish-options take x-feedbridge#rev
 }
 
 // service is the pubsub service: it answers requests and turns feed
@@ -87,7 +88,7 @@ func newService(cfg Config, hub *core.Hub, c *conns) *service {
 	return &service{
 		cfg: cfg, hub: hub, domain: cfg.JID, jid: self, feeds: hub.Exposed(cfg.Feeds),
 		subs:       newRegistry(hub.Store.Client(), cfg.JID),
-		cursors:    newCursors(hub.Store.Client(), cfg.JID, log),
+		cursors:    newCursors(hub.Store, cfg.JID, log),
 		notify:     newNotifier(cfg, c, log, hub.Metrics),
 		limiter:    newLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst),
 		domains:    newLimiter(cfg.RateLimit.DomainPerSecond, cfg.RateLimit.DomainBurst),
@@ -353,7 +354,7 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 	if e != nil {
 		return nil, nil, e
 	}
-	feed, typ, e := s.resolve(ctx, req, who, core.OpRead)
+	feed, _, e := s.resolve(ctx, req, who, core.OpRead)
 	if e != nil {
 		return nil, nil, e
 	}
@@ -364,24 +365,12 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		return nil, nil, &stanzaError{Type: "wait", Condition: "policy-violation", App: "too-many-subscriptions",
 			Text: fmt.Sprintf("%s has %d subscriptions, the most this service allows", who.bare, s.cfg.MaxSubscriptionsPerJID)}
 	}
-	if typ != thoonk.TypeFeed {
-		sub, err := s.subs.add(ctx, feed, j, quiet)
-		if err != nil {
-			s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
-			return nil, nil, errInternal("could not store the subscription; try again")
-		}
-		return subscribed(req, j, sub), func() {
-			if !sub.Quiet {
-				s.sendLastSorted(ctx, feed, j)
-			}
-		}, nil
-	}
-	// A plain feed's subscriber gets the last item notified to the node's
-	// subscribers (at the node's pulled mark), then, as notifications,
-	// every item after it: the node's lock keeps pulls out from the
-	// subscription's start until that last item is queued, after the
-	// reply, so each item reaches the subscriber once and in order.
-	nc, err := s.lockCursor(ctx, feed, "")
+	// The subscriber gets the node's last item as of its cursor, then, as
+	// notifications, every change after it: the node's lock keeps changes
+	// from being queued from the subscription's start until that last
+	// item is queued, after the reply, so each reaches the subscriber once
+	// and in order.
+	nc, err := s.lockCursor(ctx, feed)
 	if err != nil {
 		s.log.Warn("xmpp: start the notification cursor", "feed", feed, "err", err)
 		return nil, nil, errInternal("could not read the node; try again")
@@ -392,7 +381,7 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 		return nil, nil, errInternal("could not store the subscription; try again")
 	}
-	last, ok := s.lastNotified(ctx, feed, s.cursors.pulledOf(nc))
+	last, ok := s.lastItem(ctx, feed, s.cursors.pulledOf(nc))
 	return subscribed(req, j, sub), func() {
 		defer nc.mu.Unlock()
 		if ok && !sub.Quiet {
@@ -510,44 +499,30 @@ func (s *service) options(ctx context.Context, req *request, who caller) ([]xml.
 	return nil, nil
 }
 
-// lastNotified returns the newest item of a plain feed at or before the
-// mark m: the last notified one still there unchanged, else the newest
-// item published before the mark's millisecond.
-func (s *service) lastNotified(ctx context.Context, feed string, m mark) (thoonk.Item, bool) {
-	store := s.hub.Store
-	for i := len(m.Seen) - 1; i >= max(0, len(m.Seen)-3); i-- {
-		it, err := store.Item(ctx, feed, m.Seen[i].ID)
-		if err == nil && sameScore(it.Cursor().Hint, m.Hint) {
-			return it, true
-		}
-	}
-	c := m.cursor()
-	page, err := store.Page(ctx, feed, thoonk.PageRequest{After: &c, Limit: 1})
-	if err != nil || len(page.Items) == 0 {
+// lastItem returns a node's last item (a plain feed's newest, a sorted
+// feed's last in position order) unless its last change comes after the
+// node's cursor pulled, or is not journaled yet (a foreign writer's):
+// then that change's notification is on its way, and serves as the last
+// item.
+func (s *service) lastItem(ctx context.Context, feed, pulled string) (thoonk.Item, bool) {
+	items, err := s.newestItems(ctx, feed, 1)
+	if err != nil || len(items) == 0 {
 		return thoonk.Item{}, false
 	}
-	return page.Items[0], true
-}
-
-// sendLastSorted queues a sorted feed's last item, in position order, for
-// one new subscriber.
-func (s *service) sendLastSorted(ctx context.Context, feed, to string) {
-	n, err := s.hub.Store.Count(ctx, feed)
-	if err != nil || n == 0 {
-		return
+	it := items[len(items)-1]
+	rev, journaled, err := s.hub.Store.Journaled(ctx, feed, it.ID, it.Data)
+	if err != nil || !journaled || thoonk.RevBefore(pulled, rev) {
+		return thoonk.Item{}, false
 	}
-	page, err := s.hub.Store.Page(ctx, feed, thoonk.PageRequest{Offset: n - 1, Limit: 1})
-	if err != nil || len(page.Items) == 0 {
-		return
-	}
-	s.sendLast(feed, page.Items[0], to)
+	it.Rev = rev
+	return it, true
 }
 
 // sendLast queues a node's last item for one new subscriber, stamped
 // with its publish time when it has one (XEP-0060 6.1.7; sorted feeds
 // keep no times).
 func (s *service) sendLast(feed string, it thoonk.Item, to string) {
-	body := s.itemEvent(feed, it.ID, it.Data)
+	body := s.itemEvent(feed, itemView{id: it.ID, data: it.Data, rev: it.Rev})
 	if !it.Published.IsZero() {
 		body = append(body, delayStamp(it.Published)...)
 	}

@@ -1,11 +1,13 @@
 package thoonk
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +49,13 @@ type Entry struct {
 // At returns when the change was journaled (the revision's milliseconds,
 // Redis' clock).
 func (e Entry) At() time.Time { return RevTime(e.Rev) }
+
+// Event returns the entry as the journal event of feed a subscription
+// made with Journal set receives.
+func (e Entry) Event(feed string) Event {
+	return Event{Type: e.Type, Feed: feed, ID: e.ID, Item: e.Item, Position: e.Position, Rev: e.Rev,
+		Large: e.Item == nil && e.Sum != "", Sum: e.Sum}
+}
 
 // RevTime returns the time part of a revision (zero for a malformed one).
 func RevTime(rev string) time.Time {
@@ -160,6 +169,39 @@ func (j *Journal) Read(ctx context.Context, after string, limit int) ([]Entry, s
 	return out, last, nil
 }
 
+// Newest reads every entry after revision after, in pages, and returns
+// the newest keep of those match accepts (nil: all), oldest first, how
+// many matched in all, and the revision of the last entry read (after
+// itself when there is none). Memory stays bounded by keep, however long
+// the journal. A revision the journal cannot answer from fails with a
+// *GapError, as Read does.
+func (j *Journal) Newest(ctx context.Context, after string, keep int, match func(Entry) bool) ([]Entry, int, string, error) {
+	const page = 1000
+	var kept []Entry
+	matched := 0
+	for {
+		es, _, err := j.Read(ctx, after, page)
+		if err != nil {
+			return kept, matched, after, err
+		}
+		for _, e := range es {
+			if match != nil && !match(e) {
+				continue
+			}
+			matched++
+			if kept = append(kept, e); len(kept) > keep {
+				kept = kept[1:]
+			}
+		}
+		if len(es) > 0 {
+			after = es[len(es)-1].Rev
+		}
+		if len(es) < page {
+			return slices.Clip(kept), matched, after, nil
+		}
+	}
+}
+
 // Last returns the journal's last revision (RevStart when it has none).
 func (j *Journal) Last(ctx context.Context) (string, error) {
 	if j.err != nil {
@@ -173,6 +215,68 @@ func (j *Journal) Last(ctx context.Context) (string, error) {
 		return RevStart, nil
 	}
 	return xs[0].ID, nil
+}
+
+// Revs returns the revisions of the last changes of items of a feed, in
+// the order of ids ("" for an item without one: gone, or never journaled).
+func (s *Store) Revs(ctx context.Context, feed string, ids ...string) ([]string, error) {
+	if err := s.validFeed(feed); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	vals, err := s.cmd.HMGet(ctx, prefixRevs+feed, ids...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("revisions of %q: %w", feed, err)
+	}
+	out := make([]string, len(ids))
+	for i, v := range vals {
+		if str, ok := v.(string); ok {
+			out[i], _, _ = strings.Cut(str, " ")
+		}
+	}
+	return out, nil
+}
+
+// Journaled returns the revision of the last journaled change of an item
+// and whether data is the content that change left it with: false when a
+// change to the item is not in the journal yet (a foreign writer's, which
+// the journaler appends shortly) or the item has no revision.
+func (s *Store) Journaled(ctx context.Context, feed, id string, data []byte) (string, bool, error) {
+	if err := s.validFeed(feed); err != nil {
+		return "", false, err
+	}
+	v, err := s.cmd.HGet(ctx, prefixRevs+feed, id).Result()
+	if isNil(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("revision of %q in %q: %w", id, feed, err)
+	}
+	rev, rest, _ := strings.Cut(v, " ")
+	sum, _, _ := strings.Cut(rest, " ")
+	return rev, sum == ContentSumHex(data), nil
+}
+
+// AdvanceMarks stores readers' positions in journals (field -> revision)
+// in the hash key, each only when it moves the field's mark on: a late
+// write (from a process that lost its lead, say) never takes a mark back.
+// With ttl > 0 the hash expires after ttl. The key is the caller's own (on
+// Redis Cluster, one key per call).
+func (s *Store) AdvanceMarks(ctx context.Context, key string, ttl time.Duration, marks map[string]string) error {
+	if len(marks) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 1+2*len(marks))
+	args = append(args, ttl.Milliseconds())
+	for f, rev := range marks {
+		args = append(args, f, rev)
+	}
+	if err := s.run(ctx, scripts.marksAdvance, []string{key}, args...).Err(); err != nil {
+		return fmt.Errorf("advance marks in %s: %w", key, err)
+	}
+	return nil
 }
 
 // parseEntry reads one XRANGE entry: {id, {field, value, ...}}.
@@ -276,13 +380,15 @@ func (s *Store) Reconcile(ctx context.Context, feed string) (int, error) {
 		return 0, nil
 	}
 	k := feedKeys(feed)
-	prev := map[string]string{}
+	prev := map[string]string{}   // a sorted feed's item -> its predecessor's position
+	index := map[string]float64{} // a sorted feed's item -> its place
 	if typ == TypeSorted {
 		order, err := s.rdb.LRange(ctx, k.ids, 0, -1).Result()
 		if err != nil {
 			return 0, fmt.Errorf("reconcile %q: %w", feed, err)
 		}
 		for i, id := range order {
+			index[id] = float64(i)
 			if i == 0 {
 				prev[id] = "begin:"
 			} else {
@@ -291,20 +397,46 @@ func (s *Store) Reconcile(ctx context.Context, feed string) (int, error) {
 		}
 	}
 	n := 0
-	// items new or changed since their journaled revision
+	// items new or changed since their journaled revision, journaled in
+	// the feed's order (oldest first; a sorted feed's position order)
+	// within each batch the scan returns (all of a small feed's at once)
 	err = s.scanHash(ctx, k.items, func(ids, items []string) error {
 		revs, err := s.rdb.HMGet(ctx, k.revs, ids...).Result()
 		if err != nil {
 			return err
 		}
+		type change struct {
+			id, item string
+			at       float64
+		}
+		var changed []change
 		for i, id := range ids {
 			rv, _ := revs[i].(string)
 			_, sum, _ := strings.Cut(rv, " ")
 			sum, _, _ = strings.Cut(sum, " ")
-			if rv != "" && sum == ContentSumHex([]byte(items[i])) {
-				continue
+			if rv == "" || sum != ContentSumHex([]byte(items[i])) {
+				changed = append(changed, change{id: id, item: items[i], at: index[id]})
 			}
-			rev, err := s.observe(ctx, feed, "publish", id, items[i], prev[id])
+		}
+		if len(changed) > 1 && typ == TypeFeed {
+			pipe := s.rdb.Pipeline()
+			scores := make([]*redis.FloatCmd, len(changed))
+			for i, c := range changed {
+				scores[i] = pipe.ZScore(ctx, k.ids, c.id)
+			}
+			_, _ = pipe.Exec(ctx) // (an id without a score sorts first)
+			for i := range changed {
+				changed[i].at = float64(ScoreTime(scores[i].Val()).UnixMilli())
+			}
+		}
+		slices.SortStableFunc(changed, func(a, b change) int {
+			if c := cmp.Compare(a.at, b.at); c != 0 {
+				return c
+			}
+			return strings.Compare(a.id, b.id)
+		})
+		for _, c := range changed {
+			rev, err := s.observe(ctx, feed, "publish", c.id, c.item, prev[c.id])
 			if err != nil {
 				return err
 			}

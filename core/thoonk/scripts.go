@@ -24,6 +24,7 @@ type scriptSet struct {
 	read, page                                            *redis.Script
 	actionApply                                           *redis.Script
 	journalObserve, journalRead, journalTrim              *redis.Script
+	marksAdvance                                          *redis.Script
 }
 
 func loadScripts() *scriptSet {
@@ -58,6 +59,7 @@ func loadScripts() *scriptSet {
 		actionApply:    s("action_apply"),
 		journalObserve: s("journal_observe"),
 		journalRead:    s("journal_read"),
+		marksAdvance:   s("marks_advance"),
 		journalTrim:    s("journal_trim"),
 	}
 }
