@@ -15,13 +15,21 @@
 //     lines first, announcements round-robin per channel, bounded, with
 //     the overflow summarized as "…and N more in feed X"; PONG, PING and
 //     registration never wait.
-//   - The last delivered item of each channel and feed is kept in Redis
-//     (feedbridge.irc.last:*) as its place in Redis' order (score or
-//     index, via core cursors), so after a reconnect, a restart, a refusal
-//     or an EventResync the bot posts what was missed (up to catch_up
-//     items, then a summary), even when that item was edited, retracted
-//     or trimmed meanwhile. An announcement counts as delivered once the
-//     server answers a PING written after it: a refusal (404) comes first.
+//   - Announcements and catch-up read the feeds' journals (see
+//     thoonk.Journal): each line carries its change's revision as its
+//     mark, and the last delivered mark of each channel and feed is kept
+//     in Redis (feedbridge.irc.last:*), where it only moves forward. After
+//     a reconnect, a restart, a refusal, an EventResync or a hand-over the
+//     bot posts the changes after the mark in order (publishes, edits,
+//     retractions, trims, moves), up to catch_up of them after a count of
+//     the rest, or one line when the mark is older than the journal; a
+//     first join starts at the journal's end. An announcement counts as
+//     delivered once the server answers a PING written after it: a
+//     refusal (404) comes first.
+//   - In a fleet of bridges, one process holds the network's lease
+//     (server and nick; core.Hub.Lead) and connects; the others stand by.
+//     The leader checks its lease before every line it writes, so a
+//     paused process that lost it sends nothing more.
 //   - Refused channels (kick, ban and the other join refusals, 404 cannot
 //     send) are retried later; kept job results wait for their channel's
 //     JOIN; the configured nick is taken back when it becomes free.

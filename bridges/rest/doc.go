@@ -5,22 +5,27 @@
 // The model in a few lines:
 //
 //   - Reads go straight to the store: feeds, pages of items in display
-//     order with opaque cursors, single items with strong ETags; every GET
-//     route answers HEAD too. A feed the adapter does not expose, or the
-//     client may not read, is a 404 exactly like an unknown one.
+//     order with opaque cursors, single items whose ETag is their journal
+//     revision; every GET route answers HEAD too. A feed the adapter does
+//     not expose, or the client may not read, is a 404 exactly like an
+//     unknown one.
 //   - Writes never touch a feed: POST, PUT, DELETE, move and custom verbs
 //     become core actions stamped with the token's actor (rest:NAME, or
 //     rest:anonymous), stored as jobs before the 202 answer; Prefer: wait
-//     waits for the worker's result, Idempotency-Key makes retries safe.
-//     A job's status is shown to the actor who submitted it only.
-//   - One core subscription feeds a bounded replay ring of rendered events
-//     numbered EPOCH-SEQ. Every event stream and long poll reads the ring
-//     from its own position, so a client that reconnects with Last-Event-ID
-//     gets exactly what it missed, or a reset event when that cannot be
-//     known (new epoch after a restart or lost Redis events, or an event it
-//     wants that the ring no longer keeps).
+//     waits for the worker's result, Idempotency-Key makes retries safe,
+//     If-Match is checked before the job is stored and again, atomically,
+//     by the worker (412 with the current revision). A job's status is
+//     shown to the actor who submitted it only.
+//   - Event ids are journal revisions (one feed) or a millisecond with the
+//     revisions at it (several feeds), so a client that reconnects with
+//     Last-Event-ID, to any process and after restarts, gets exactly what
+//     it missed, read from the feeds' journals, or a reset event when the
+//     journals no longer hold it. One core subscription to the journals'
+//     announcements feeds a bounded ring of rendered events: a cache the
+//     streams read live events from; what it cannot tell comes from the
+//     journals. GET /v1/feeds/{feed}/changes pages through one journal.
 //   - Every SSE stream and every WebSocket subscription (GET /v1/ws, with
-//     github.com/coder/websocket) reads the ring through one follower:
+//     github.com/coder/websocket) reads events through one follower:
 //     the same events, ids, replay and resets on both. The socket also
 //     takes actions and answers with their jobs' results; it keeps the
 //     SSE rules (auth, ACL, rate limit per message, a max_streams slot,
