@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/core/thoonk"
 )
 
 // A lease makes one process of a fleet the leader of a stateful
@@ -152,9 +154,11 @@ func (ld *Leader) Holds(name string) bool {
 }
 
 // NewLeader returns a lease holder for the process owner (its instance
-// id) with leases of the given TTL.
+// id) with leases of the given TTL. The holder's name is the owner plus
+// a random suffix of this process, so two processes given the same
+// instance id never take each other's leases for their own.
 func NewLeader(rdb redis.UniversalClient, owner string, ttl time.Duration) *Leader {
-	return &Leader{rdb: rdb, owner: strings.ReplaceAll(owner, " ", "_"), ttl: ttl}
+	return &Leader{rdb: rdb, owner: strings.ReplaceAll(owner, " ", "_") + "/" + thoonk.NewID()[:8], ttl: ttl}
 }
 
 // TTL returns the leases' time to live.

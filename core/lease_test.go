@@ -123,3 +123,20 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Two processes configured with the same instance id are still two
+// holders: one holds the lease, the other waits.
+func TestLeaseSameInstanceTwoProcesses(t *testing.T) {
+	thoonktest.Each(t, func(t *testing.T, b *thoonktest.Backend) {
+		ctx := thoonktest.Ctx(t)
+		one := core.NewLeader(b.RDB, "same", time.Second)
+		two := core.NewLeader(b.RDB, "same", time.Second)
+		l1, _, err := one.TryAcquire(ctx, "irc:net:bot")
+		thoonktest.Must(t, err)
+		l2, _, err := two.TryAcquire(ctx, "irc:net:bot")
+		thoonktest.Must(t, err)
+		if l1 == nil || l2 != nil {
+			t.Fatalf("first %v, second %v: want one holder", l1, l2)
+		}
+	})
+}

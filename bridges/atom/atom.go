@@ -317,7 +317,9 @@ const maxBatch = 512
 // retract times in Redis and drops cached documents of changed feeds. The
 // events queued at a time are recorded together, in one round trip.
 func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
-	sub := hub.Events.Subscribe(thoonk.DefaultQueueSize)
+	// the journal's events: a sorted feed's edit is an edit (the schema
+	// announces it as a publish), and each change has its revision
+	sub := hub.Events.SubscribeWith(thoonk.SubscribeOptions{Queue: thoonk.DefaultQueueSize, Journal: true})
 	defer sub.Close()
 	defer func() {
 		b.following.Store(false)

@@ -61,7 +61,7 @@ func newHarness(tb testing.TB, section string, hooks ...redis.Hook) *harness {
 // deployment (a Cluster, say).
 func newHarnessOn(tb testing.TB, rdb redis.UniversalClient, section string) *harness {
 	tb.Helper()
-	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{})
+	store, err := thoonk.NewStore(rdb, thoonk.StoreOptions{Journal: thoonk.JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
 	if err != nil {
 		tb.Fatal(err)
 	}

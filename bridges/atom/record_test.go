@@ -249,3 +249,38 @@ func TestPermanentErrors(t *testing.T) {
 		}
 	}
 }
+
+// A sorted feed's item rendered before its publish was recorded (another
+// process renders first, or the render wins the race with the event) is
+// shown with its publish time unknown; once the journal's publish is
+// recorded the item has its publish time, Redis' time of the change, the
+// same whichever process records it.
+func TestPublishRecordedAfterARender(t *testing.T) {
+	h := newHarness(t, "")
+	ctx := context.Background()
+	h.create("list", thoonk.TypeSorted, nil)
+	id, err := h.store.Sorted("list").Append(ctx, []byte(`{"title":"early"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := readTimes(ctx, h.rdb, "list", []string{id}, true, 0, now); err != nil { // the render's fill
+		t.Fatal(err)
+	}
+	es, _, err := h.store.Journal("list").Read(ctx, thoonk.RevStart, 10)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("journal %v %v", es, err)
+	}
+	ev := es[0].Event("list")
+	ev.At = now.Add(time.Hour) // the listener's clock plays no part
+	if _, _, err := recordEvents(ctx, h.rdb, []thoonk.Event{ev}, 0); err != nil {
+		t.Fatal(err)
+	}
+	ft, err := readTimes(ctx, h.rdb, "list", []string{id}, true, 0, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := thoonk.RevTime(ev.Rev); !ft.items[0].published.Equal(want) {
+		t.Fatalf("published %v, want the journal's %v", ft.items[0].published, want)
+	}
+}

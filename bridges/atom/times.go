@@ -76,11 +76,16 @@ func recordEvents(ctx context.Context, rdb redis.UniversalClient, evs []thoonk.E
 func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev thoonk.Event, ttl time.Duration) []redis.Cmder {
 	tk, dk := prefixTimes+ev.Feed, prefixDeleted+ev.Feed
 	at := ev.At.UnixMilli()
+	if t := thoonk.RevTime(ev.Rev); !t.IsZero() {
+		at = t.UnixMilli() // when Redis journaled it: the same in every process
+	}
 	var cmds []redis.Cmder
 	add := func(c ...redis.Cmder) { cmds = append(cmds, c...) }
 	switch ev.Type {
 	case thoonk.EventPublish:
-		add(pipe.HSetNX(ctx, tk, "p:"+ev.ID, at), pipe.HSet(ctx, tk, "u:"+ev.ID, at), pipe.ZRem(ctx, dk, ev.ID))
+		// the first publish's time, also over the "unknown" a render put
+		// there before this was recorded
+		add(firstPublish.Eval(ctx, pipe, []string{tk}, "p:"+ev.ID, at), pipe.HSet(ctx, tk, "u:"+ev.ID, at), pipe.ZRem(ctx, dk, ev.ID))
 	case thoonk.EventEdit, thoonk.EventPosition:
 		add(pipe.HSet(ctx, tk, "u:"+ev.ID, at))
 	case thoonk.EventRetract:
@@ -104,6 +109,16 @@ func queueRecord(ctx context.Context, pipe redis.Pipeliner, ev thoonk.Event, ttl
 	return append(cmds, pipe.HSet(ctx, tk, "c", at))
 }
 
+// firstPublish sets an item's first-publish time (KEYS[1] the times hash,
+// ARGV field and time) unless a time is recorded already; "0" (unknown)
+// is not one. (Eval, not EvalSha: it runs in a pipeline, which cannot
+// load a script Redis lacks.)
+var firstPublish = redis.NewScript(`
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if not v or v == '0' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+`)
+
 // permanent reports whether err is Redis refusing a command for good: an
 // error reply such as WRONGTYPE, as opposed to a connection failure or a
 // passing server state (loading, a read-only replica, cluster down, out of
@@ -125,8 +140,8 @@ func permanent(err error) bool {
 // time get the current one when ARGV[2] is "1" (sorted feeds keep no
 // times: the first time the bridge shows an item stands in, and is kept so
 // that every render and every process agree); their publish is marked
-// unknown ("0"), so that a later edit, which a sorted feed announces as a
-// publish, is not recorded as the publish.
+// unknown ("0") until the item's publish is recorded (firstPublish: the
+// journal tells a sorted feed's publish from its edits).
 var readTimesScript = redis.NewScript(`
 local now = ARGV[1]
 redis.call('HSETNX', KEYS[1], 'c', now)

@@ -569,14 +569,13 @@ func poke(ch chan struct{}) {
 }
 
 // dedupKey names an event for every process: a hash of its content and
-// the number of times this content was seen within dedupWindow (so that
-// publish, retract, publish of the same item are three changes). A
-// process that did not see the earlier occurrences (it started after
-// them) counts low and leaves the event to the processes that did; alone,
-// it takes such a repeat within dedupWindow for the earlier occurrence.
+// its journal revision (each change has its own, the same in every
+// process), and the number of times this content was seen within
+// dedupWindow (for events without a revision: publish, retract, publish
+// of the same item are then three changes).
 func (w *webSub) dedupKey(ev thoonk.Event) string {
 	h := sha256.New()
-	for _, part := range []string{ev.Feed, ev.Type.String(), ev.ID, ev.Position, ev.Instance} {
+	for _, part := range []string{ev.Feed, ev.Type.String(), ev.ID, ev.Position, ev.Instance, ev.Rev} {
 		h.Write([]byte(part))
 		h.Write([]byte{0})
 	}

@@ -307,7 +307,13 @@ func TestWebSubOneProcessTakesEachChange(t *testing.T) {
 	other := newBridge(t, hubSection()).ws // another process on the same Redis
 	other.hub, other.jobs = h.bridge.ws.hub, h.bridge.ws.jobs
 	other.addFeed("news")
-	other.changed([]thoonk.Event{{Type: thoonk.EventPublish, Feed: "news", ID: "1", Item: []byte(`{"title":"Once"}`), At: time.Now()}}, false)
+	es, _, err := h.store.Journal("news").Read(context.Background(), thoonk.RevStart, 100)
+	if err != nil || len(es) == 0 {
+		t.Fatalf("journal: %v %v", es, err)
+	}
+	ev := es[len(es)-1].Event("news") // the same journal event the first process saw
+	ev.At = time.Now()
+	other.changed([]thoonk.Event{ev}, false)
 	if err := other.notify(context.Background(), other.pend, false, true); err != nil {
 		t.Fatal(err)
 	}

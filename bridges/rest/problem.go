@@ -29,7 +29,7 @@ var kinds = map[string]kind{
 	"forbidden":           {403, "Forbidden", "The token is valid and may read the feed, but the ACL does not allow this operation."},
 	"not-found":           {404, "Not found", "The feed or item does not exist, is not exposed by this bridge, or may not be read with this token: all look the same."},
 	"method-not-allowed":  {405, "Method not allowed", "The resource exists but does not support this method; see the Allow header."},
-	"conflict":            {409, "Conflict", "The request conflicts with the feed's current state, such as its type, or another request with the same Idempotency-Key is still being handled."},
+	"conflict":            {409, "Conflict", "The request conflicts with the feed's current state, such as its type."},
 	"history-gone":        {410, "History gone", "The changes after that revision are no longer kept (older than the journal's bounds), or the revision is not from this feed's journal. Reload the feed, then follow its changes from the revision this problem gives."},
 	"precondition-failed": {412, "Precondition failed", "If-Match names a version of the item that is no longer current (or the item is gone). Reload it and try again."},
 	"too-large":           {413, "Content too large", "The request body or item is over the configured limit."},

@@ -217,7 +217,7 @@ func (b *Bridge) Run(ctx context.Context, hub *core.Hub) error {
 	}
 }
 
-var errPubsubDown = errors.New("redis pubsub is disconnected: event streams wait and will reset")
+var errPubsubDown = errors.New("redis pubsub is disconnected: event streams wait, then catch up from the journals")
 
 func (b *Bridge) setState(hub *core.Hub) {
 	if hub.Events.Connected() {

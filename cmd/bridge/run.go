@@ -261,11 +261,7 @@ func prepareFeeds(ctx context.Context, s *thoonk.Store, cfg *core.Config, log *s
 	var want []core.FeedSpec
 	if cfg.Actions.CreateQueues {
 		for _, q := range internalFeeds(cfg) {
-			want = append(want, core.FeedSpec{Name: q, Type: thoonk.TypeJob, Config: map[string]string{
-				thoonk.ConfigJobTimeout: fmt.Sprint(cfg.Jobs.Timeout.Milliseconds()),
-				thoonk.ConfigJobRetries: fmt.Sprint(cfg.Jobs.Retries),
-				"title":                 "feedbridge actions",
-			}})
+			want = append(want, core.FeedSpec{Name: q, Type: thoonk.TypeJob, Config: jobConfig(cfg)})
 		}
 	}
 	for _, f := range append(want, cfg.CreateFeeds...) {
