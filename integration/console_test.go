@@ -33,7 +33,8 @@ func screenshot(t *testing.T, p *testenv.Page, name string) {
 
 // TestConsoleInABrowser: the console at / in a real Chromium on the quick
 // start: the server-rendered lists, then live updates through the REST
-// adapter's events (publish, edit, retract), queue counts refreshed, and
+// adapter's events (publish, edit, retract; a sorted feed's inserts and
+// moves in their places), queue counts refreshed, and
 // the keyboard's first stop is the skip link.
 func TestConsoleInABrowser(t *testing.T) {
 	q := startQuickStart(t)
@@ -86,6 +87,33 @@ func TestConsoleInABrowser(t *testing.T) {
 	next := feed.String(`document.querySelector('a[rel="next"]').getAttribute("href")`)
 	second := browser.Open(q.Base + next)
 	second.WaitFor(`document.querySelector('a[rel="prev"]') && document.querySelectorAll("ul.items li").length === 7`, 10*time.Second)
+
+	// a sorted feed: live inserts and moves land where their positions say
+	ctx := context.Background()
+	if err := q.Store.Create(ctx, "todo", thoonk.TypeSorted, nil); err != nil {
+		t.Fatal(err)
+	}
+	todo := q.Store.Sorted("todo")
+	a, err := todo.Append(ctx, []byte(`{"title":"a"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := todo.Append(ctx, []byte(`{"title":"b"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := browser.Open(q.Base + "/console/feeds/todo")
+	list.WaitFor(`document.body.getAttribute("data-live-state") === "open"`, 20*time.Second)
+	order := `[...document.querySelectorAll("ul.items li")].map(li => li.getAttribute("data-id")).join(",")`
+	c, err := todo.PublishAfter(ctx, a, []byte(`{"title":"c"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list.WaitFor(order+` === "`+a+","+c+","+b+`"`, 20*time.Second)
+	if err := todo.Move(ctx, a, thoonk.Position{Kind: thoonk.PosBefore, Rel: b}); err != nil {
+		t.Fatal(err)
+	}
+	list.WaitFor(order+` === "`+c+","+a+","+b+`"`, 20*time.Second)
 }
 
 // TestConsoleStalledJobs: an operator sees a stalled job with its last

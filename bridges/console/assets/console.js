@@ -60,19 +60,47 @@
         return;
       }
       var li = itemNode(data);
-      if (old) {
+      if (type === 'position' || (type === 'publish' && data.position)) {
+        // a sorted feed: the item goes where its position says, if that
+        // is within the items shown (else it leaves the list)
+        if (old) { ul.removeChild(old); }
+        place(ul, li, data.position);
+      } else if (old) {
         ul.replaceChild(li, old); // an edit keeps its place
       } else if (type === 'publish') {
         var empty = ul.querySelector('li.empty');
         if (empty) { ul.removeChild(empty); }
-        ul.insertBefore(li, ul.firstChild);
-        var max = Math.max(parseInt(ul.getAttribute('data-max'), 10) || 0, 5);
-        while (ul.children.length > max) { ul.removeChild(ul.lastChild); }
+        ul.insertBefore(li, ul.firstChild); // a plain feed's newest come first
       }
+      var max = Math.max(parseInt(ul.getAttribute('data-max'), 10) || 0, 5);
+      while (ul.children.length > max) { ul.removeChild(ul.lastChild); }
     });
     if (type === 'publish' && !findItemAnywhere(data)) { return; }
     say(type === 'retract' ? 'Item ' + data.id + ' retracted from ' + data.feed + '.' :
-      (type === 'edit' ? 'Item ' + data.id + ' of ' + data.feed + ' edited.' : 'New item in ' + data.feed + '.'));
+      (type === 'edit' ? 'Item ' + data.id + ' of ' + data.feed + ' edited.' :
+        (type === 'position' ? 'Item ' + data.id + ' of ' + data.feed + ' moved.' : 'New item in ' + data.feed + '.')));
+  }
+
+  // place puts li where a Thoonk position string puts it: "begin:",
+  // ":end", "ID:" (after ID) or ":ID" (before ID); a place outside the
+  // items shown leaves it out.
+  function place(ul, li, position) {
+    var pos = String(position || '');
+    var empty = ul.querySelector('li.empty');
+    var full = ul.children.length >= (Math.max(parseInt(ul.getAttribute('data-max'), 10) || 0, 5));
+    if (pos === 'begin:') {
+      if (empty) { ul.removeChild(empty); }
+      ul.insertBefore(li, ul.firstChild);
+    } else if (pos === ':end') {
+      if (empty) { ul.removeChild(empty); }
+      if (!full) { ul.appendChild(li); }
+    } else if (pos.slice(-1) === ':') {
+      var after = findItem(ul, pos.slice(0, -1));
+      if (after) { ul.insertBefore(li, after.nextSibling); }
+    } else if (pos.charAt(0) === ':') {
+      var before = findItem(ul, pos.slice(1));
+      if (before) { ul.insertBefore(li, before); }
+    }
   }
 
   function findItemAnywhere(data) { return listsFor(data.feed).length > 0; }
@@ -81,7 +109,7 @@
     if (!window.EventSource) { say('This browser has no EventSource: the page shows what was there when it loaded.'); return; }
     var es = new EventSource(path);
     var reloading = false;
-    ['publish', 'edit', 'retract'].forEach(function (type) {
+    ['publish', 'edit', 'retract', 'position'].forEach(function (type) {
       es.addEventListener(type, function (ev) {
         try { onItem(type, JSON.parse(ev.data)); } catch (e) { /* an event the page cannot show */ }
       });
