@@ -223,9 +223,15 @@ create_feeds:
 `, addr)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
 	t.Cleanup(func() { _ = rdb.Close() })
-	feeds := []string{"news", "list"}
-	load := &actionLoad{t: t, base: "http://" + addr, feeds: feeds}
-	const n = 1800
+	crashUnderLoad(t, b, rdb, "http://"+addr, queue, []string{"news", "list"}, 1800)
+}
+
+// crashUnderLoad sends n actions to the bridge at base, 16 at a time, while
+// killing it (-9) three times with jobs claimed, then checks that every
+// action was accepted and applied exactly once.
+func crashUnderLoad(t *testing.T, b *testenv.Bridge, rdb redis.UniversalClient, base, queue string, feeds []string, n int) {
+	t.Helper()
+	load := &actionLoad{t: t, base: base, feeds: feeds}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan struct{})
@@ -236,7 +242,7 @@ create_feeds:
 	lost, dup := countApplied(t, rdb, n, feeds)
 	t.Logf("%d actions, %d accepted, 3 kill -9 leaving %v jobs claimed, %d client retries: %d lost, %d applied twice",
 		n, load.accepted.Load(), left, load.failures.Load(), lost, dup)
-	if load.accepted.Load() != n || lost != 0 || dup != 0 {
+	if load.accepted.Load() != int64(n) || lost != 0 || dup != 0 {
 		t.Fatalf("%d of %d accepted; %d lost, %d applied twice", load.accepted.Load(), n, lost, dup)
 	}
 }
@@ -265,22 +271,7 @@ create_feeds:
 `, addr)
 	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs})
 	t.Cleanup(func() { _ = rdb.Close() })
-	feeds := []string{"{news}:items", "{lists}:todo"}
-	load := &actionLoad{t: t, base: "http://" + addr, feeds: feeds}
-	const n = 1200
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	done := make(chan struct{})
-	go func() { defer close(done); load.run(ctx, n, 16, 0) }()
-	left := crashWhileClaimed(t, b, rdb, queue, done)
-	<-done
-	drained(t, rdb, queue, time.Minute)
-	lost, dup := countApplied(t, rdb, n, feeds)
-	t.Logf("cluster: %d actions, %d accepted, 3 kill -9 leaving %v jobs claimed: %d lost, %d applied twice",
-		n, load.accepted.Load(), left, lost, dup)
-	if load.accepted.Load() != n || lost != 0 || dup != 0 {
-		t.Fatalf("%d of %d accepted; %d lost, %d applied twice", load.accepted.Load(), n, lost, dup)
-	}
+	crashUnderLoad(t, b, rdb, "http://"+addr, queue, []string{"{news}:items", "{lists}:todo"}, 1200)
 	// a crash between a job's finish and its marker's removal leaves the
 	// marker to expire by itself
 	var markers []string

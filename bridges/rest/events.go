@@ -35,6 +35,52 @@ type ResetJSON struct {
 	Reason string `json:"reason"`
 }
 
+// poll is a long poll's wait for a feed's next change.
+type poll struct {
+	w     *watch // nil: no (more) waiting
+	timer *time.Timer
+	stop  <-chan struct{}
+}
+
+// startPoll prepares a request that may wait up to wait for feed's next
+// change: with a wait it takes a stream slot (ok false: it answered 503),
+// follows the feed's events and extends the write deadline. done releases
+// what it took.
+func (b *Bridge) startPoll(c *gin.Context, feed string, wait time.Duration) (p *poll, done func(), ok bool) {
+	p = &poll{timer: time.NewTimer(wait), stop: b.stopping.Done()}
+	release := func() {}
+	if wait > 0 {
+		rel, ok := b.acquireStream(c)
+		if !ok {
+			p.timer.Stop()
+			return nil, nil, false
+		}
+		w, unwatch := b.ring.watch(feed, nil)
+		p.w, release = w, func() { unwatch(); rel() }
+		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
+	}
+	return p, func() { p.timer.Stop(); release() }, true
+}
+
+// waiting reports whether the request still waits for a change.
+func (p *poll) waiting() bool { return p.w != nil }
+
+// wait blocks until the feed changes, or the wait runs out or the bridge
+// stops (then it waits no more: one last read answers); it returns false
+// when the client is gone.
+func (p *poll) wait(ctx context.Context) bool {
+	select {
+	case <-p.w.ch:
+	case <-p.timer.C:
+		p.w = nil
+	case <-p.stop:
+		p.w = nil
+	case <-ctx.Done():
+		return false
+	}
+	return true
+}
+
 // acquireStream takes one of the max_streams slots, or answers 503.
 func (b *Bridge) acquireStream(c *gin.Context) (release func(), ok bool) {
 	select {

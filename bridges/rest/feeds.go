@@ -290,20 +290,11 @@ func (b *Bridge) poll(c *gin.Context, feed string, after *thoonk.Cursor, limit i
 	} else if after != nil {
 		req.Before = after // plain feeds show newest first: newer is before
 	}
-	var w *watch
-	if wait > 0 {
-		release, ok := b.acquireStream(c)
-		if !ok {
-			return
-		}
-		defer release()
-		var unwatch func()
-		w, unwatch = b.ring.watch(feed, nil)
-		defer unwatch()
-		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
+	p, done, ok := b.startPoll(c, feed, wait)
+	if !ok {
+		return
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	defer done()
 	for {
 		page, err := b.hub.Store.Page(ctx, feed, req)
 		if err != nil {
@@ -321,17 +312,11 @@ func (b *Bridge) poll(c *gin.Context, feed string, after *thoonk.Cursor, limit i
 			writeJSON(c, http.StatusOK, itemList(feed, page))
 			return
 		}
-		if w == nil {
+		if !p.waiting() {
 			c.Status(http.StatusNoContent)
 			return
 		}
-		select {
-		case <-w.ch:
-		case <-timer.C:
-			w = nil // one last read, then 204
-		case <-b.stopping.Done():
-			w = nil
-		case <-ctx.Done():
+		if !p.wait(ctx) {
 			return
 		}
 	}

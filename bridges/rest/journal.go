@@ -13,10 +13,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
+
+	"github.com/gin-gonic/gin"
 
 	"github.com/feedbridge/feedbridge/core/thoonk"
-	"github.com/gin-gonic/gin"
 )
 
 // Event ids are journal revisions, so a stream resumes exactly on any
@@ -313,20 +313,11 @@ func (b *Bridge) changes(c *gin.Context) {
 		b.failErr(c, err)
 		return
 	}
-	var w *watch
-	if wait > 0 {
-		release, ok := b.acquireStream(c)
-		if !ok {
-			return
-		}
-		defer release()
-		var unwatch func()
-		w, unwatch = b.ring.watch(feed, nil)
-		defer unwatch()
-		_ = http.NewResponseController(c.Writer).SetWriteDeadline(time.Now().Add(wait + b.cfg.Events.WriteTimeout))
+	p, done, ok := b.startPoll(c, feed, wait)
+	if !ok {
+		return
 	}
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
+	defer done()
 	for {
 		entries, err := b.readJournal(ctx, feed, since, limit+1)
 		var gap *thoonk.GapError
@@ -344,7 +335,7 @@ func (b *Bridge) changes(c *gin.Context) {
 			b.failErr(c, err)
 			return
 		}
-		if len(entries) > 0 || w == nil {
+		if len(entries) > 0 || !p.waiting() {
 			page := ChangesJSON{Feed: feed, Changes: []ChangeJSON{}, Next: since}
 			page.More = len(entries) > limit
 			entries = entries[:min(len(entries), limit)]
@@ -358,13 +349,7 @@ func (b *Bridge) changes(c *gin.Context) {
 			writeJSON(c, http.StatusOK, page)
 			return
 		}
-		select {
-		case <-w.ch:
-		case <-timer.C:
-			w = nil // one last read, then an empty page
-		case <-b.stopping.Done():
-			w = nil
-		case <-ctx.Done():
+		if !p.wait(ctx) {
 			return
 		}
 	}

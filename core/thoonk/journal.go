@@ -397,6 +397,13 @@ func (s *Store) Reconcile(ctx context.Context, feed string) (int, error) {
 		}
 	}
 	n := 0
+	record := func(typ, id, arg, pos string) error {
+		rev, err := s.observe(ctx, feed, typ, id, arg, pos)
+		if rev != "" {
+			n++
+		}
+		return err
+	}
 	// items new or changed since their journaled revision, journaled in
 	// the feed's order (oldest first; a sorted feed's position order)
 	// within each batch the scan returns (all of a small feed's at once)
@@ -436,12 +443,8 @@ func (s *Store) Reconcile(ctx context.Context, feed string) (int, error) {
 			return strings.Compare(a.id, b.id)
 		})
 		for _, c := range changed {
-			rev, err := s.observe(ctx, feed, "publish", c.id, c.item, prev[c.id])
-			if err != nil {
+			if err := record("publish", c.id, c.item, prev[c.id]); err != nil {
 				return err
-			}
-			if rev != "" {
-				n++
 			}
 		}
 		return nil
@@ -460,15 +463,10 @@ func (s *Store) Reconcile(ctx context.Context, feed string) (int, error) {
 			return err
 		}
 		for i, id := range ids {
-			if there[i].Val() {
-				continue
-			}
-			rev, err := s.observe(ctx, feed, "retract", id, "", "")
-			if err != nil {
-				return err
-			}
-			if rev != "" {
-				n++
+			if !there[i].Val() {
+				if err := record("retract", id, "", ""); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
