@@ -262,15 +262,13 @@ func (s *Store) Item(ctx context.Context, feed, id string) (Item, error) {
 }
 
 // ItemOf reads one item of a feed whose type the caller knows already (a
-// feed's type never changes while it exists), in one round trip of plain
-// commands: on plain feeds ZSCORE for its publish time, then HGET of its
-// revision, then HGET of the item. (In that order on one connection: a
-// change landing in between pairs newer content with an older revision,
-// which a conditional write then refuses, never the reverse.) Its index
-// in display order is not read (Index is -1). A missing item, or a feed
-// that is gone, is an error wrapping ErrItemNotFound; when the feed turns
-// out to be of another type (deleted and created again meanwhile) the
-// error wraps ErrWrongType, and Item tells the truth.
+// feed's type never changes while it exists) with its revision, in one
+// script call that concurrent callers' calls share round trips with (the
+// store's autopipelining). Its index in display order is not read (Index
+// is -1). A missing item, or a feed that is gone, is an error wrapping
+// ErrItemNotFound; when the feed turns out to be of another type (deleted
+// and created again meanwhile) the error wraps ErrWrongType, and Item
+// tells the truth.
 func (s *Store) ItemOf(ctx context.Context, feed string, typ FeedType, id string) (Item, error) {
 	if err := s.validFeed(feed); err != nil {
 		return Item{}, err
@@ -281,43 +279,24 @@ func (s *Store) ItemOf(ctx context.Context, feed string, typ FeedType, id string
 	if typ != TypeFeed && typ != TypeSorted {
 		return Item{}, &WrongTypeError{Feed: feed, Want: TypeItems, Got: typ}
 	}
-	pipe := s.rdb.Pipeline()
-	var score *redis.FloatCmd
-	if typ == TypeFeed {
-		score = pipe.ZScore(ctx, prefixIDs+feed, id)
+	vals, err := s.run(ctx, scripts.read, readKeys(feed), "itemof", id).Slice()
+	if err != nil {
+		return Item{}, scriptError(err, feed, typ, "get "+strconv.Quote(id))
 	}
-	rev := pipe.HGet(ctx, prefixRevs+feed, id)
-	get := pipe.HGet(ctx, prefixItems+feed, id)
-	_, _ = pipe.Exec(ctx)
-	data, err := get.Bytes()
-	switch {
-	case isNil(err):
-		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound)
-	case isWrongType(err):
-		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
-	case err != nil:
-		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	if len(vals) != 4 {
+		return Item{}, fmt.Errorf("get %q in %q: short reply", id, feed)
 	}
-	it := Item{ID: id, Data: data, Index: -1}
-	if v, err := rev.Result(); err == nil {
-		it.Rev, _, _ = strings.Cut(v, " ")
-	} else if !isNil(err) {
-		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+	if got := FeedType(stringOf(vals[3])); got != typ {
+		return Item{}, &WrongTypeError{Feed: feed, Want: typ, Got: got}
 	}
-	if score == nil {
-		return it, nil
+	it := Item{ID: id, Data: bytesOf(vals[0]), Index: -1, Rev: stringOf(vals[2])}
+	if sc := stringOf(vals[1]); sc != "" {
+		f, err := parseScore(sc)
+		if err != nil {
+			return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
+		}
+		it.Published, it.hint = ScoreTime(f), sc
 	}
-	f, err := score.Result()
-	switch {
-	case isNil(err):
-		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, ErrItemNotFound) // retracted between the two
-	case isWrongType(err):
-		return Item{}, &WrongTypeError{Feed: feed, Want: typ}
-	case err != nil:
-		return Item{}, fmt.Errorf("get %q in %q: %w", id, feed, err)
-	}
-	sc := strconv.FormatFloat(f, 'f', -1, 64)
-	it.Published, it.hint = ScoreTime(f), sc
 	return it, nil
 }
 

@@ -8,6 +8,8 @@
 --   'count'                    -> number of items
 --   'item', id                 -> {item, score ('' on sorted feeds), index
 --                                 in display order, revision or ''}
+--   'itemof', id               -> {item, score ('' on sorted feeds), revision
+--                                 or '', the type}: 'item' without the index
 --   'type'                     -> the type
 local t = fbtype(KEYS[1])
 if not t then return fberr('FBNOFEED') end
@@ -45,5 +47,12 @@ elseif op == 'item' then
     return {item, sc or '', idx, rev}
   end
   return {item, '', redis.call('LPOS', KEYS[2], ARGV[2]) or -1, rev}
+elseif op == 'itemof' then
+  local item = redis.call('HGET', KEYS[3], ARGV[2])
+  if not item then return fberr('FBNOITEM') end
+  local rev = string.match(redis.call('HGET', KEYS[4], ARGV[2]) or '', '^(%S+)') or ''
+  local sc = ''
+  if t == 'feed' then sc = redis.call('ZSCORE', KEYS[2], ARGV[2]) or '' end
+  return {item, sc, rev, t}
 end
 return fberr('unknown op ' .. op)
