@@ -48,7 +48,7 @@ func BenchmarkSSEReplay(b *testing.B) {
 			}
 			// each feed's journal begins before the resume point (a
 			// journal begun after a stream of several feeds' point resets
-			// it: see TestJournalMultiFeedResumeNewFeed in integration)
+			// it: see TestJournalMultiFeedResumeQuietFeeds in integration)
 			publishAll(b, w, names, 1)
 			time.Sleep(2 * time.Millisecond)
 			// the resume point: the stream's first id
