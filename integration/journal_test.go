@@ -53,8 +53,9 @@ rest:
 	return restClient(t, testenv.StartBridge(t, config, addr), rdb)
 }
 
-// restClient returns a REST client of a running bridge process, holding
-// its answers to the OpenAPI document it serves.
+// restClient returns a REST client of a running bridge process, once it
+// is ready; the document the binary serves is the one every answer is
+// held to.
 func restClient(t *testing.T, proc *testenv.Bridge, rdb *redis.Client) *restBridge {
 	t.Helper()
 	b := &restBridge{t: t, base: "http://" + proc.HTTPAddr, proc: proc, rdb: rdb}
@@ -520,7 +521,7 @@ func jobResult(t *testing.T, b *restBridge, loc string) core.Result {
 	var st core.JobStatus
 	for deadline := time.Now().Add(15 * time.Second); st.Result == nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("job %s never finished: %+v", loc, st)
+			t.Fatalf("job %s never finished: %+v\n%s", loc, st, b.proc.LogTail(30))
 		}
 		a := b.do("GET", loc, restAdminToken, "")
 		a.want(t, 200, "")

@@ -7,7 +7,28 @@ import (
 	"testing"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/feedbridge/feedbridge/integration/testenv"
 )
+
+// journalBenchStores starts a redis-server and returns two stores on it,
+// journaling off and on (10,000 events), with the feeds bench-off and
+// bench-on, and the journaling store's client.
+func journalBenchStores(b *testing.B) (off, on *Store, srv *testenv.Redis, rdb *redis.Client) {
+	off, srv = benchStore(b)
+	rdb = redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
+	b.Cleanup(func() { rdb.Close() })
+	on, err := NewStore(rdb, StoreOptions{Journal: JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range []string{"bench-off", "bench-on"} {
+		if err := off.Create(context.Background(), f, TypeFeed, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return off, on, srv, rdb
+}
 
 var usecRE = regexp.MustCompile(`cmdstat_evalsha:calls=\d+,usec=\d+,usec_per_call=([0-9.]+)`)
 
@@ -18,19 +39,8 @@ var usecRE = regexp.MustCompile(`cmdstat_evalsha:calls=\d+,usec=\d+,usec_per_cal
 // commandstats: what journaling costs Redis, without any client in the
 // way (BenchmarkPublishJournal measures the same through the Go client).
 func BenchmarkPublishJournalLimit(b *testing.B) {
-	off, srv := benchStore(b)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 4})
-	b.Cleanup(func() { rdb.Close() })
-	on, err := NewStore(rdb, StoreOptions{Journal: JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	off, on, srv, rdb := journalBenchStores(b)
 	ctx := context.Background()
-	for _, f := range []string{"bench-off", "bench-on"} {
-		if err := off.Create(ctx, f, TypeFeed, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
 	// run returns publishes/s and Redis' own CPU time per publish script
 	// call (INFO commandstats: steadier than rates on a shared machine)
 	run := func(s *Store, feed string) (rate, usec float64) {
