@@ -609,7 +609,8 @@ func TestJournalStaleRevision(t *testing.T) {
 // behind, with the position to go on from (its stream then continues
 // exactly from there), on a stream of one feed and of several; GET
 // .../changes from there answers 410 naming the revision to start again
-// from, which then works.
+// from, which then works. After Redis restarts without persistence (the
+// journal lost), a resume is a reset saying history-unavailable.
 func TestJournalRetention(t *testing.T) {
 	r := testenv.StartRedis(t)
 	rdb := redis.NewClient(&redis.Options{Addr: r.Addr})
@@ -670,6 +671,25 @@ func TestJournalRetention(t *testing.T) {
 	}
 	settle(t, nextS, s, true, "public:ret", "after", restPublisher(t, a, "public:ret"))
 	expectChanges(t, nextM, s, false, "publish public:ret after after")
+
+	// Redis restarts without persistence: the journal is lost and begins
+	// again; a position from before is history-unavailable, not resumed
+	r.Restart()
+	must(t, s.Create(ctx, "public:ret", thoonk.TypeFeed, nil))
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		res := a.do("POST", "/v1/feeds/public:ret/items?id=reborn", restAdminToken, "reborn", "Prefer", "wait=10")
+		if res.status == 201 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publish after Redis restarted: %d %s\n%s", res.status, res.body, a.proc.LogTail(20))
+		}
+	}
+	_, nextS = a.stream(one, head)
+	if reset := nextS(); reset.Type != "reset" || reset.Data != `{"reason":"history-unavailable"}` {
+		t.Fatalf("resume from a lost journal: %+v, want a history-unavailable reset", reset)
+	}
+	a.do("GET", "/v1/feeds/public:ret/changes?since="+head, "", "").want(t, 410, "history-gone")
 }
 
 // TestJournalClusterSlot: on a real Redis Cluster (3 masters, 3
