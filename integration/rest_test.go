@@ -13,7 +13,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/feedbridge/feedbridge/bridges/rest/resttest"
-	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
 	"github.com/feedbridge/feedbridge/integration/testenv"
 )
@@ -58,16 +57,8 @@ rest:
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &restBridge{t: t, base: "http://" + addr, proc: proc, store: store, rdb: rdb}
-	// the document the binary serves is the one every answer is held to
-	res, err := http.Get(b.base + "/v1/openapi.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b.check, err = resttest.New(resttest.Body(res)); err != nil {
-		t.Fatal(err)
-	}
-	b.waitReady()
+	b := restClient(t, proc, rdb)
+	b.store = store
 	return b
 }
 
@@ -206,19 +197,9 @@ func TestRESTEndToEnd(t *testing.T) {
 	// publish through a real job round trip
 	a := b.do("POST", "/v1/feeds/"+seg+"/items?id=t1", restAdminToken, `{"title":"ship it"}`, "Content-Type", "application/json")
 	a.want(t, 202, "")
-	loc := a.header.Get("Location")
-	var st core.JobStatus
 	// the result reaches the status record just after the job finishes
-	for deadline := time.Now().Add(15 * time.Second); st.Result == nil; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("job never finished: %+v\n%s", st, b.proc.LogTail(30))
-		}
-		s := b.do("GET", loc, restAdminToken, "")
-		s.want(t, 200, "")
-		_ = json.Unmarshal(s.body, &st)
-	}
-	if st.Result == nil || st.Result.Code != 201 || st.Result.ID != "t1" {
-		t.Fatalf("result %+v", st.Result)
+	if res := jobResult(t, b, a.header.Get("Location")); res.Code != 201 || res.ID != "t1" {
+		t.Fatalf("result %+v", res)
 	}
 	ev := next()
 	if ev.Type != "publish" || !strings.Contains(ev.Data, `"item":{"title":"ship it"}`) {

@@ -125,19 +125,7 @@ func publishRate(b *testing.B, s *Store, feed string, total int64) float64 {
 // on one redis-server in the same run, and reports both rates and their
 // ratio: what journaling every change in the publish script costs.
 func BenchmarkPublishJournal(b *testing.B) {
-	off, srv := benchStore(b)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
-	b.Cleanup(func() { rdb.Close() })
-	on, err := NewStore(rdb, StoreOptions{Journal: JournalOptions{MaxEvents: 10000, MaxItemBytes: 8192}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	for _, f := range []string{"bench-off", "bench-on"} {
-		if err := off.Create(ctx, f, TypeFeed, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
+	off, on, _, _ := journalBenchStores(b)
 	total := int64(max(b.N, 100000))
 	b.ResetTimer()
 	var rOff, rOn float64
