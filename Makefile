@@ -34,6 +34,9 @@ bench:
 	$(GO) test -run '^$$' -bench BenchmarkREST -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPP -benchtime 3x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkXMPPResyncCatchUp -benchtime 3x -count 2 ./bridges/xmpp/
+	$(GO) test -run '^$$' -bench 'PublishJournal' -benchtime 1x -count 5 ./core/thoonk/
+	$(GO) test -run '^$$' -bench SSEReplay -benchtime 20x -count 5 ./bridges/rest/
+	$(GO) test -run '^$$' -bench FleetCommandsPerItem -benchtime 1x ./integration/
 	$(GO) test -run '^$$' -bench BenchmarkIRC -benchtime 500x ./integration/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 30s)

@@ -274,9 +274,15 @@ create_feeds:
 	crashUnderLoad(t, b, rdb, "http://"+addr, queue, []string{"{news}:items", "{lists}:todo"}, 1200)
 	// a crash between a job's finish and its marker's removal leaves the
 	// marker to expire by itself
-	var markers []string
+	var (
+		mu      sync.Mutex // ForEachMaster runs the masters at once
+		markers []string
+	)
 	_ = rdb.ForEachMaster(context.Background(), func(ctx context.Context, c *redis.Client) error {
-		markers = append(markers, c.Keys(ctx, "feedbridge.applied:*").Val()...)
+		keys := c.Keys(ctx, "feedbridge.applied:*").Val()
+		mu.Lock()
+		defer mu.Unlock()
+		markers = append(markers, keys...)
 		return nil
 	})
 	for _, m := range markers {

@@ -386,6 +386,9 @@ func TestJournalMultiFeedResumeQuietFeeds(t *testing.T) {
 			if tc.whileAway {
 				storePublisher(t, w, "public:other")("o1", "o1")
 				want = append(want, "publish public:other o1 o1")
+				// (a resume orders changes of different feeds by their
+				// revisions' milliseconds: within one, by feed name)
+				tickRedis(t, rdb)
 			}
 			storePublisher(t, w, "public:busy")("b2", "b2")
 			want = append(want, "publish public:busy b2 b2")

@@ -153,19 +153,21 @@ func parsePoint(id string, multi bool) (point, bool) {
 }
 
 // after returns the revision after which a feed's events are new to the
-// stream at this point.
-func (p point) after(feed string) string {
+// stream at this point, and whether it is one of the feed's own (else a
+// point in time: the stream saw no event of the feed in its last
+// millisecond, and the feed may have had none since, or its first after).
+func (p point) after(feed string) (string, bool) {
 	if p.seen == nil {
-		return p.single
+		return p.single, true
 	}
 	if seq, ok := p.seen[feedHash(feed)]; ok {
-		return strconv.FormatUint(p.ms, 10) + "-" + strconv.FormatUint(seq, 10)
+		return strconv.FormatUint(p.ms, 10) + "-" + strconv.FormatUint(seq, 10), true
 	}
 	if p.ms == 0 {
-		return thoonk.RevStart
+		return thoonk.RevStart, true
 	}
 	// every event of the millisecond is new: start just before it
-	return strconv.FormatUint(p.ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10)
+	return strconv.FormatUint(p.ms-1, 10) + "-" + strconv.FormatUint(^uint64(0), 10), false
 }
 
 // revLess orders revisions (feed names break ties between feeds).
@@ -196,7 +198,8 @@ func (b *Bridge) replay(ctx context.Context, p point, feeds []string) ([]entry, 
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			es, err := b.readJournal(ctx, f, p.after(f), maxReplay)
+			after, own := p.after(f)
+			es, err := b.readJournal(ctx, f, after, !own, maxReplay)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -220,11 +223,15 @@ func (b *Bridge) replay(ctx context.Context, p point, feeds []string) ([]entry, 
 
 // readJournal reads up to max of a feed's journal entries after a
 // revision, rendered as the stream sends them.
-func (b *Bridge) readJournal(ctx context.Context, feed, after string, max int) ([]entry, error) {
+func (b *Bridge) readJournal(ctx context.Context, feed, after string, timed bool, max int) ([]entry, error) {
 	j := b.hub.Store.Journal(feed)
 	var out []entry
 	for len(out) < max {
-		es, _, err := j.Read(ctx, after, min(1000, max-len(out)))
+		read := j.Read
+		if timed && len(out) == 0 {
+			read = j.ReadAfterTime // (then from an entry of the journal)
+		}
+		es, _, err := read(ctx, after, min(1000, max-len(out)))
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +326,7 @@ func (b *Bridge) changes(c *gin.Context) {
 	}
 	defer done()
 	for {
-		entries, err := b.readJournal(ctx, feed, since, limit+1)
+		entries, err := b.readJournal(ctx, feed, since, false, limit+1)
 		var gap *thoonk.GapError
 		switch {
 		case errors.As(err, &gap):

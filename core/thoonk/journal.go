@@ -140,6 +140,20 @@ func (s *Store) Journal(feed string) *Journal {
 // (RevStart when it has none). When the entries after `after` cannot all
 // be returned it fails with a *GapError.
 func (j *Journal) Read(ctx context.Context, after string, limit int) ([]Entry, string, error) {
+	return j.read(ctx, after, limit, "rev")
+}
+
+// ReadAfterTime is Read from a point in time instead of a revision: the
+// entries journaled after after ("<ms>-<n>", which need not be an entry of
+// this journal: the feed may have had no change since, or its first one
+// after it). Only changes after it that the journal's bounds dropped make
+// it fail (a *GapError, "trimmed"); a journal lost and begun again after
+// the point cannot be told from a feed first changed after it.
+func (j *Journal) ReadAfterTime(ctx context.Context, after string, limit int) ([]Entry, string, error) {
+	return j.read(ctx, after, limit, "time")
+}
+
+func (j *Journal) read(ctx context.Context, after string, limit int, mode string) ([]Entry, string, error) {
 	if j.err != nil {
 		return nil, "", j.err
 	}
@@ -149,7 +163,7 @@ func (j *Journal) Read(ctx context.Context, after string, limit int) ([]Entry, s
 	if limit <= 0 {
 		limit = DefaultPageSize
 	}
-	vals, err := j.s.run(ctx, scripts.journalRead, []string{j.k.journal, j.k.jmeta}, after, limit).Slice()
+	vals, err := j.s.run(ctx, scripts.journalRead, []string{j.k.journal, j.k.jmeta}, after, limit, mode).Slice()
 	if err != nil {
 		return nil, "", fmt.Errorf("journal of %q: %w", j.name, err)
 	}

@@ -1,11 +1,13 @@
 -- Reads a feed's journal after an entry id.
 -- KEYS: journal, journal meta
--- ARGV: after ('0-0' = from the start of the journal), count
+-- ARGV: after ('0-0' = from the start of the journal), count, mode ('time':
+--       after is a point in time, not necessarily an entry of this journal)
 -- Replies {'ok', last entry id or '', entry, ...} with each entry as
 -- {id, {field, value, ...}}, or {'gap', reason}: 'trimmed' (entries after
 -- the id are no longer kept) or 'unknown' (the id is not from this
--- journal: it was lost and begun again, or the id is from elsewhere).
-local after, count = ARGV[1], tonumber(ARGV[2])
+-- journal: it was lost and begun again, or the id is from elsewhere; never
+-- in 'time' mode).
+local after, count, timed = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'time'
 local meta = redis.call('HMGET', KEYS[2], 'floor', 'born')
 local floor, born = meta[1], meta[2]
 local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
@@ -24,8 +26,10 @@ if not string.match(after, '^%d+%-%d+$') then return {'gap', 'unknown'} end
 if after == '0-0' then
   if floor then return {'gap', 'trimmed'} end
 else
-  if not born or idlt(after, born) then return {'gap', 'unknown'} end
-  if lastid ~= '' and idlt(lastid, after) then return {'gap', 'unknown'} end
+  if not timed then
+    if not born or idlt(after, born) then return {'gap', 'unknown'} end
+    if lastid ~= '' and idlt(lastid, after) then return {'gap', 'unknown'} end
+  end
   if floor and idlt(after, floor) then return {'gap', 'trimmed'} end
 end
 local out = {'ok', lastid}
