@@ -125,6 +125,25 @@ func (e *ircEnv) tick(t *testing.T) {
 	}
 }
 
+// restartServer starts ngIRCd again just after the bot failed a
+// reconnect attempt and joins alice to channels at once, so that she is
+// in them before the bot's next attempt (its reconnect delay, at least
+// half of reconnect.min, must leave her time) and sees all it posts.
+func (e *ircEnv) restartServer(t *testing.T, channels ...string) *ircPerson {
+	t.Helper()
+	const failed = "irc: disconnected; reconnecting"
+	n := strings.Count(e.bridge.Log(), failed)
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(e.bridge.Log(), failed) == n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bot made no reconnect attempt in 30 s:\n%s", e.bridge.LogTail(20))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	e.ngircd.Start()
+	return ircJoin(t, e.ngircd.Addr, "alice", channels...)
+}
+
 // waitMark waits until the bot has stored, as delivered in channel, the
 // revision of item id's last change in feed as its catch-up mark.
 func (e *ircEnv) waitMark(t *testing.T, channel, feed, id string) {

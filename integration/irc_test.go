@@ -187,8 +187,7 @@ func TestIRCReconnectCatchUp(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		e.publishOrdered(t, "news", fmt.Sprintf("missed %d", i))
 	}
-	e.ngircd.Start()
-	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	alice = e.restartServer(t, "#news")
 	alice.botJoined("#news")
 	got := []string{
 		alice.expect("the summary", 20*time.Second, ircFromBot("PRIVMSG", "#news", "")).Trailing(),
@@ -322,7 +321,7 @@ func TestIRCNickOverServerLimit(t *testing.T) {
 // in order: the retraction, the edit and the new item.
 func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
 	e, alice := newsChannel(t, testenv.NgircdOptions{}, `  rate: {interval: 0s}
-  reconnect: {min: 2s, max: 2s}
+  reconnect: {min: 3s, max: 3s}
   catch_up: 5
 `)
 	first := e.publishOrdered(t, "news", "first")
@@ -342,8 +341,7 @@ func TestIRCCatchUpAfterRetractAndEdit(t *testing.T) {
 	}
 	e.tick(t)
 	e.publishOrdered(t, "news", "third")
-	e.ngircd.Start()
-	alice = ircJoin(t, e.ngircd.Addr, "alice", "#news")
+	alice = e.restartServer(t, "#news")
 	alice.botJoined("#news")
 	for _, want := range []string{"[news] retracted " + second, "[news] edited: first, corrected", "[news] third"} {
 		if m := alice.expect("a caught-up item", 20*time.Second, ircFromBot("PRIVMSG", "#news", "[news] ")); !strings.HasPrefix(m.Trailing(), want) {

@@ -186,20 +186,35 @@ func (c *cursors) run(ctx context.Context) {
 // flush writes the changed cursors and deletes the dropped ones; what
 // could not be written is kept for the next flush. Without a valid lease
 // it writes nothing (another process may lead the component by now).
-func (c *cursors) flush(ctx context.Context) error {
+// Given feeds, it writes only theirs (a new subscription's cursor is
+// written before the subscription is confirmed, so that a kill -9 right
+// after the reply loses none of the changes that follow).
+func (c *cursors) flush(ctx context.Context, only ...string) error {
 	c.mu.Lock()
 	if len(c.dirty) == 0 && len(c.gone) == 0 || !c.valid() {
 		c.mu.Unlock()
 		return nil
 	}
 	values := make(map[string]string, len(c.dirty))
-	for feed := range c.dirty {
-		values[feed] = c.nodes[feed].sent
+	var gone []string
+	if only == nil {
+		for feed := range c.dirty {
+			values[feed] = c.nodes[feed].sent
+		}
+		gone = slices.Collect(maps.Keys(c.gone))
+		clear(c.dirty)
+		clear(c.gone)
 	}
-	gone := slices.Collect(maps.Keys(c.gone))
-	clear(c.dirty)
-	clear(c.gone)
+	for _, feed := range only {
+		if c.dirty[feed] {
+			values[feed] = c.nodes[feed].sent
+			delete(c.dirty, feed)
+		}
+	}
 	c.mu.Unlock()
+	if len(values) == 0 && len(gone) == 0 {
+		return nil
+	}
 
 	err := c.store.AdvanceMarks(ctx, c.key, 0, values)
 	if err == nil && len(gone) > 0 {

@@ -381,6 +381,10 @@ func (s *service) subscribe(ctx context.Context, req *request, who caller) ([]xm
 		s.log.Warn("xmpp: subscribe", "feed", feed, "jid", j, "err", err)
 		return nil, nil, errInternal("could not store the subscription; try again")
 	}
+	if err := s.cursors.flush(ctx, feed); err != nil {
+		// kept for the next flush: only a crash before it would miss changes
+		s.log.Warn("xmpp: store the new subscription's cursor", "feed", feed, "err", err)
+	}
 	last, ok := s.lastItem(ctx, feed, s.cursors.pulledOf(nc))
 	return subscribed(req, j, sub), func() {
 		defer nc.mu.Unlock()
