@@ -107,6 +107,18 @@ func countEach(lines []string, items ...string) map[string]int {
 	return n
 }
 
+// startIRCFleet starts n bridges on e's Redis and ngIRCd with the irc
+// section given.
+func startIRCFleet(t *testing.T, e *ircEnv, section string, n int) []*testenv.Bridge {
+	t.Helper()
+	var bridges []*testenv.Bridge
+	for range n {
+		addr := testenv.FreeAddr(t)
+		bridges = append(bridges, testenv.StartBridge(t, ircConfig(e.redis.URL, addr, e.ngircd.Addr, section), addr))
+	}
+	return bridges
+}
+
 // TestIRCFleet: three bridges on one Redis and one ngIRCd: one bot is in
 // the channel and each item is announced once; kill -9 the leader and a
 // standby takes the channel once the lease expires, posting what was
@@ -122,11 +134,7 @@ func TestIRCFleet(t *testing.T) {
 fleet:
   lease_ttl: ` + fleetTTL.String() + `
 `
-	var bridges []*testenv.Bridge
-	for range 3 {
-		addr := testenv.FreeAddr(t)
-		bridges = append(bridges, testenv.StartBridge(t, ircConfig(e.redis.URL, addr, e.ngircd.Addr, section), addr))
-	}
+	bridges := startIRCFleet(t, e, section, 3)
 	alice.botJoined("#news")
 	leader := fleetLeader(t, bridges, "irc", -1)
 	for i := range 3 {
@@ -210,11 +218,7 @@ func TestIRCFrozenLeaderSendsNothing(t *testing.T) {
 fleet:
   lease_ttl: 2s
 `
-	var bridges []*testenv.Bridge
-	for range 2 {
-		addr := testenv.FreeAddr(t)
-		bridges = append(bridges, testenv.StartBridge(t, ircConfig(e.redis.URL, addr, e.ngircd.Addr, section), addr))
-	}
+	bridges := startIRCFleet(t, e, section, 2)
 	alice.botJoined("#news")
 	leader := fleetLeader(t, bridges, "irc", -1)
 	before := e.publish(t, "news", "before")
