@@ -36,10 +36,46 @@ type announcer struct {
 	// feed in the channel's current stay (the delivered one is in the
 	// mark store).
 	queued map[string]map[string]string
+	// joinBase is, per channel and feed without a mark, the journal's end
+	// read before the JOIN went out: a first join starts there, so that a
+	// change made while the server answers the JOIN is posted.
+	joinBase map[string]map[string]string
 }
 
 func newAnnouncer(b *Bridge) *announcer {
-	return &announcer{b: b, types: map[string]thoonk.FeedType{}, queued: map[string]map[string]string{}}
+	return &announcer{b: b, types: map[string]thoonk.FeedType{}, queued: map[string]map[string]string{},
+		joinBase: map[string]map[string]string{}}
+}
+
+// joinChangesMax bounds the changes a first join posts from while its
+// JOIN was answered (see joinBase).
+const joinChangesMax = 1000
+
+// join asks the session to join channels, having read first, for each
+// feed a channel shows and has no mark for yet (a first join), where the
+// feed's journal ends (see joinBase).
+func (a *announcer) join(ctx context.Context, s *session, names []string) {
+	b := a.b
+	for _, name := range names {
+		feeds, spec, err := b.channelFeeds(ctx, s, name)
+		if err != nil || spec == nil {
+			continue // the catch-up after the JOIN says why
+		}
+		key := s.casemap().fold(name)
+		delete(a.joinBase, key)
+		for _, feed := range feeds {
+			if !holdsItems(a.feedType(ctx, feed)) {
+				continue
+			}
+			if _, marked, err := b.marks.get(ctx, key, feed); err != nil || marked {
+				continue
+			}
+			if last, err := b.hub.Store.Journal(feed).Last(ctx); err == nil {
+				setNested(a.joinBase, key, feed, last)
+			}
+		}
+	}
+	b.join(s, names)
 }
 
 func (a *announcer) run(ctx context.Context, sub *thoonk.Subscription) {
@@ -79,7 +115,7 @@ func (a *announcer) housekeeping(ctx context.Context) {
 	}
 	if ready == s {
 		clear(a.queued) // the queue was dropped with the old connection
-		b.join(s, b.desiredChannels(ctx, s))
+		a.join(ctx, s, b.desiredChannels(ctx, s))
 	}
 	for _, name := range fresh {
 		a.catchUp(ctx, s, name, true)
@@ -118,7 +154,7 @@ func (a *announcer) handle(ctx context.Context, ev thoonk.Event) {
 		if s := b.current(); ev.Type == thoonk.EventCreate && s != nil && b.c.auto != nil && b.public(ev.Feed) &&
 			holdsItems(a.feedType(ctx, ev.Feed)) {
 			if name := autoChannel(b.cfg.AutoChannels.Prefix, ev.Feed, s.channelLen()); name != "" && !b.isJoined(name) {
-				b.join(s, []string{name})
+				a.join(ctx, s, []string{name})
 			}
 		}
 		return
@@ -295,9 +331,12 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 	}
 	j := b.hub.Store.Journal(feed)
-	if !ok {
+	base, before := a.joinBase[key][feed]
+	delete(a.joinBase[key], feed)
+	if !ok && (!before || onJoin && t.spec.backlog > 0) {
 		// a first join: the baseline is the journal's end, nothing is
-		// posted but the backlog (the newest items)
+		// posted but the backlog (the newest items, which hold what was
+		// published while the JOIN was answered)
 		last, err := j.Last(ctx)
 		if err != nil {
 			return err
@@ -309,7 +348,16 @@ func (a *announcer) catchUpFeed(ctx context.Context, s *session, t target, key, 
 		}
 		return nil
 	}
-	kept, missed, after, err := j.Newest(ctx, from, b.cfg.CatchUp, func(e thoonk.Entry) bool { return t.spec.events[kindOf(e.Type)] })
+	keep := b.cfg.CatchUp
+	if !ok {
+		// a first join without backlog: what changed since the journal's
+		// end before the JOIN went out is posted, as live changes are
+		// (catch_up bounds what was missed while away, not this; the
+		// channel's queue bounds it)
+		from, keep = base, joinChangesMax
+		b.marks.delivered(mark{channel: key, feed: feed, rev: base})
+	}
+	kept, missed, after, err := j.Newest(ctx, from, keep, func(e thoonk.Entry) bool { return t.spec.events[kindOf(e.Type)] })
 	var gap *thoonk.GapError
 	if errors.As(err, &gap) {
 		// older than what the journal keeps: say so, go on from its end

@@ -263,6 +263,27 @@ func TestFirstJoinStartsAtTheJournalsEnd(t *testing.T) {
 	}
 }
 
+// TestFirstJoinPostsWhatChangedWhileJoining: on a first join, a change
+// made after the JOIN went out but before the server's echo (its event
+// arriving while the channel waits, so nobody posts it live) is posted by
+// the join's catch-up; what was there before the JOIN is not.
+func TestFirstJoinPostsWhatChangedWhileJoining(t *testing.T) {
+	b, feed, tick := newsBridge(t, "")
+	ctx := context.Background()
+	publishAt(t, feed, tick, "before the join")
+	s := testSession(b)
+	a := newAnnouncer(b)
+	a.join(ctx, s, []string{"#news"})
+	during := publishAt(t, feed, tick, "while joining")
+	a.handle(ctx, journalEvent(t, b, "news", during))
+	b.joined(s, "#news")
+	a.housekeeping(ctx)
+	got := slices.DeleteFunc(drain(b.q), func(l string) bool { return !strings.HasPrefix(l, "PRIVMSG") })
+	if want := []string{"PRIVMSG #news :[news] while joining"}; !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
+
 // TestRefusedSendIsPostedAgain: an announcement the server refuses (404,
 // cannot send to channel) is not counted as delivered: after join_retry
 // the bot catches the channel up from the last delivered item.

@@ -23,7 +23,8 @@
 //     bot posts the changes after the mark in order (publishes, edits,
 //     retractions, trims, moves), up to catch_up of them after a count of
 //     the rest, or one line when the mark is older than the journal; a
-//     first join starts at the journal's end. An announcement counts as
+//     first join starts at the journal's end as read before the JOIN
+//     goes out. An announcement counts as
 //     delivered once the server answers a PING written after it: a
 //     refusal (404) comes first.
 //   - In a fleet of bridges, one process holds the network's lease

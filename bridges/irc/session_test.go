@@ -601,6 +601,14 @@ func TestRunStopsCleanly(t *testing.T) {
 	if err := b.hub.Events.WaitConnected(lctx); err != nil {
 		t.Fatal(err)
 	}
+	// the reads before a JOIN open the store's connections: open them
+	// first, as they outlive Run
+	if _, err := b.hub.Store.Journal("news").Last(lctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.hub.Store.Feeds(lctx); err != nil {
+		t.Fatal(err)
+	}
 	before := runtime.NumGoroutine()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
