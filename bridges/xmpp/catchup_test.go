@@ -12,6 +12,7 @@ import (
 
 	"github.com/feedbridge/feedbridge/core"
 	"github.com/feedbridge/feedbridge/core/thoonk"
+	"github.com/feedbridge/feedbridge/integration/testenv"
 )
 
 // drain plays the notifier's sending without a connection: it takes every
@@ -283,17 +284,25 @@ func TestXMPPSortedFeedCatchUp(t *testing.T) {
 	}
 }
 
+// catchUpMax2 returns a service with catch_up_max 2 on a hub holding the
+// plain feed f, and its captured log.
+func catchUpMax2(t *testing.T) (*service, *core.Hub, *testenv.LogBuffer) {
+	t.Helper()
+	hub, _ := newHub(t)
+	logs := captureLog(hub)
+	cfg := testConfig("pubsub.test", "127.0.0.1:1")
+	cfg.CatchUpMax = 2
+	s := newService(cfg, hub, newConns())
+	must(t, hub.Store.Create(context.Background(), "f", thoonk.TypeFeed, nil))
+	return s, hub, logs
+}
+
 // TestXMPPCatchUpMax checks the bound on a catch-up: with more missed
 // changes than catch_up_max, subscribers get the newest ones and the
 // number skipped is logged.
 func TestXMPPCatchUpMax(t *testing.T) {
-	hub, _ := newHub(t)
-	logs := captureLog(hub)
+	s, hub, logs := catchUpMax2(t)
 	ctx := context.Background()
-	cfg := testConfig("pubsub.test", "127.0.0.1:1")
-	cfg.CatchUpMax = 2
-	s := newService(cfg, hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	publish := func(id string) {
 		t.Helper()
 		_, err := hub.Store.Feed("f").Publish(ctx, []byte(`{}`), id)
@@ -318,13 +327,8 @@ func TestXMPPCatchUpMax(t *testing.T) {
 // (oldest first) and the reason is logged; the node then follows the
 // journal again.
 func TestXMPPJournalGapSendsNewest(t *testing.T) {
-	hub, _ := newHub(t)
-	logs := captureLog(hub)
+	s, hub, logs := catchUpMax2(t)
 	ctx := context.Background()
-	cfg := testConfig("pubsub.test", "127.0.0.1:1")
-	cfg.CatchUpMax = 2
-	s := newService(cfg, hub, newConns())
-	must(t, hub.Store.Create(ctx, "f", thoonk.TypeFeed, nil))
 	_, err := hub.Store.Feed("f").Publish(ctx, []byte(`{}`), "0")
 	must(t, err)
 	follow(t, s, "f", "x@test")
