@@ -169,14 +169,16 @@ fleet:
 
 	// SIGTERM the new leader: the last standby takes over at once
 	stopped := time.Now()
-	if err := bridges[next].Terminate(10 * time.Second); err != nil {
-		t.Fatalf("graceful stop: %v", err)
-	}
+	bridges[next].BeginTerminate()
 	alice.expect("the last bot joining", 10*time.Second, func(m *irc.Message) bool {
 		return m.Command == "JOIN" && isBot(m) && m.Param(0) == "#news"
 	})
 	handover := time.Since(stopped)
-	e.publish(t, "news", "after-term")
+	if err := bridges[next].Wait(10*time.Second, "SIGTERM"); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+	// in distinct milliseconds: items of one millisecond sort by id
+	e.publishOrdered(t, "news", "after-term")
 	e.publish(t, "news", "mark-3")
 	lines = announced(alice, "#news", "mark-3", 20*time.Second)
 	if n := countEach(lines, "after-term", "gap-", "first-"); n["after-term"] != 1 || n["gap-"] != 0 || n["first-"] != 0 {
@@ -361,11 +363,12 @@ func TestXMPPFleet(t *testing.T) {
 	bridges[leader].Start() // back as a standby
 	fleetLeader(t, bridges, "xmpp", -1)
 	stopped := time.Now()
-	if err := bridges[next].Terminate(10 * time.Second); err != nil {
-		t.Fatalf("graceful stop: %v", err)
-	}
+	bridges[next].BeginTerminate()
 	fleetLeader(t, bridges, "xmpp", next)
 	handover := time.Since(stopped)
+	if err := bridges[next].Wait(10*time.Second, "SIGTERM"); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
 	publish("three")
 	xmppExpect(t, alice, "three")
 	alice.none(500 * time.Millisecond)

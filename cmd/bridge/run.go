@@ -84,7 +84,11 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	}
 	journaler := core.NewJournaler(store, listener, log.With("component", "journal"))
 	metrics.Register(core.NewRedisCollector(store, listener, hub.Actions.Queues), core.NewJournalCollector(journaler))
-	bg.Go(func() { housekeeping(runCtx, hub, cfg, journaler) })
+	// housekeeping stops, and hands its lease to a standby, as soon as
+	// shutdown begins
+	hkCtx, stopHousekeeping := context.WithCancel(runCtx)
+	defer stopHousekeeping()
+	bg.Go(func() { housekeeping(hkCtx, hub, cfg, journaler) })
 
 	workerCtx, stopWorker := context.WithCancel(runCtx)
 	var workerDone sync.WaitGroup
@@ -133,13 +137,14 @@ func run(ctx context.Context, path string, logOut io.Writer) error {
 	go func() {
 		defer close(done)
 		// 1. stop taking input: HTTP stops accepting and drains requests
-		// while the adapters close their connections (and hand their
-		// leases to a standby at once).
+		// while the adapters close their connections and housekeeping
+		// stops (each handing its lease to a standby at once).
 		var drained sync.WaitGroup
 		if srv != nil {
 			drained.Go(func() { _ = srv.Shutdown(deadline) })
 		}
 		stopAdapters()
+		stopHousekeeping()
 		adaptersDone.Wait()
 		drained.Wait()
 		// 2. the worker finishes the jobs in hand.

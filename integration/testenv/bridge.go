@@ -145,23 +145,30 @@ func (b *Bridge) Start() {
 // exited within timeout.
 func (b *Bridge) Terminate(timeout time.Duration) error {
 	b.tb.Helper()
-	return b.end(syscall.SIGTERM, "SIGTERM", timeout)
+	b.BeginTerminate()
+	return b.Wait(timeout, "SIGTERM")
+}
+
+// BeginTerminate sends SIGTERM and returns at once: a test times what
+// happens while the bridge shuts down, then calls Wait.
+func (b *Bridge) BeginTerminate() {
+	b.tb.Helper()
+	b.send(syscall.SIGTERM)
 }
 
 // Kill stops the bridge at once with SIGKILL to its process group, as a
 // crash would: nothing in hand is finished or given back.
 func (b *Bridge) Kill() {
 	b.tb.Helper()
-	_ = b.end(syscall.SIGKILL, "SIGKILL", 10*time.Second)
+	b.send(syscall.SIGKILL)
+	_ = b.Wait(10*time.Second, "SIGKILL")
 }
 
-// end sends sig (named name; SIGKILL goes to the whole process group) and
-// waits for the bridge to exit, within timeout; it returns how the bridge
-// ended.
-func (b *Bridge) end(sig syscall.Signal, name string, timeout time.Duration) error {
+// send sends sig to the bridge (SIGKILL to its whole process group).
+func (b *Bridge) send(sig syscall.Signal) {
 	b.tb.Helper()
 	b.proc.mu.Lock()
-	cmd, done := b.proc.cmd, b.proc.done
+	cmd := b.proc.cmd
 	b.proc.mu.Unlock()
 	if cmd == nil {
 		b.tb.Fatal("bridge is not running")
@@ -171,10 +178,22 @@ func (b *Bridge) end(sig syscall.Signal, name string, timeout time.Duration) err
 		pid = -pid // Setpgid: the group's id is the bridge's pid
 	}
 	_ = syscall.Kill(pid, sig)
+}
+
+// Wait waits for the bridge to exit after the signal named by what,
+// within timeout, and returns how it ended (nil for exit status 0).
+func (b *Bridge) Wait(timeout time.Duration, what string) error {
+	b.tb.Helper()
+	b.proc.mu.Lock()
+	done := b.proc.done
+	b.proc.mu.Unlock()
+	if done == nil {
+		b.tb.Fatal("bridge is not running")
+	}
 	select {
 	case <-done:
 	case <-time.After(timeout):
-		b.tb.Fatalf("bridge did not exit within %v of %s", timeout, name)
+		b.tb.Fatalf("bridge did not exit within %v of %s", timeout, what)
 	}
 	b.proc.mu.Lock()
 	err := b.proc.werr
