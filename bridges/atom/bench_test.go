@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/feedbridge/feedbridge/core/thoonk"
@@ -20,8 +21,9 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkFeed -benchtime 2s -count 3 ./bridges/atom/
 func BenchmarkFeed(b *testing.B) {
-	for _, mode := range []string{"fresh", "fresh-reference", "cached", "304"} {
-		b.Run(mode, func(b *testing.B) {
+	for _, name := range []string{"fresh", "fresh-reference", "cached", "304", "fresh-parallel", "fresh-reference-parallel"} {
+		mode, parallel := strings.CutSuffix(name, "-parallel")
+		b.Run(name, func(b *testing.B) {
 			section := ""
 			if mode == "fresh" || mode == "fresh-reference" {
 				section = "cache_bytes: 0"
@@ -43,6 +45,30 @@ func BenchmarkFeed(b *testing.B) {
 				want = http.StatusNotModified
 			}
 			ctx := context.Background()
+			if parallel {
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						req := req.Clone(ctx) // the mux writes into a request it routes
+						if mode == "fresh-reference" {
+							r, err := h.bridge.referenceRender(ctx, "bench")
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							http.ServeContent(httptest.NewRecorder(), req, "", r.modified, bytes.NewReader(r.body))
+							continue
+						}
+						rec := httptest.NewRecorder()
+						h.mux.ServeHTTP(rec, req)
+						if rec.Code != want {
+							b.Errorf("status %d", rec.Code)
+							return
+						}
+					}
+				})
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+				return
+			}
 			for b.Loop() {
 				if mode == "fresh-reference" {
 					// the render and its answer; the routing, access check
