@@ -184,9 +184,7 @@ func (b *Bridge) send(sig syscall.Signal) {
 // within timeout, and returns how it ended (nil for exit status 0).
 func (b *Bridge) Wait(timeout time.Duration, what string) error {
 	b.tb.Helper()
-	b.proc.mu.Lock()
-	done := b.proc.done
-	b.proc.mu.Unlock()
+	done := b.proc.exited()
 	if done == nil {
 		b.tb.Fatal("bridge is not running")
 	}
